@@ -1,0 +1,498 @@
+//! Typed configuration (`authzd.toml`) and its validation.
+//!
+//! This module owns parsing and checking the file; it never touches the
+//! network or builds runtime objects. Paths in the file are relative to the
+//! file's own directory and are resolved here, once.
+
+use std::{
+    net::SocketAddr,
+    path::{Path, PathBuf},
+};
+
+use serde::Deserialize;
+
+use crate::token::Alg;
+
+/// Everything wrong with a configuration file, each naming file, key and value.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config `{path}`: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("invalid config `{path}`: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("invalid config `{path}`: key `{key}`: {message}")]
+    Invalid {
+        path: PathBuf,
+        key: String,
+        message: String,
+    },
+}
+
+/// The whole file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default)]
+    pub server: ServerConfig,
+    /// `allow`: an `OPTIONS` preflight (with `Origin` and
+    /// `Access-Control-Request-Method`) is answered 200 without a token.
+    /// `check`: preflights go through the pipeline like any request.
+    #[serde(default)]
+    pub cors_preflight: CorsPreflight,
+    #[serde(default, rename = "issuer")]
+    pub issuers: Vec<IssuerConfig>,
+    #[serde(default, rename = "route")]
+    pub routes: Vec<RouteConfig>,
+    pub policy: PolicyConfig,
+    #[serde(default)]
+    pub decision_log: DecisionLogConfig,
+    /// The file this was read from; relative paths were resolved against its directory.
+    #[serde(skip)]
+    pub source: PathBuf,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    #[serde(default = "default_grpc_addr")]
+    pub grpc_addr: SocketAddr,
+    #[serde(default = "default_http_addr")]
+    pub http_addr: SocketAddr,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            grpc_addr: default_grpc_addr(),
+            http_addr: default_http_addr(),
+        }
+    }
+}
+
+fn default_grpc_addr() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 50051))
+}
+
+fn default_http_addr() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 8181))
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CorsPreflight {
+    #[default]
+    Allow,
+    Check,
+}
+
+/// One trusted token issuer (SPEC §4).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IssuerConfig {
+    /// Exact `iss` value.
+    pub issuer: String,
+    /// `aud` must contain one of these; without `aud`, `client_id` must be one.
+    /// Empty means the audience is not checked.
+    #[serde(default)]
+    pub audiences: Vec<String>,
+    pub jwks_uri: Option<String>,
+    pub jwks_file: Option<PathBuf>,
+    #[serde(default = "default_algorithms")]
+    pub algorithms: Vec<String>,
+    #[serde(default = "default_roles_claims")]
+    pub roles_claims: Vec<String>,
+    #[serde(default = "default_scope_claims")]
+    pub scope_claims: Vec<String>,
+    #[serde(default = "default_subject_claim")]
+    pub subject_claim: String,
+    pub token_use: Option<String>,
+    #[serde(default = "default_leeway")]
+    pub leeway_secs: u64,
+    #[serde(default = "default_min_refresh")]
+    pub jwks_min_refresh_secs: u64,
+    #[serde(default = "default_max_stale")]
+    pub jwks_max_stale_secs: u64,
+    #[serde(default = "default_fetch_timeout_ms")]
+    pub jwks_timeout_ms: u64,
+    /// Parsed `algorithms`, filled by [`Config::validate`].
+    #[serde(skip)]
+    pub algs: Vec<Alg>,
+}
+
+fn default_algorithms() -> Vec<String> {
+    vec!["RS256".into()]
+}
+fn default_roles_claims() -> Vec<String> {
+    vec!["/cognito:groups".into()]
+}
+fn default_scope_claims() -> Vec<String> {
+    vec!["/scope".into(), "/scp".into()]
+}
+fn default_subject_claim() -> String {
+    "/sub".into()
+}
+fn default_leeway() -> u64 {
+    60
+}
+fn default_min_refresh() -> u64 {
+    30
+}
+fn default_max_stale() -> u64 {
+    86_400
+}
+fn default_fetch_timeout_ms() -> u64 {
+    5_000
+}
+
+/// One row of the route table (SPEC §5).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteConfig {
+    #[serde(default = "default_method")]
+    pub method: String,
+    pub path: String,
+    #[serde(default)]
+    pub scopes: Vec<String>,
+    #[serde(default)]
+    pub auth: RouteAuth,
+}
+
+fn default_method() -> String {
+    "ANY".into()
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RouteAuth {
+    #[default]
+    Jwt,
+    None,
+}
+
+/// Casbin model and policy (SPEC §7).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyConfig {
+    pub model: PathBuf,
+    pub policy: PathBuf,
+    /// Prepended to the subject before enforcement (e.g. `user:`).
+    #[serde(default)]
+    pub subject_prefix: String,
+    /// Prepended to every claim role before enforcement (e.g. `role:`).
+    #[serde(default)]
+    pub role_prefix: String,
+    /// JSON Pointer of the claim giving the domain for four-field models,
+    /// used when the request carries no `domain`.
+    pub domain_claim: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DecisionLogConfig {
+    /// `stdout`, `off`, or a file path (appended to).
+    #[serde(default = "default_log_output")]
+    pub output: String,
+    /// Records buffered between the request path and the writer task.
+    #[serde(default = "default_log_buffer")]
+    pub buffer: usize,
+}
+
+impl Default for DecisionLogConfig {
+    fn default() -> Self {
+        Self {
+            output: default_log_output(),
+            buffer: default_log_buffer(),
+        }
+    }
+}
+
+fn default_log_output() -> String {
+    "stdout".into()
+}
+fn default_log_buffer() -> usize {
+    16_384
+}
+
+impl Config {
+    /// Reads, parses and validates `path`.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::from_toml(&text, path)
+    }
+
+    /// Parses `text` as if read from `path` (relative paths resolve against its directory).
+    pub fn from_toml(text: &str, path: &Path) -> Result<Self, ConfigError> {
+        let mut config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: path.to_owned(),
+            message: e.to_string().trim_end().replace('\n', " "),
+        })?;
+        config.source = path.to_owned();
+        let base = path.parent().unwrap_or(Path::new(".")).to_owned();
+        config.resolve_paths(&base);
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn resolve_paths(&mut self, base: &Path) {
+        let resolve = |p: &mut PathBuf| {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        };
+        resolve(&mut self.policy.model);
+        resolve(&mut self.policy.policy);
+        for issuer in &mut self.issuers {
+            if let Some(file) = issuer.jwks_file.as_mut() {
+                resolve(file);
+            }
+        }
+        if !matches!(self.decision_log.output.as_str(), "stdout" | "off") {
+            let mut p = PathBuf::from(&self.decision_log.output);
+            resolve(&mut p);
+            self.decision_log.output = p.to_string_lossy().into_owned();
+        }
+    }
+
+    fn invalid(&self, key: impl Into<String>, message: impl Into<String>) -> ConfigError {
+        ConfigError::Invalid {
+            path: self.source.clone(),
+            key: key.into(),
+            message: message.into(),
+        }
+    }
+
+    /// Checks everything that can be checked without the network.
+    pub fn validate(&mut self) -> Result<(), ConfigError> {
+        let mut seen = std::collections::HashSet::new();
+        for i in 0..self.issuers.len() {
+            self.validate_issuer(i)?;
+            if !seen.insert(self.issuers[i].issuer.clone()) {
+                return Err(self.invalid(
+                    format!("issuer[{i}].issuer"),
+                    format!("issuer `{}` is configured twice", self.issuers[i].issuer),
+                ));
+            }
+        }
+        for (i, route) in self.routes.iter().enumerate() {
+            crate::routes::Route::compile(route)
+                .map_err(|e| self.invalid(format!("route[{i}]"), e.to_string()))?;
+        }
+        for (key, file) in [
+            ("policy.model", &self.policy.model),
+            ("policy.policy", &self.policy.policy),
+        ] {
+            if !file.is_file() {
+                return Err(self.invalid(key, format!("file `{}` does not exist", file.display())));
+            }
+        }
+        if let Some(ptr) = &self.policy.domain_claim {
+            check_pointer(ptr).map_err(|m| self.invalid("policy.domain_claim", m))?;
+        }
+        if self.decision_log.buffer == 0 {
+            return Err(self.invalid("decision_log.buffer", "must be at least 1"));
+        }
+        Ok(())
+    }
+
+    fn validate_issuer(&mut self, i: usize) -> Result<(), ConfigError> {
+        let key = |k: &str| format!("issuer[{i}].{k}");
+        let iss = &self.issuers[i];
+        if iss.issuer.is_empty() {
+            return Err(self.invalid(key("issuer"), "must not be empty"));
+        }
+        if iss.jwks_uri.is_some() && iss.jwks_file.is_some() {
+            return Err(self.invalid(
+                key("jwks_file"),
+                "set either `jwks_uri` or `jwks_file`, not both",
+            ));
+        }
+        if let Some(file) = &iss.jwks_file
+            && !file.is_file()
+        {
+            return Err(self.invalid(
+                key("jwks_file"),
+                format!("file `{}` does not exist", file.display()),
+            ));
+        }
+        if iss.jwks_file.is_none() {
+            let url = iss.jwks_uri.as_deref().unwrap_or(&iss.issuer);
+            if !(url.starts_with("https://") || url.starts_with("http://")) {
+                return Err(self.invalid(
+                    key(if iss.jwks_uri.is_some() {
+                        "jwks_uri"
+                    } else {
+                        "issuer"
+                    }),
+                    format!("`{url}` is not an http(s) URL, and no `jwks_file` is set"),
+                ));
+            }
+        }
+        if iss.algorithms.is_empty() {
+            return Err(self.invalid(key("algorithms"), "must list at least one algorithm"));
+        }
+        let mut algs = Vec::new();
+        for name in &iss.algorithms {
+            let alg = Alg::parse(name).ok_or_else(|| {
+                self.invalid(
+                    key("algorithms"),
+                    format!(
+                        "`{name}` is not an accepted algorithm (RS256 RS384 RS512 PS256 PS384 PS512 ES256 ES384 EdDSA; `none` and HMAC are never accepted)"
+                    ),
+                )
+            })?;
+            algs.push(alg);
+        }
+        for (field, ptrs) in [
+            ("roles_claims", &iss.roles_claims),
+            ("scope_claims", &iss.scope_claims),
+        ] {
+            for p in ptrs {
+                check_pointer(p).map_err(|m| self.invalid(key(field), m))?;
+            }
+        }
+        check_pointer(&iss.subject_claim).map_err(|m| self.invalid(key("subject_claim"), m))?;
+        if let Some(use_) = &iss.token_use
+            && use_ != "access"
+            && use_ != "id"
+        {
+            return Err(self.invalid(
+                key("token_use"),
+                format!("`{use_}` must be `access` or `id`"),
+            ));
+        }
+        if iss.jwks_timeout_ms == 0 {
+            return Err(self.invalid(key("jwks_timeout_ms"), "must be at least 1"));
+        }
+        self.issuers[i].algs = algs;
+        Ok(())
+    }
+}
+
+/// RFC 6901: empty (whole document) is not useful here; otherwise it starts with `/`
+/// and `~` is only followed by `0` or `1`.
+fn check_pointer(ptr: &str) -> Result<(), String> {
+    if !ptr.starts_with('/') {
+        return Err(format!(
+            "`{ptr}` is not a JSON Pointer (RFC 6901): it must start with `/`"
+        ));
+    }
+    let mut chars = ptr.chars();
+    while let Some(c) = chars.next() {
+        if c == '~' && !matches!(chars.next(), Some('0' | '1')) {
+            return Err(format!(
+                "`{ptr}` is not a JSON Pointer (RFC 6901): `~` must be followed by `0` or `1`"
+            ));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+        let p = dir.join(name);
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+
+    fn base(dir: &Path) -> String {
+        write(dir, "model.conf", "");
+        write(dir, "policy.csv", "");
+        "[policy]\nmodel = \"model.conf\"\npolicy = \"policy.csv\"\n".to_string()
+    }
+
+    fn err(text: &str) -> String {
+        let dir = tempfile::tempdir().unwrap();
+        let text = format!("{}{text}", base(dir.path()));
+        let path = write(dir.path(), "authzd.toml", &text);
+        Config::load(&path).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn minimal_config_resolves_relative_paths() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = base(dir.path());
+        let path = write(dir.path(), "authzd.toml", &text);
+        let c = Config::load(&path).unwrap();
+        assert_eq!(c.policy.model, dir.path().join("model.conf"));
+        assert_eq!(c.server.grpc_addr.port(), 50051);
+        assert_eq!(c.cors_preflight, CorsPreflight::Allow);
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let e = err("[server]\ngrpc_adr = \"127.0.0.1:1\"\n");
+        assert!(e.contains("grpc_adr"), "{e}");
+        assert!(e.contains("authzd.toml"), "{e}");
+    }
+
+    #[test]
+    fn bad_algorithm_is_named_with_key() {
+        let e = err("[[issuer]]\nissuer = \"https://idp\"\nalgorithms = [\"HS256\"]\n");
+        assert!(
+            e.contains("issuer[0].algorithms") && e.contains("HS256"),
+            "{e}"
+        );
+        let e = err("[[issuer]]\nissuer = \"https://idp\"\nalgorithms = [\"none\"]\n");
+        assert!(e.contains("`none`"), "{e}");
+    }
+
+    #[test]
+    fn bad_pointer_is_named() {
+        let e = err("[[issuer]]\nissuer = \"https://idp\"\nroles_claims = [\"cognito:groups\"]\n");
+        assert!(
+            e.contains("issuer[0].roles_claims") && e.contains("JSON Pointer"),
+            "{e}"
+        );
+        let e = err("[[issuer]]\nissuer = \"https://idp\"\nsubject_claim = \"/a~2b\"\n");
+        assert!(e.contains("subject_claim"), "{e}");
+    }
+
+    #[test]
+    fn bad_route_is_named() {
+        let e = err("[[route]]\npath = \"/api/{proxy+}/x\"\n");
+        assert!(e.contains("route[0]") && e.contains("greedy"), "{e}");
+    }
+
+    #[test]
+    fn missing_files_are_named() {
+        let e = err("[[issuer]]\nissuer = \"https://idp\"\njwks_file = \"nope.json\"\n");
+        assert!(
+            e.contains("issuer[0].jwks_file") && e.contains("nope.json"),
+            "{e}"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let path = write(
+            dir.path(),
+            "a.toml",
+            "[policy]\nmodel = \"m.conf\"\npolicy = \"p.csv\"\n",
+        );
+        let e = Config::load(&path).unwrap_err().to_string();
+        assert!(e.contains("policy.model") && e.contains("m.conf"), "{e}");
+    }
+
+    #[test]
+    fn duplicate_issuer_and_non_url_issuer_rejected() {
+        let e = err("[[issuer]]\nissuer = \"https://a\"\n[[issuer]]\nissuer = \"https://a\"\n");
+        assert!(e.contains("configured twice"), "{e}");
+        let e = err("[[issuer]]\nissuer = \"demo\"\n");
+        assert!(
+            e.contains("issuer[0].issuer") && e.contains("not an http(s) URL"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn syntax_error_is_reported_not_panicked() {
+        let e = err("[[route]\n");
+        assert!(e.contains("invalid config"), "{e}");
+    }
+}

@@ -1,0 +1,510 @@
+//! THE decision pipeline of SPEC §2: pure, synchronous, no I/O, clock passed in.
+//!
+//! A deny is a [`Decision`] carrying its [`Reason`], never an `Err`. The one
+//! thing this module cannot do without I/O is obtain an issuer's keys; when
+//! they are missing it returns [`Step::NeedKeys`] and the caller
+//! ([`crate::authorizer`]) fetches them and runs the pipeline again.
+
+use std::{sync::Arc, time::SystemTime};
+
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use crate::{
+    config::{CorsPreflight, IssuerConfig},
+    policy::{Query, snapshot::Snapshot},
+    routes::strip_query,
+    token::{self, TokenError, claims, jwks::KeySet},
+};
+
+/// Reason codes: part of the contract (logs, responses, tests).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Reason {
+    Allowed,
+    CorsPreflight,
+    PublicRoute,
+    TokenMissing,
+    TokenMalformed,
+    IssuerUnknown,
+    AlgorithmNotAllowed,
+    KeyUnknown,
+    SignatureInvalid,
+    TokenExpired,
+    TokenNotYetValid,
+    AudienceMismatch,
+    TokenUseMismatch,
+    ScopeMissing,
+    RoleLookupFailed,
+    PolicyDenied,
+}
+
+impl Reason {
+    pub const ALL: [Reason; 16] = [
+        Reason::Allowed,
+        Reason::CorsPreflight,
+        Reason::PublicRoute,
+        Reason::TokenMissing,
+        Reason::TokenMalformed,
+        Reason::IssuerUnknown,
+        Reason::AlgorithmNotAllowed,
+        Reason::KeyUnknown,
+        Reason::SignatureInvalid,
+        Reason::TokenExpired,
+        Reason::TokenNotYetValid,
+        Reason::AudienceMismatch,
+        Reason::TokenUseMismatch,
+        Reason::ScopeMissing,
+        Reason::RoleLookupFailed,
+        Reason::PolicyDenied,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::Allowed => "allowed",
+            Reason::CorsPreflight => "cors_preflight",
+            Reason::PublicRoute => "public_route",
+            Reason::TokenMissing => "token_missing",
+            Reason::TokenMalformed => "token_malformed",
+            Reason::IssuerUnknown => "issuer_unknown",
+            Reason::AlgorithmNotAllowed => "algorithm_not_allowed",
+            Reason::KeyUnknown => "key_unknown",
+            Reason::SignatureInvalid => "signature_invalid",
+            Reason::TokenExpired => "token_expired",
+            Reason::TokenNotYetValid => "token_not_yet_valid",
+            Reason::AudienceMismatch => "audience_mismatch",
+            Reason::TokenUseMismatch => "token_use_mismatch",
+            Reason::ScopeMissing => "scope_missing",
+            Reason::RoleLookupFailed => "role_lookup_failed",
+            Reason::PolicyDenied => "policy_denied",
+        }
+    }
+
+    /// HTTP semantics of the outcome (SPEC §2).
+    pub fn status(self) -> u16 {
+        match self {
+            Reason::Allowed | Reason::CorsPreflight | Reason::PublicRoute => 200,
+            Reason::ScopeMissing | Reason::PolicyDenied => 403,
+            Reason::RoleLookupFailed => 503,
+            _ => 401,
+        }
+    }
+}
+
+/// What is being asked about.
+#[derive(Debug, Clone, Copy)]
+pub enum Target<'a> {
+    /// An HTTP request: the route table runs; resource = path without query, action = method.
+    Http { method: &'a str, path: &'a str },
+    /// A direct question; no route, no scopes.
+    Resource { resource: &'a str, action: &'a str },
+}
+
+/// One check, as every transport hands it over.
+#[derive(Debug, Clone, Copy)]
+pub struct Request<'a> {
+    pub target: Target<'a>,
+    /// An explicit token (the RPC/JSON `token` field).
+    pub token: Option<&'a str>,
+    /// The `Authorization` header as received.
+    pub authorization: Option<&'a str>,
+    /// `Origin` and `Access-Control-Request-Method` headers: both present makes an `OPTIONS` a preflight.
+    pub origin: Option<&'a str>,
+    pub access_control_request_method: Option<&'a str>,
+    /// Casbin domain for four-field models; falls back to the issuer's `domain_claim`.
+    pub domain: Option<&'a str>,
+}
+
+/// The outcome of a check, with everything the log and the transports need.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Decision {
+    pub allowed: bool,
+    pub status: u16,
+    pub reason: Reason,
+    /// A human sentence, e.g. "token expired 42 s ago".
+    pub detail: String,
+    pub subject: Option<String>,
+    pub issuer: Option<String>,
+    pub roles: Vec<String>,
+    pub scopes: Vec<String>,
+    pub resource: String,
+    pub action: String,
+    pub route: Option<String>,
+    pub matched_policy: Vec<String>,
+    pub revision: Arc<str>,
+    /// First 16 hex chars of SHA-256 of the token; the token itself is never kept.
+    pub token_sha256: Option<String>,
+}
+
+/// A verified caller.
+#[derive(Debug, Clone)]
+pub struct Principal {
+    /// Subject with `subject_prefix` applied.
+    pub subject: String,
+    pub issuer: String,
+    /// Claim roles with `role_prefix` applied.
+    pub roles: Vec<String>,
+    pub scopes: Vec<String>,
+    /// Domain from `domain_claim`, if configured and present.
+    pub domain: Option<String>,
+}
+
+/// Where the pipeline stopped.
+#[derive(Debug)]
+// `Step` is returned once per check and matched at once; boxing would cost an allocation for nothing.
+#[expect(clippy::large_enum_variant, reason = "short-lived return value")]
+pub enum Step {
+    Done(Decision),
+    /// The issuer's keys are missing or lack the token's `kid`: fetch, then run again
+    /// with `allow_fetch = false`.
+    NeedKeys(usize),
+}
+
+/// Why authentication did not produce a principal.
+#[derive(Debug)]
+pub enum AuthFailure {
+    Missing(String),
+    Rejected(TokenError),
+    NeedKeys(usize),
+}
+
+/// Read access to cached issuer keys, without I/O.
+pub trait KeySource {
+    fn keys(&self, issuer: &str) -> Option<Arc<KeySet>>;
+}
+
+impl KeySource for crate::token::jwks::Jwks {
+    fn keys(&self, issuer: &str) -> Option<Arc<KeySet>> {
+        self.get(issuer)
+    }
+}
+
+/// Runs SPEC §2 steps 1–7 for `req` against `snap`.
+pub fn decide(
+    snap: &Snapshot,
+    req: &Request<'_>,
+    keys: &dyn KeySource,
+    now: SystemTime,
+    allow_fetch: bool,
+) -> Step {
+    let (resource, action, route) = match req.target {
+        Target::Http { method, path } => (
+            strip_query(path),
+            method,
+            snap.routes.find(method, strip_query(path)),
+        ),
+        Target::Resource { resource, action } => (resource, action, None),
+    };
+    let mut d = Decision::pending(resource, action, &snap.revision);
+    d.route = route.map(|r| r.label.clone());
+    // 1. CORS preflight.
+    if let Target::Http { method, .. } = req.target
+        && snap.config.cors_preflight == CorsPreflight::Allow
+        && method.eq_ignore_ascii_case("OPTIONS")
+        && req.origin.is_some()
+        && req.access_control_request_method.is_some()
+    {
+        return Step::Done(finish(
+            d,
+            Reason::CorsPreflight,
+            "CORS preflight passes without a token".into(),
+        ));
+    }
+    // 2. Public route.
+    if let Some(r) = route
+        && r.public
+    {
+        return Step::Done(finish(
+            d,
+            Reason::PublicRoute,
+            format!("route `{}` is public", r.label),
+        ));
+    }
+    // 3–4. Token.
+    let raw = bearer_token(req);
+    d.token_sha256 = raw.as_ref().ok().map(|r| token_fingerprint(r));
+    let principal = match raw.map_err(AuthFailure::Missing).and_then(|raw| {
+        authenticate(snap, raw, keys, now, allow_fetch).map_err(|(f, iss)| {
+            d.issuer = iss;
+            f
+        })
+    }) {
+        Ok(p) => p,
+        Err(AuthFailure::NeedKeys(i)) => return Step::NeedKeys(i),
+        Err(AuthFailure::Missing(why)) => return Step::Done(finish(d, Reason::TokenMissing, why)),
+        Err(AuthFailure::Rejected(e)) => return Step::Done(finish(d, e.reason(), e.to_string())),
+    };
+    d.set_principal(&principal);
+    // 5. Coarse scopes.
+    if let Some(r) = route
+        && !r.scopes.is_empty()
+        && !r.scopes.iter().any(|s| principal.scopes.contains(s))
+    {
+        let detail = format!("route `{}` needs one of the scopes {:?}", r.label, r.scopes);
+        return Step::Done(finish(d, Reason::ScopeMissing, detail));
+    }
+    // 6. Roles: claim roles (role lookup is not configured in this version).
+    // 7. Policy.
+    let (reason, detail, matched) = authorize(snap, &principal, resource, action, req.domain);
+    d.matched_policy = matched;
+    Step::Done(finish(d, reason, detail))
+}
+
+fn finish(mut d: Decision, reason: Reason, detail: String) -> Decision {
+    d.conclude(reason, detail);
+    d
+}
+
+impl Decision {
+    /// A decision not yet reached: denied, with no reason filled in.
+    pub fn pending(resource: &str, action: &str, revision: &Arc<str>) -> Decision {
+        Decision {
+            allowed: false,
+            status: 0,
+            reason: Reason::TokenMissing,
+            detail: String::new(),
+            subject: None,
+            issuer: None,
+            roles: Vec::new(),
+            scopes: Vec::new(),
+            resource: resource.to_string(),
+            action: action.to_string(),
+            route: None,
+            matched_policy: Vec::new(),
+            revision: Arc::clone(revision),
+            token_sha256: None,
+        }
+    }
+
+    /// Sets the reason and everything that follows from it.
+    pub fn conclude(&mut self, reason: Reason, detail: String) {
+        self.reason = reason;
+        self.status = reason.status();
+        self.allowed = self.status == 200;
+        self.detail = detail;
+    }
+
+    /// Copies who the caller is into the decision.
+    pub fn set_principal(&mut self, p: &Principal) {
+        self.subject = Some(p.subject.clone());
+        self.issuer = Some(p.issuer.clone());
+        self.roles = p.roles.clone();
+        self.scopes = p.scopes.clone();
+    }
+}
+
+/// Step 3: the token from the request's `token` field, else the `Authorization`
+/// header (`Bearer <jwt>` with any scheme case, or a bare JWT as API Gateway accepts).
+pub fn bearer_token<'a>(req: &Request<'a>) -> Result<&'a str, String> {
+    if let Some(t) = req.token.map(str::trim).filter(|t| !t.is_empty()) {
+        return Ok(t);
+    }
+    let Some(header) = req.authorization.map(str::trim).filter(|h| !h.is_empty()) else {
+        return Err("no token: no `Authorization` header and no `token` field".into());
+    };
+    match header.split_once(' ') {
+        None if header.eq_ignore_ascii_case("bearer") => Err("`Authorization: Bearer` carries no token".into()),
+        None => Ok(header),
+        Some((scheme, rest)) if scheme.eq_ignore_ascii_case("bearer") => {
+            let rest = rest.trim();
+            if rest.is_empty() {
+                Err("`Authorization: Bearer` carries no token".into())
+            } else {
+                Ok(rest)
+            }
+        }
+        Some((scheme, _)) => Err(format!("`Authorization` scheme `{scheme}` is not `Bearer`")),
+    }
+}
+
+pub fn token_fingerprint(raw: &str) -> String {
+    let digest = Sha256::digest(raw.as_bytes());
+    hex::encode(&digest[..8])
+}
+
+/// Steps 4 (validation) and the claim half of 6. On failure, also the issuer
+/// when one was identified (for the log).
+pub fn authenticate(
+    snap: &Snapshot,
+    raw: &str,
+    keys: &dyn KeySource,
+    now: SystemTime,
+    allow_fetch: bool,
+) -> Result<Principal, (AuthFailure, Option<String>)> {
+    let rejected = |e: TokenError, iss: Option<String>| (AuthFailure::Rejected(e), iss);
+    let parsed = token::parse(raw).map_err(|e| rejected(e, None))?;
+    let iss = parsed.iss().map_err(|e| rejected(e, None))?;
+    let (idx, issuer) = find_issuer(&snap.config.issuers, iss).map_err(|e| rejected(e, None))?;
+    let named = || Some(issuer.issuer.clone());
+    // The algorithm allow-list and `crit` are checked before any key is fetched,
+    // so `alg: none` or HS256 never costs a round trip to the IdP.
+    token::key_alg(&parsed.header, issuer).map_err(|e| rejected(e, named()))?;
+    let Some(set) = keys.keys(&issuer.issuer) else {
+        if allow_fetch {
+            return Err((AuthFailure::NeedKeys(idx), named()));
+        }
+        return Err(rejected(
+            TokenError::KeyUnknown(format!(
+                "{} (issuer keys unavailable)",
+                parsed.header.kid.as_deref().unwrap_or("(no kid)")
+            )),
+            named(),
+        ));
+    };
+    match token::select_key(&parsed.header, issuer, &set) {
+        Err(TokenError::KeyUnknown(_)) if allow_fetch => {
+            return Err((AuthFailure::NeedKeys(idx), named()));
+        }
+        Err(e) => return Err(rejected(e, named())),
+        Ok(_) => {}
+    }
+    let verified = token::verify(parsed, issuer, &set, now).map_err(|e| rejected(e, named()))?;
+    let c = &verified.claims;
+    let subject = claims::string_at(c, &issuer.subject_claim).ok_or_else(|| {
+        rejected(
+            TokenError::Malformed(format!("no subject at `{}`", issuer.subject_claim)),
+            named(),
+        )
+    })?;
+    let pcfg = &snap.config.policy;
+    Ok(Principal {
+        subject: format!("{}{subject}", pcfg.subject_prefix),
+        issuer: issuer.issuer.clone(),
+        roles: claims::union_at(c, &issuer.roles_claims)
+            .into_iter()
+            .map(|r| format!("{}{r}", pcfg.role_prefix))
+            .collect(),
+        scopes: claims::union_at(c, &issuer.scope_claims),
+        domain: pcfg
+            .domain_claim
+            .as_deref()
+            .and_then(|p| claims::string_at(c, p)),
+    })
+}
+
+/// Exact `iss` match; a trailing-slash near miss is named, but still rejected.
+fn find_issuer<'c>(
+    issuers: &'c [IssuerConfig],
+    iss: &str,
+) -> Result<(usize, &'c IssuerConfig), TokenError> {
+    if let Some(found) = issuers.iter().enumerate().find(|(_, i)| i.issuer == iss) {
+        return Ok(found);
+    }
+    let trimmed = iss.trim_end_matches('/');
+    match issuers
+        .iter()
+        .find(|i| i.issuer.trim_end_matches('/') == trimmed)
+    {
+        Some(near) => Err(TokenError::IssuerTrailingSlash {
+            iss: iss.to_string(),
+            configured: near.issuer.clone(),
+        }),
+        None => Err(TokenError::IssuerUnknown {
+            iss: iss.to_string(),
+        }),
+    }
+}
+
+/// Step 7: Casbin enforce for a verified principal. Returns reason, detail, matched line.
+pub fn authorize(
+    snap: &Snapshot,
+    p: &Principal,
+    resource: &str,
+    action: &str,
+    domain: Option<&str>,
+) -> (Reason, String, Vec<String>) {
+    let domain = domain
+        .filter(|d| !d.is_empty())
+        .or(p.domain.as_deref())
+        .unwrap_or("");
+    let q = Query {
+        subject: &p.subject,
+        roles: &p.roles,
+        domain,
+        resource,
+        action,
+    };
+    match snap.policy.enforce(&q) {
+        Ok(e) if e.allowed => {
+            let detail = if e.matched.is_empty() {
+                "policy allows (no rule matched; the model's effect allows by default)".to_string()
+            } else {
+                format!("policy allows by `{}`", e.matched.join(", "))
+            };
+            (Reason::Allowed, detail, e.matched)
+        }
+        Ok(e) => {
+            let detail = if e.matched.is_empty() {
+                format!(
+                    "no policy rule allows `{}` to `{action}` `{resource}`",
+                    p.subject
+                )
+            } else {
+                format!("policy denies by `{}`", e.matched.join(", "))
+            };
+            (Reason::PolicyDenied, detail, e.matched)
+        }
+        // Fail closed: a policy that cannot be evaluated never allows.
+        Err(e) => (Reason::PolicyDenied, e.to_string(), Vec::new()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req<'a>(token: Option<&'a str>, auth: Option<&'a str>) -> Request<'a> {
+        Request {
+            target: Target::Resource {
+                resource: "/x",
+                action: "GET",
+            },
+            token,
+            authorization: auth,
+            origin: None,
+            access_control_request_method: None,
+            domain: None,
+        }
+    }
+
+    #[test]
+    fn bearer_extraction() {
+        assert_eq!(bearer_token(&req(None, Some("Bearer abc"))), Ok("abc"));
+        assert_eq!(bearer_token(&req(None, Some("bEaReR   abc "))), Ok("abc"));
+        assert_eq!(bearer_token(&req(None, Some("abc"))), Ok("abc"));
+        assert_eq!(
+            bearer_token(&req(Some("tok"), Some("Bearer abc"))),
+            Ok("tok")
+        );
+        assert!(
+            bearer_token(&req(None, Some("Basic dXNlcjpwYXNz")))
+                .unwrap_err()
+                .contains("Basic")
+        );
+        assert!(bearer_token(&req(None, Some("Bearer "))).is_err());
+        assert!(bearer_token(&req(Some(""), None)).is_err());
+        assert!(bearer_token(&req(None, None)).is_err());
+    }
+
+    #[test]
+    fn every_reason_has_a_distinct_code_and_status() {
+        let mut codes: Vec<_> = Reason::ALL.iter().map(|r| r.as_str()).collect();
+        codes.sort();
+        codes.dedup();
+        assert_eq!(codes.len(), Reason::ALL.len());
+        for r in Reason::ALL {
+            assert_eq!(serde_json::to_value(r).unwrap(), r.as_str());
+            assert!(matches!(r.status(), 200 | 401 | 403 | 503));
+        }
+        assert_eq!(Reason::TokenExpired.status(), 401);
+        assert_eq!(Reason::ScopeMissing.status(), 403);
+        assert_eq!(Reason::RoleLookupFailed.status(), 503);
+    }
+
+    #[test]
+    fn fingerprint_is_16_hex() {
+        let f = token_fingerprint("a.b.c");
+        assert_eq!(f.len(), 16);
+        assert!(!f.contains("a.b.c"));
+    }
+}

@@ -1,0 +1,42 @@
+//! authzd: a policy decision service for HTTP APIs protected by OAuth 2.0 /
+//! OpenID Connect JWTs. It verifies the token against the issuer's JWKS,
+//! enforces coarse route scopes the way API Gateway does, and decides with a
+//! Casbin model over (subject, resource, action). See `SPEC.md` for the
+//! contract and `README.md` for use.
+//!
+//! # Layout
+//!
+//! - [`config`]: typed `authzd.toml` and its validation; errors name file, key and value.
+//! - [`token`]: JWT parsing and verification; [`token::jwks`] fetches and caches
+//!   issuer keys; [`token::claims`] reads claims through JSON Pointers.
+//! - [`routes`]: the route table, API Gateway path syntax, most-specific match (pure).
+//! - [`policy`]: Casbin behind our own type, per-request roles as a thread-local
+//!   overlay; [`policy::snapshot`] is one consistent revision,
+//!   [`policy::reload`] swaps revisions atomically.
+//! - [`decision`]: THE pipeline of SPEC §2 — pure, synchronous, clock passed in.
+//! - [`authorizer`]: the async driver: live snapshot, key fetches, ids, logging, metrics.
+//! - [`transport`]: adapters only — [`transport::grpc`] (`authzd.v1`, health,
+//!   reflection) and [`transport::http`] (JSON API, health, metrics).
+//! - [`audit`]: the decision record and its off-path writer.
+//! - [`metrics`]: Prometheus counters and histograms, declared once.
+//! - [`devtoken`]: minting development tokens and JWKS (`authzd token`).
+
+pub mod audit;
+pub mod authorizer;
+pub mod config;
+pub mod decision;
+pub mod devtoken;
+pub mod metrics;
+pub mod policy;
+pub mod routes;
+pub mod token;
+pub mod transport;
+
+/// Generated `authzd.v1` protobuf types and gRPC service.
+pub mod pb {
+    #![allow(clippy::all, clippy::pedantic)]
+    tonic::include_proto!("authzd.v1");
+
+    /// Encoded descriptor set for server reflection.
+    pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("authzd_descriptor");
+}

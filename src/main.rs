@@ -1,0 +1,349 @@
+//! The `authzd` command line: parse arguments, set up tracing, call the library.
+
+use std::{
+    path::{Path, PathBuf},
+    process::ExitCode,
+    sync::Arc,
+    time::{Duration, SystemTime},
+};
+
+use anyhow::{Context, Result, bail};
+use authzd::{
+    audit::{AuditSink, Source},
+    authorizer::Authorizer,
+    decision::{Request, Target},
+    devtoken::{self, SigningKey},
+    policy::{reload::PolicyStore, snapshot::Snapshot},
+    token::jwks::{self, Jwks, KeySet},
+    transport::Server,
+};
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "authzd",
+    version,
+    about = "Policy decision service for JWT-protected HTTP APIs"
+)]
+struct Cli {
+    /// Log format on stderr.
+    #[arg(long, global = true, value_enum, default_value = "text")]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve gRPC and HTTP until SIGTERM or Ctrl-C.
+    Serve {
+        #[arg(long, default_value = "authzd.toml")]
+        config: PathBuf,
+    },
+    /// One offline decision, printed as JSON; exit 0 allow, 1 deny, 2 error.
+    Check {
+        #[arg(long, default_value = "authzd.toml")]
+        config: PathBuf,
+        #[arg(long)]
+        token: Option<String>,
+        #[arg(long, requires = "path", conflicts_with_all = ["resource", "action"])]
+        method: Option<String>,
+        #[arg(long, requires = "method")]
+        path: Option<String>,
+        #[arg(long, requires = "action")]
+        resource: Option<String>,
+        #[arg(long, requires = "resource")]
+        action: Option<String>,
+        #[arg(long)]
+        domain: Option<String>,
+    },
+    /// Parse config, model, policy and routes; `--online` also fetches each issuer's keys.
+    Validate {
+        #[arg(long, default_value = "authzd.toml")]
+        config: PathBuf,
+        #[arg(long)]
+        online: bool,
+    },
+    /// Mint a signed development JWT and print it.
+    Token {
+        /// PEM private key (RSA → RS256, EC P-256 → ES256, P-384 → ES384, Ed25519 → EdDSA).
+        #[arg(long)]
+        key: PathBuf,
+        #[arg(long)]
+        iss: String,
+        #[arg(long)]
+        sub: String,
+        /// Header `kid` (default: the key's RFC 7638 thumbprint).
+        #[arg(long)]
+        kid: Option<String>,
+        #[arg(long)]
+        aud: Option<String>,
+        /// Comma-separated; becomes the `cognito:groups` array.
+        #[arg(long, value_delimiter = ',')]
+        groups: Vec<String>,
+        /// Space-separated; becomes the `scope` string.
+        #[arg(long)]
+        scope: Option<String>,
+        #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
+        ttl: Duration,
+        /// Extra claim `key=value` (value parsed as JSON when it is JSON); repeatable.
+        #[arg(long = "claim")]
+        claims: Vec<String>,
+    },
+    /// Print the JWKS (public half) of a PEM private key.
+    Jwks {
+        #[arg(long)]
+        key: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing(cli.log_format);
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match runtime.block_on(run(cli.command)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn init_tracing(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("AUTHZD_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+async fn run(command: Command) -> Result<ExitCode> {
+    match command {
+        Command::Serve { config } => serve(&config).await,
+        Command::Check {
+            config,
+            token,
+            method,
+            path,
+            resource,
+            action,
+            domain,
+        } => {
+            let target = match (&method, &path, &resource, &action) {
+                (Some(m), Some(p), _, _) => Target::Http { method: m, path: p },
+                (_, _, Some(r), Some(a)) => Target::Resource {
+                    resource: r,
+                    action: a,
+                },
+                _ => bail!("give either --method and --path, or --resource and --action"),
+            };
+            check(&config, token.as_deref(), target, domain.as_deref()).await
+        }
+        Command::Validate { config, online } => validate(&config, online).await,
+        Command::Token {
+            key,
+            iss,
+            sub,
+            kid,
+            aud,
+            groups,
+            scope,
+            ttl,
+            claims,
+        } => {
+            let key = load_key(&key)?;
+            let claims = devtoken::Claims {
+                iss,
+                sub,
+                aud,
+                groups,
+                scope,
+                ttl,
+                extra: claims,
+            };
+            println!(
+                "{}",
+                devtoken::mint(&key, &claims, kid.as_deref(), SystemTime::now())?
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Jwks { key } => {
+            println!("{:#}", load_key(&key)?.jwks());
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn load_key(path: &Path) -> Result<SigningKey> {
+    let pem =
+        std::fs::read(path).with_context(|| format!("cannot read key `{}`", path.display()))?;
+    Ok(SigningKey::from_pem(&pem, &path.display().to_string())?)
+}
+
+async fn serve(config: &Path) -> Result<ExitCode> {
+    let server = Server::bind(config).await?;
+    server.run(shutdown_signal()).await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+    tracing::info!("shutdown requested; finishing in-flight checks");
+}
+
+async fn check(
+    config: &Path,
+    token: Option<&str>,
+    target: Target<'_>,
+    domain: Option<&str>,
+) -> Result<ExitCode> {
+    let snapshot = Snapshot::load(config).await?;
+    let store = Arc::new(PolicyStore::new(snapshot, config));
+    // The printed line is this check's decision record (source `cli`).
+    let authorizer = Authorizer::new(store, Arc::new(Jwks::new()), AuditSink::off());
+    let req = Request {
+        target,
+        token,
+        authorization: None,
+        origin: None,
+        access_control_request_method: None,
+        domain,
+    };
+    let outcome = authorizer.check(&req, Source::Cli).await;
+    println!("{}", outcome.to_json_line());
+    Ok(if outcome.decision.allowed {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+async fn validate(config: &Path, online: bool) -> Result<ExitCode> {
+    let snap = Snapshot::load(config).await?;
+    println!(
+        "ok: `{}` revision {}: {} policy rules, {} grouping rules, {} routes, {} issuers",
+        config.display(),
+        snap.revision,
+        snap.policy.rules,
+        snap.policy.groupings,
+        snap.routes.len(),
+        snap.config.issuers.len()
+    );
+    for w in snap.warnings() {
+        println!("warning: {w}");
+    }
+    if !online {
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut problems = 0;
+    for issuer in &snap.config.issuers {
+        match check_issuer_online(issuer).await {
+            Ok(lines) => lines
+                .iter()
+                .for_each(|l| println!("{}: {l}", issuer.issuer)),
+            Err(e) => {
+                problems += 1;
+                println!("problem: {}: {e:#}", issuer.issuer);
+            }
+        }
+    }
+    Ok(if problems == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+/// Fetches discovery (when used) and keys for one issuer, describing what it found.
+async fn check_issuer_online(cfg: &authzd::config::IssuerConfig) -> Result<Vec<String>> {
+    let mut out = Vec::new();
+    let http = reqwest::Client::new();
+    let timeout = Duration::from_millis(cfg.jwks_timeout_ms);
+    let max_stale = Duration::from_secs(cfg.jwks_max_stale_secs);
+    let keys = if let Some(file) = &cfg.jwks_file {
+        let bytes =
+            std::fs::read(file).with_context(|| format!("cannot read `{}`", file.display()))?;
+        KeySet::from_json(&bytes, &file.display().to_string(), max_stale)?
+    } else {
+        let uri = match &cfg.jwks_uri {
+            Some(u) => u.clone(),
+            None => {
+                let doc = jwks::discover(&http, &cfg.issuer, timeout).await?;
+                if doc.issuer != cfg.issuer {
+                    if doc.issuer.trim_end_matches('/') == cfg.issuer.trim_end_matches('/') {
+                        bail!(
+                            "discovery document says issuer `{}`, config says `{}`: they differ only by a trailing slash, and tokens must match exactly",
+                            doc.issuer,
+                            cfg.issuer
+                        );
+                    }
+                    bail!(
+                        "discovery document says issuer `{}`, config says `{}`",
+                        doc.issuer,
+                        cfg.issuer
+                    );
+                }
+                out.push(format!("discovery ok, jwks_uri {}", doc.jwks_uri));
+                doc.jwks_uri
+            }
+        };
+        let bytes = jwks::get_bytes(&http, &uri, timeout).await?;
+        KeySet::from_json(&bytes, &uri, max_stale)?
+    };
+    for s in &keys.skipped {
+        out.push(format!("skipped key {s}"));
+    }
+    for k in &keys.keys {
+        let usable = cfg.algs.iter().any(|a| k.fits(*a));
+        let kid = k.kid.as_deref().unwrap_or("(no kid)");
+        if k.kid.is_none() {
+            out.push(
+                "warning: a key has no `kid`; tokens must then omit `kid` and only one key may fit"
+                    .into(),
+            );
+        }
+        if usable {
+            out.push(format!("key {kid}: {:?} usable", k.kind));
+        } else {
+            out.push(format!(
+                "warning: key {kid} ({:?}) fits none of the allowed algorithms {:?}",
+                k.kind, cfg.algorithms
+            ));
+        }
+    }
+    Ok(out)
+}

@@ -1,0 +1,147 @@
+//! Prometheus metrics (SPEC §10), declared once with help text.
+//!
+//! Process-wide, like the process they describe: every counter is reachable
+//! through the functions below, and [`render`] writes the text format.
+
+use std::sync::OnceLock;
+
+use prometheus_client::{
+    encoding::{EncodeLabelSet, text::encode},
+    metrics::{counter::Counter, family::Family, gauge::Gauge, histogram::Histogram},
+    registry::Registry,
+};
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DecisionLabels {
+    source: &'static str,
+    reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct IssuerLabels {
+    issuer: String,
+    result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ResultLabels {
+    result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RevisionLabels {
+    revision: String,
+}
+
+struct Metrics {
+    registry: Registry,
+    decisions: Family<DecisionLabels, Counter>,
+    duration: Histogram,
+    jwks_fetch: Family<IssuerLabels, Counter>,
+    reloads: Family<ResultLabels, Counter>,
+    revision: Family<RevisionLabels, Gauge>,
+    log_dropped: Counter,
+}
+
+fn metrics() -> &'static Metrics {
+    static M: OnceLock<Metrics> = OnceLock::new();
+    M.get_or_init(|| {
+        let mut registry = Registry::default();
+        let decisions = Family::<DecisionLabels, Counter>::default();
+        registry.register(
+            "authzd_decisions",
+            "Decisions made, by caller interface and reason code",
+            decisions.clone(),
+        );
+        // Decisions take microseconds; buckets from 10 µs to ~2.6 s.
+        let duration = Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(
+            1e-5, 2.0, 19,
+        ));
+        registry.register(
+            "authzd_decision_duration_seconds",
+            "Time to decide one check, including key fetches",
+            duration.clone(),
+        );
+        let jwks_fetch = Family::<IssuerLabels, Counter>::default();
+        registry.register(
+            "authzd_jwks_fetch",
+            "Issuer key set fetches, by issuer and result",
+            jwks_fetch.clone(),
+        );
+        let reloads = Family::<ResultLabels, Counter>::default();
+        registry.register(
+            "authzd_policy_reload",
+            "Policy reload attempts, by result",
+            reloads.clone(),
+        );
+        let revision = Family::<RevisionLabels, Gauge>::default();
+        registry.register(
+            "authzd_policy_revision_info",
+            "The policy revision being served (value 1)",
+            revision.clone(),
+        );
+        let log_dropped = Counter::default();
+        registry.register(
+            "authzd_decision_log_dropped",
+            "Decision log records dropped because the buffer was full",
+            log_dropped.clone(),
+        );
+        Metrics {
+            registry,
+            decisions,
+            duration,
+            jwks_fetch,
+            reloads,
+            revision,
+            log_dropped,
+        }
+    })
+}
+
+pub fn decision(source: &'static str, reason: &'static str, seconds: f64) {
+    let m = metrics();
+    m.decisions
+        .get_or_create(&DecisionLabels { source, reason })
+        .inc();
+    m.duration.observe(seconds);
+}
+
+pub fn jwks_fetched(issuer: &str, ok: bool) {
+    let labels = IssuerLabels {
+        issuer: issuer.to_string(),
+        result: if ok { "ok" } else { "error" },
+    };
+    metrics().jwks_fetch.get_or_create(&labels).inc();
+}
+
+pub fn policy_reloaded(ok: bool, serving: &str) {
+    metrics()
+        .reloads
+        .get_or_create(&ResultLabels {
+            result: if ok { "ok" } else { "error" },
+        })
+        .inc();
+    revision_serving(serving);
+}
+
+pub fn revision_serving(revision: &str) {
+    let m = metrics();
+    m.revision.clear();
+    m.revision
+        .get_or_create(&RevisionLabels {
+            revision: revision.to_string(),
+        })
+        .set(1);
+}
+
+pub fn decision_log_dropped() -> u64 {
+    metrics().log_dropped.inc()
+}
+
+/// The Prometheus text exposition.
+pub fn render() -> String {
+    let mut out = String::new();
+    // Writing to a String cannot fail.
+    let _ = encode(&mut out, &metrics().registry);
+    out
+}

@@ -1,0 +1,491 @@
+//! Casbin behind our own type (SPEC §7). casbin-rs's quirks stay in this file.
+//!
+//! [`Policy`] is immutable once built and shared by every request thread
+//! without a lock of ours: casbin-rs's `enforce` takes `&self`.
+//!
+//! Per-request roles (from token claims) must behave exactly as if the policy
+//! held `g, <sub>, <role>` for this one request. Mutating the shared role
+//! graph would leak roles between concurrent requests, so instead the
+//! enforcer's role manager is an [`OverlayRoleManager`]: it answers from the
+//! policy's own graph plus a thread-local overlay that [`Policy::enforce`]
+//! installs for the duration of one synchronous `enforce` call.
+//!
+//! [`snapshot`] bundles a policy with its config and routes; [`reload`]
+//! publishes new snapshots atomically.
+
+pub mod reload;
+pub mod snapshot;
+
+use std::{cell::RefCell, path::Path, sync::Arc};
+
+use casbin::{
+    CoreApi, DefaultModel, DefaultRoleManager, Enforcer, MatchingFn, Model, RoleManager,
+    StringAdapter,
+};
+use parking_lot::RwLock;
+
+/// Everything that can stop a model or policy from loading, naming file and line.
+#[derive(Debug, thiserror::Error)]
+pub enum PolicyLoadError {
+    #[error("cannot read `{path}`: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("invalid model `{path}`: {message}")]
+    Model { path: String, message: String },
+    #[error("invalid policy `{path}` line {line}: {message}")]
+    Line {
+        path: String,
+        line: usize,
+        message: String,
+    },
+    #[error("invalid policy `{path}`: {message}")]
+    Policy { path: String, message: String },
+}
+
+/// Which request field goes where in the model's `r = …` definition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Field {
+    Sub,
+    Dom,
+    Obj,
+    Act,
+}
+
+/// One enforcement question.
+#[derive(Debug, Clone, Copy)]
+pub struct Query<'a> {
+    pub subject: &'a str,
+    /// Per-request roles, already prefixed; applied as `g, subject, role[, domain]`.
+    pub roles: &'a [String],
+    pub domain: &'a str,
+    pub resource: &'a str,
+    pub action: &'a str,
+}
+
+/// What Casbin answered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Enforced {
+    pub allowed: bool,
+    /// The policy line that decided (without its `p` type), empty when none matched.
+    pub matched: Vec<String>,
+}
+
+/// A compiled Casbin model + policy.
+pub struct Policy {
+    enforcer: Enforcer,
+    fields: Vec<Field>,
+    /// Policy (`p`) rules and grouping (`g`) rules loaded.
+    pub rules: usize,
+    pub groupings: usize,
+    /// Policy subjects that are also role names (SPEC §7 warning when no prefixes are set).
+    pub subjects: Vec<String>,
+    pub role_names: Vec<String>,
+}
+
+impl std::fmt::Debug for Policy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Policy")
+            .field("fields", &self.fields)
+            .field("rules", &self.rules)
+            .field("groupings", &self.groupings)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("policy evaluation failed: {0}")]
+pub struct EvalError(String);
+
+impl Policy {
+    /// Reads and builds from files.
+    pub async fn load(model_path: &Path, policy_path: &Path) -> Result<Policy, PolicyLoadError> {
+        let read = |p: &Path| {
+            std::fs::read_to_string(p).map_err(|source| PolicyLoadError::Read {
+                path: p.display().to_string(),
+                source,
+            })
+        };
+        let (model, policy) = (read(model_path)?, read(policy_path)?);
+        Self::from_text(
+            &model,
+            &model_path.display().to_string(),
+            &policy,
+            &policy_path.display().to_string(),
+        )
+        .await
+    }
+
+    /// Builds from text; names are used in errors.
+    pub async fn from_text(
+        model_text: &str,
+        model_name: &str,
+        policy_text: &str,
+        policy_name: &str,
+    ) -> Result<Policy, PolicyLoadError> {
+        let model_err = |message: String| PolicyLoadError::Model {
+            path: model_name.to_string(),
+            message,
+        };
+        let model = DefaultModel::from_str(model_text)
+            .await
+            .map_err(|e| model_err(e.to_string()))?;
+        let fields = request_fields(&model).map_err(model_err)?;
+        let arity = arities(&model);
+        let (rules, groupings, subjects, role_names) =
+            check_lines(policy_text, policy_name, &arity)?;
+
+        let mut enforcer = Enforcer::new(model, StringAdapter::new(policy_text))
+            .await
+            .map_err(|e| PolicyLoadError::Policy {
+                path: policy_name.to_string(),
+                message: e.to_string(),
+            })?;
+        let rm: Arc<RwLock<dyn RoleManager>> = Arc::new(RwLock::new(OverlayRoleManager::default()));
+        enforcer
+            .set_role_manager(rm)
+            .map_err(|e| PolicyLoadError::Policy {
+                path: policy_name.to_string(),
+                message: e.to_string(),
+            })?;
+        Ok(Policy {
+            enforcer,
+            fields,
+            rules,
+            groupings,
+            subjects,
+            role_names,
+        })
+    }
+
+    /// Whether the model's request has a domain field (`r = sub, dom, obj, act`).
+    pub fn has_domain(&self) -> bool {
+        self.fields.contains(&Field::Dom)
+    }
+
+    /// Enforces `q`. Synchronous; safe to call from any number of threads at once.
+    pub fn enforce(&self, q: &Query<'_>) -> Result<Enforced, EvalError> {
+        let rvals: Vec<&str> = self
+            .fields
+            .iter()
+            .map(|f| match f {
+                Field::Sub => q.subject,
+                Field::Dom => q.domain,
+                Field::Obj => q.resource,
+                Field::Act => q.action,
+            })
+            .collect();
+        let _overlay = Overlay::install(q, self.has_domain());
+        let (allowed, matched) = self
+            .enforcer
+            .enforce_ex(rvals)
+            .map_err(|e| EvalError(e.to_string()))?;
+        Ok(Enforced {
+            allowed,
+            matched: matched.into_iter().next().unwrap_or_default(),
+        })
+    }
+}
+
+fn request_fields(model: &DefaultModel) -> Result<Vec<Field>, String> {
+    for (sec, name) in [("p", "policy_definition"), ("e", "policy_effect"), ("m", "matchers")] {
+        if model.get_model().get(sec).and_then(|m| m.get(sec)).is_none() {
+            return Err(format!("no `[{name}]` `{sec}` section"));
+        }
+    }
+    let r = model
+        .get_model()
+        .get("r")
+        .and_then(|m| m.get("r"))
+        .ok_or("no `[request_definition]` `r`")?;
+    let mut fields = Vec::new();
+    for token in &r.tokens {
+        let name = token.strip_prefix("r_").unwrap_or(token);
+        let f = match name {
+            "sub" => Field::Sub,
+            "dom" => Field::Dom,
+            "obj" => Field::Obj,
+            "act" => Field::Act,
+            other => {
+                return Err(format!(
+                    "request field `{other}` is not supported: authzd fills `sub`, `obj`, `act` and optionally `dom`"
+                ));
+            }
+        };
+        if fields.contains(&f) {
+            return Err(format!("request field `{name}` appears twice"));
+        }
+        fields.push(f);
+    }
+    for need in [Field::Sub, Field::Obj, Field::Act] {
+        if !fields.contains(&need) {
+            return Err(format!(
+                "request definition must have `sub`, `obj` and `act` (missing {need:?})"
+            ));
+        }
+    }
+    Ok(fields)
+}
+
+/// Number of fields each policy type (`p`, `p2`, `g`, `g2`…) takes.
+fn arities(model: &DefaultModel) -> Vec<(String, usize)> {
+    let mut out = Vec::new();
+    for sec in ["p", "g"] {
+        if let Some(m) = model.get_model().get(sec) {
+            for (ptype, ast) in m {
+                let n = if sec == "g" {
+                    ast.value.matches('_').count()
+                } else {
+                    ast.tokens.len()
+                };
+                out.push((ptype.clone(), n));
+            }
+        }
+    }
+    out
+}
+
+type LineSummary = (usize, usize, Vec<String>, Vec<String>);
+
+/// Checks every policy line for a known type and the right number of fields,
+/// so an error names the line (casbin-rs would not).
+fn check_lines(
+    text: &str,
+    name: &str,
+    arity: &[(String, usize)],
+) -> Result<LineSummary, PolicyLoadError> {
+    let (mut rules, mut groupings) = (0, 0);
+    let (mut subjects, mut roles) = (Vec::new(), Vec::new());
+    for (i, line) in text.lines().enumerate() {
+        let line_err = |message: String| PolicyLoadError::Line {
+            path: name.to_string(),
+            line: i + 1,
+            message,
+        };
+        let trimmed = line.trim();
+        if trimmed.is_empty() || trimmed.starts_with('#') {
+            continue;
+        }
+        if trimmed.contains('"') {
+            // casbin-rs's own CSV reader handles quoting; we only count fields when there is none.
+            continue;
+        }
+        let fields: Vec<&str> = trimmed.split(',').map(str::trim).collect();
+        let ptype = fields[0];
+        let Some((_, want)) = arity.iter().find(|(p, _)| p == ptype) else {
+            return Err(line_err(format!(
+                "unknown policy type `{ptype}` (the model defines {})",
+                names(arity)
+            )));
+        };
+        let got = fields.len() - 1;
+        let ok = if ptype.starts_with('g') {
+            got >= *want
+        } else {
+            got == *want
+        };
+        if !ok {
+            return Err(line_err(format!(
+                "`{ptype}` takes {want} fields, this line has {got}"
+            )));
+        }
+        if fields[1..].iter().any(|f| f.is_empty()) {
+            return Err(line_err("empty field".to_string()));
+        }
+        if ptype.starts_with('g') {
+            groupings += 1;
+            roles.push(fields[2].to_string());
+        } else {
+            rules += 1;
+            subjects.push(fields[1].to_string());
+        }
+    }
+    subjects.sort();
+    subjects.dedup();
+    roles.sort();
+    roles.dedup();
+    Ok((rules, groupings, subjects, roles))
+}
+
+fn names(arity: &[(String, usize)]) -> String {
+    arity
+        .iter()
+        .map(|(p, _)| format!("`{p}`"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The per-request roles of the enforce call running on this thread.
+struct ActiveOverlay {
+    subject: String,
+    roles: Vec<String>,
+    /// `Some(d)`: the overlay links exist in domain `d` only (three-field `g`).
+    domain: Option<String>,
+}
+
+thread_local! {
+    static OVERLAY: RefCell<Option<ActiveOverlay>> = const { RefCell::new(None) };
+}
+
+/// Installs the overlay for one enforce call and removes it on drop, even on error.
+struct Overlay;
+
+impl Overlay {
+    fn install(q: &Query<'_>, with_domain: bool) -> Overlay {
+        OVERLAY.with(|o| {
+            *o.borrow_mut() = (!q.roles.is_empty()).then(|| ActiveOverlay {
+                subject: q.subject.to_string(),
+                roles: q.roles.to_vec(),
+                domain: with_domain.then(|| q.domain.to_string()),
+            });
+        });
+        Overlay
+    }
+}
+
+impl Drop for Overlay {
+    fn drop(&mut self) {
+        OVERLAY.with(|o| *o.borrow_mut() = None);
+    }
+}
+
+/// casbin-rs's default role manager plus this thread's per-request links.
+///
+/// `has_link(a, b)` in the combined graph is true when it is true in the
+/// policy graph, or when `a` reaches the request subject (or is it) and some
+/// request role reaches `b`: exactly the paths that `g, sub, role` lines add.
+struct OverlayRoleManager {
+    inner: DefaultRoleManager,
+}
+
+impl Default for OverlayRoleManager {
+    fn default() -> Self {
+        // casbin-rs's own default hierarchy depth.
+        Self {
+            inner: DefaultRoleManager::new(10),
+        }
+    }
+}
+
+impl RoleManager for OverlayRoleManager {
+    fn clear(&mut self) {
+        self.inner.clear()
+    }
+    fn add_link(&mut self, name1: &str, name2: &str, domain: Option<&str>) {
+        self.inner.add_link(name1, name2, domain)
+    }
+    fn matching_fn(&mut self, role: Option<MatchingFn>, domain: Option<MatchingFn>) {
+        self.inner.matching_fn(role, domain)
+    }
+    fn delete_link(
+        &mut self,
+        name1: &str,
+        name2: &str,
+        domain: Option<&str>,
+    ) -> casbin::Result<()> {
+        self.inner.delete_link(name1, name2, domain)
+    }
+    fn has_link(&self, name1: &str, name2: &str, domain: Option<&str>) -> bool {
+        if self.inner.has_link(name1, name2, domain) {
+            return true;
+        }
+        OVERLAY.with(|o| {
+            let o = o.borrow();
+            let Some(ov) = o.as_ref() else { return false };
+            if ov.domain.as_deref() != domain {
+                return false;
+            }
+            let from_subject =
+                name1 == ov.subject || self.inner.has_link(name1, &ov.subject, domain);
+            from_subject
+                && ov
+                    .roles
+                    .iter()
+                    .any(|r| self.inner.has_link(r, name2, domain))
+        })
+    }
+    fn get_roles(&self, name: &str, domain: Option<&str>) -> Vec<String> {
+        self.inner.get_roles(name, domain)
+    }
+    fn get_users(&self, name: &str, domain: Option<&str>) -> Vec<String> {
+        self.inner.get_users(name, domain)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const RBAC: &str = "[request_definition]\nr = sub, obj, act\n[policy_definition]\np = sub, obj, act\n[role_definition]\ng = _, _\n[policy_effect]\ne = some(where (p.eft == allow))\n[matchers]\nm = g(r.sub, p.sub) && r.obj == p.obj && r.act == p.act\n";
+
+    #[tokio::test]
+    async fn line_errors_name_the_line() {
+        let e = Policy::from_text(RBAC, "m.conf", "p, a, b, c\n\np, a, b\n", "p.csv")
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("p.csv") && e.contains("line 3") && e.contains("3 fields"),
+            "{e}"
+        );
+        let e = Policy::from_text(RBAC, "m.conf", "x, a, b\n", "p.csv")
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("line 1") && e.contains("`x`"), "{e}");
+        let e = Policy::from_text(
+            "[request_definition]\nr = sub, obj, act\n",
+            "m.conf",
+            "",
+            "p.csv",
+        )
+        .await
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("m.conf"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn unsupported_request_fields_are_named() {
+        let m = RBAC.replace("r = sub, obj, act", "r = user, obj, act");
+        let e = Policy::from_text(&m, "m.conf", "", "p.csv")
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("`user`"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn overlay_roles_apply_only_to_their_call() {
+        let p = Policy::from_text(
+            RBAC,
+            "m",
+            "p, admin, /a, GET\ng, admin, staff\np, staff, /s, GET\n",
+            "p",
+        )
+        .await
+        .unwrap();
+        let roles = vec!["admin".to_string()];
+        let q = |roles: &'static [String], res: &'static str| Query {
+            subject: "alice",
+            roles,
+            domain: "",
+            resource: res,
+            action: "GET",
+        };
+        let with = Box::leak(Box::new(roles));
+        let r = p.enforce(&q(with, "/a")).unwrap();
+        assert!(r.allowed);
+        assert_eq!(r.matched, ["admin", "/a", "GET"]);
+        assert!(
+            p.enforce(&q(with, "/s")).unwrap().allowed,
+            "inheritance from a claim role"
+        );
+        assert!(
+            !p.enforce(&q(&[], "/a")).unwrap().allowed,
+            "the overlay is gone after the call"
+        );
+        assert!(p.enforce(&q(&[], "/a")).unwrap().matched.is_empty());
+    }
+}

@@ -1,0 +1,299 @@
+//! The route table: API Gateway path syntax and most-specific matching (SPEC §5).
+//!
+//! Pure: compiled once per snapshot, matched per request without allocation.
+//! Paths are compared segment by segment exactly as sent (no decoding, no
+//! collapsing of `//`), so the path a route sees is the path the policy sees.
+
+use crate::config::{RouteAuth, RouteConfig};
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RouteError {
+    #[error("invalid route path `{path}`: {why}")]
+    Path { path: String, why: &'static str },
+    #[error("invalid route method `{0}`: use an HTTP method name or `ANY`")]
+    Method(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Segment {
+    Literal(String),
+    /// `{name}`: exactly one non-empty segment.
+    Param,
+    /// `{name+}`: one or more segments; always last.
+    Greedy,
+}
+
+/// One compiled route.
+#[derive(Debug, Clone)]
+pub struct Route {
+    /// Upper-case method, or `None` for `ANY`.
+    method: Option<String>,
+    segments: Vec<Segment>,
+    /// `METHOD /path` as configured, for logs and responses.
+    pub label: String,
+    pub public: bool,
+    pub scopes: Vec<String>,
+    /// Specificity rank per segment (literal 2, param 1, greedy 0), compared lexicographically.
+    rank: Vec<u8>,
+}
+
+impl Route {
+    pub fn compile(cfg: &RouteConfig) -> Result<Route, RouteError> {
+        let method = match cfg.method.to_ascii_uppercase().as_str() {
+            "ANY" => None,
+            m if !m.is_empty() && m.bytes().all(|b| b.is_ascii_uppercase()) => Some(m.to_string()),
+            _ => return Err(RouteError::Method(cfg.method.clone())),
+        };
+        let err = |why| RouteError::Path {
+            path: cfg.path.clone(),
+            why,
+        };
+        let rest = cfg
+            .path
+            .strip_prefix('/')
+            .ok_or_else(|| err("it must start with `/`"))?;
+        let mut segments = Vec::new();
+        if !rest.is_empty() {
+            let parts: Vec<&str> = rest.split('/').collect();
+            for (i, part) in parts.iter().enumerate() {
+                let seg =
+                    if let Some(inner) = part.strip_prefix('{').and_then(|p| p.strip_suffix('}')) {
+                        let (name, greedy) = match inner.strip_suffix('+') {
+                            Some(n) => (n, true),
+                            None => (inner, false),
+                        };
+                        if name.is_empty()
+                            || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+                        {
+                            return Err(err("a parameter name is letters, digits and `_`"));
+                        }
+                        if greedy && i + 1 != parts.len() {
+                            return Err(err("a greedy segment must be last"));
+                        }
+                        if greedy {
+                            Segment::Greedy
+                        } else {
+                            Segment::Param
+                        }
+                    } else if part.contains('{') || part.contains('}') {
+                        return Err(err("a parameter must be a whole segment, like `{id}`"));
+                    } else {
+                        Segment::Literal((*part).to_string())
+                    };
+                segments.push(seg);
+            }
+        }
+        let rank = segments
+            .iter()
+            .map(|s| match s {
+                Segment::Literal(_) => 2,
+                Segment::Param => 1,
+                Segment::Greedy => 0,
+            })
+            .collect();
+        Ok(Route {
+            label: format!("{} {}", method.as_deref().unwrap_or("ANY"), cfg.path),
+            method,
+            segments,
+            public: cfg.auth == RouteAuth::None,
+            scopes: cfg.scopes.clone(),
+            rank,
+        })
+    }
+
+    fn matches(&self, method: &str, path: &str) -> bool {
+        if let Some(m) = &self.method
+            && !m.eq_ignore_ascii_case(method)
+        {
+            return false;
+        }
+        let Some(rest) = path.strip_prefix('/') else {
+            return false;
+        };
+        if self.segments.is_empty() {
+            return rest.is_empty();
+        }
+        let mut parts = rest.split('/');
+        for seg in &self.segments {
+            match seg {
+                Segment::Greedy => return parts.any(|p| !p.is_empty()),
+                Segment::Param => match parts.next() {
+                    Some(p) if !p.is_empty() => {}
+                    _ => return false,
+                },
+                Segment::Literal(l) => match parts.next() {
+                    Some(p) if p == l => {}
+                    _ => return false,
+                },
+            }
+        }
+        parts.next().is_none()
+    }
+
+    /// Greater is more specific: literal > `{param}` > `{proxy+}` segment by
+    /// segment, then a named method over `ANY`.
+    fn specificity(&self) -> (&[u8], bool) {
+        (&self.rank, self.method.is_some())
+    }
+}
+
+/// All routes of a snapshot.
+#[derive(Debug, Clone, Default)]
+pub struct RouteTable {
+    routes: Vec<Route>,
+}
+
+impl RouteTable {
+    pub fn compile(cfgs: &[RouteConfig]) -> Result<RouteTable, RouteError> {
+        Ok(RouteTable {
+            routes: cfgs.iter().map(Route::compile).collect::<Result<_, _>>()?,
+        })
+    }
+
+    pub fn len(&self) -> usize {
+        self.routes.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.routes.is_empty()
+    }
+
+    /// The most specific route matching `method` and `path` (query already removed).
+    pub fn find(&self, method: &str, path: &str) -> Option<&Route> {
+        self.routes
+            .iter()
+            .filter(|r| r.matches(method, path))
+            .max_by(|a, b| a.specificity().cmp(&b.specificity()))
+    }
+}
+
+/// `path` without its query string or fragment.
+pub fn strip_query(path: &str) -> &str {
+    path.split(['?', '#']).next().unwrap_or(path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn route(method: &str, path: &str) -> RouteConfig {
+        RouteConfig {
+            method: method.into(),
+            path: path.into(),
+            scopes: vec![],
+            auth: RouteAuth::Jwt,
+        }
+    }
+
+    fn table(routes: &[(&str, &str)]) -> RouteTable {
+        RouteTable::compile(&routes.iter().map(|(m, p)| route(m, p)).collect::<Vec<_>>()).unwrap()
+    }
+
+    fn found<'a>(t: &'a RouteTable, m: &str, p: &str) -> Option<&'a str> {
+        t.find(m, p).map(|r| r.label.as_str())
+    }
+
+    #[test]
+    fn most_specific_wins() {
+        let t = table(&[
+            ("ANY", "/api/{proxy+}"),
+            ("GET", "/api/{proxy+}"),
+            ("ANY", "/api/items/{id}"),
+            ("GET", "/api/items/special"),
+            ("ANY", "/api/v1/{proxy+}"),
+            ("ANY", "/"),
+        ]);
+        assert_eq!(
+            found(&t, "GET", "/api/items/special"),
+            Some("GET /api/items/special")
+        );
+        assert_eq!(
+            found(&t, "POST", "/api/items/special"),
+            Some("ANY /api/items/{id}")
+        );
+        assert_eq!(
+            found(&t, "DELETE", "/api/items/7"),
+            Some("ANY /api/items/{id}")
+        );
+        assert_eq!(
+            found(&t, "GET", "/api/items/7/parts"),
+            Some("GET /api/{proxy+}")
+        );
+        assert_eq!(
+            found(&t, "PUT", "/api/items/7/parts"),
+            Some("ANY /api/{proxy+}")
+        );
+        assert_eq!(found(&t, "PUT", "/api/v1/x"), Some("ANY /api/v1/{proxy+}"));
+        assert_eq!(found(&t, "GET", "/"), Some("ANY /"));
+        // Greedy needs at least one segment; `{id}` needs a non-empty one.
+        assert_eq!(found(&t, "GET", "/api"), None);
+        assert_eq!(found(&t, "GET", "/api/items/"), Some("GET /api/{proxy+}"));
+        assert_eq!(found(&t, "GET", "/other"), None);
+        assert_eq!(
+            found(&t, "get", "/api/items/special"),
+            Some("GET /api/items/special")
+        );
+    }
+
+    #[test]
+    fn paths_are_not_normalized() {
+        let t = table(&[("GET", "/admin")]);
+        assert_eq!(found(&t, "GET", "//admin"), None);
+        assert_eq!(found(&t, "GET", "/admin/"), None);
+        assert_eq!(found(&t, "GET", "/%61dmin"), None);
+        assert_eq!(found(&t, "GET", "admin"), None);
+    }
+
+    #[test]
+    fn invalid_paths_are_explained() {
+        for (p, why) in [
+            ("/api/{proxy+}/x", "greedy"),
+            ("api", "start with"),
+            ("/a/{}", "parameter name"),
+            ("/a/x{id}", "whole segment"),
+        ] {
+            let e = Route::compile(&route("GET", p)).unwrap_err().to_string();
+            assert!(e.contains(why) && e.contains(p), "{p}: {e}");
+        }
+        assert!(Route::compile(&route("GE T", "/")).is_err());
+    }
+
+    #[test]
+    fn query_is_stripped() {
+        assert_eq!(strip_query("/a/b?x=1#f"), "/a/b");
+        assert_eq!(strip_query("/a#f?x"), "/a");
+    }
+
+    proptest! {
+        /// A literal route always beats a parameter route, which always beats
+        /// a greedy one, for any path they all match.
+        #[test]
+        fn literal_beats_param_beats_greedy(a in "[a-z]{1,6}", b in "[a-z]{1,6}") {
+            let t = table(&[("ANY", "/{p+}"), ("ANY", &format!("/{a}/{{id}}")), ("ANY", &format!("/{a}/{b}"))]);
+            prop_assert_eq!(t.find("GET", &format!("/{a}/{b}")).unwrap().label.clone(), format!("ANY /{a}/{b}"));
+            prop_assert_eq!(t.find("GET", &format!("/{a}/{b}x")).unwrap().label.clone(), format!("ANY /{a}/{{id}}"));
+            prop_assert_eq!(t.find("GET", &format!("/{a}x/{b}")).unwrap().label.clone(), "ANY /{p+}".to_string());
+        }
+
+        /// Greedy matches any non-empty remainder of any depth, and the answer
+        /// does not depend on the order routes are listed.
+        #[test]
+        fn greedy_and_order_independence(segs in proptest::collection::vec("[a-z]{1,4}", 1..6)) {
+            let path = format!("/api/{}", segs.join("/"));
+            let r1 = table(&[("ANY", "/api/{proxy+}"), ("GET", "/api/{x}")]);
+            let r2 = table(&[("GET", "/api/{x}"), ("ANY", "/api/{proxy+}")]);
+            let a = r1.find("GET", &path).map(|r| r.label.clone());
+            let b = r2.find("GET", &path).map(|r| r.label.clone());
+            prop_assert_eq!(&a, &b);
+            let want = if segs.len() == 1 { "GET /api/{x}" } else { "ANY /api/{proxy+}" };
+            prop_assert_eq!(a.as_deref(), Some(want));
+        }
+
+        #[test]
+        fn matching_never_panics(path in "\\PC{0,40}", method in "[A-Za-z]{0,8}") {
+            let t = table(&[("ANY", "/api/{proxy+}"), ("GET", "/{a}/{b}"), ("ANY", "/")]);
+            let _ = t.find(&method, &path);
+        }
+    }
+}

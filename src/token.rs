@@ -1,0 +1,442 @@
+//! JWT parsing and verification (SPEC §4).
+//!
+//! [`parse`] splits and decodes a compact JWS once; [`verify`] checks it
+//! against one issuer's configuration and key set, synchronously and without
+//! I/O. Fetching keys is [`jwks`]'s job; reading claims is [`claims`]'s.
+//! Keys are never taken from the token: `jku`, `x5u`, `jwk` and `x5c` are
+//! not even deserialized.
+
+pub mod claims;
+pub mod jwks;
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use base64::{Engine as _, engine::general_purpose::URL_SAFE_NO_PAD};
+use serde::Deserialize;
+use serde_json::{Map, Value};
+
+use crate::{config::IssuerConfig, decision::Reason};
+use jwks::{Key, KeySet};
+
+/// Tokens longer than this are rejected before any decoding.
+pub const MAX_TOKEN_BYTES: usize = 16 * 1024;
+
+/// The asymmetric algorithms authzd accepts. `none` and HMAC have no variant:
+/// they can never be allowed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Alg {
+    RS256,
+    RS384,
+    RS512,
+    PS256,
+    PS384,
+    PS512,
+    ES256,
+    ES384,
+    EdDSA,
+}
+
+impl Alg {
+    pub const ALL: [Alg; 9] = [
+        Alg::RS256,
+        Alg::RS384,
+        Alg::RS512,
+        Alg::PS256,
+        Alg::PS384,
+        Alg::PS512,
+        Alg::ES256,
+        Alg::ES384,
+        Alg::EdDSA,
+    ];
+
+    /// Exact, case-sensitive JOSE name (RFC 7518): `rs256` is not `RS256`.
+    pub fn parse(name: &str) -> Option<Alg> {
+        Self::ALL.into_iter().find(|a| a.name() == name)
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Alg::RS256 => "RS256",
+            Alg::RS384 => "RS384",
+            Alg::RS512 => "RS512",
+            Alg::PS256 => "PS256",
+            Alg::PS384 => "PS384",
+            Alg::PS512 => "PS512",
+            Alg::ES256 => "ES256",
+            Alg::ES384 => "ES384",
+            Alg::EdDSA => "EdDSA",
+        }
+    }
+
+    pub fn to_jwt(self) -> jsonwebtoken::Algorithm {
+        use jsonwebtoken::Algorithm as A;
+        match self {
+            Alg::RS256 => A::RS256,
+            Alg::RS384 => A::RS384,
+            Alg::RS512 => A::RS512,
+            Alg::PS256 => A::PS256,
+            Alg::PS384 => A::PS384,
+            Alg::PS512 => A::PS512,
+            Alg::ES256 => A::ES256,
+            Alg::ES384 => A::ES384,
+            Alg::EdDSA => A::EdDSA,
+        }
+    }
+}
+
+/// Why a token was rejected. `Display` is the human `detail` of the decision log.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum TokenError {
+    #[error("token is malformed: {0}")]
+    Malformed(String),
+    #[error("token issuer `{iss}` is not configured")]
+    IssuerUnknown { iss: String },
+    #[error(
+        "token issuer `{iss}` is not configured; it differs from the configured `{configured}` only by a trailing slash"
+    )]
+    IssuerTrailingSlash { iss: String, configured: String },
+    #[error("token algorithm `{0}` is not allowed for this issuer")]
+    AlgorithmNotAllowed(String),
+    #[error("token algorithm `{alg}` does not fit key `{kid}`")]
+    AlgorithmKeyMismatch { alg: &'static str, kid: String },
+    #[error("no key `{0}` in the issuer's key set")]
+    KeyUnknown(String),
+    #[error("token signature does not verify")]
+    SignatureInvalid,
+    #[error("token expired {0} s ago")]
+    Expired(i64),
+    #[error("token is not valid for another {0} s")]
+    NotYetValid(i64),
+    #[error("token audience does not match: {0}")]
+    AudienceMismatch(String),
+    #[error("token_use is `{got}`, this issuer requires `{want}`")]
+    TokenUseMismatch { got: String, want: String },
+}
+
+impl TokenError {
+    pub fn reason(&self) -> Reason {
+        match self {
+            TokenError::Malformed(_) => Reason::TokenMalformed,
+            TokenError::IssuerUnknown { .. } | TokenError::IssuerTrailingSlash { .. } => {
+                Reason::IssuerUnknown
+            }
+            TokenError::AlgorithmNotAllowed(_) | TokenError::AlgorithmKeyMismatch { .. } => {
+                Reason::AlgorithmNotAllowed
+            }
+            TokenError::KeyUnknown(_) => Reason::KeyUnknown,
+            TokenError::SignatureInvalid => Reason::SignatureInvalid,
+            TokenError::Expired(_) => Reason::TokenExpired,
+            TokenError::NotYetValid(_) => Reason::TokenNotYetValid,
+            TokenError::AudienceMismatch(_) => Reason::AudienceMismatch,
+            TokenError::TokenUseMismatch { .. } => Reason::TokenUseMismatch,
+        }
+    }
+}
+
+fn malformed(msg: impl Into<String>) -> TokenError {
+    TokenError::Malformed(msg.into())
+}
+
+/// The JOSE header fields authzd reads. Unknown fields are ignored; duplicate
+/// fields are an error (serde rejects them), so `{"alg":"RS256","alg":"none"}`
+/// cannot smuggle a second meaning past us.
+#[derive(Debug, Deserialize)]
+pub struct Header {
+    pub alg: String,
+    pub kid: Option<String>,
+    pub crit: Option<Vec<String>>,
+}
+
+/// A compact JWS split and decoded once; nothing here is trusted yet.
+#[derive(Debug)]
+pub struct ParsedToken<'a> {
+    pub header: Header,
+    pub claims: Map<String, Value>,
+    /// `base64(header) "." base64(payload)`: the signed bytes.
+    signing_input: &'a str,
+    signature: &'a str,
+}
+
+impl ParsedToken<'_> {
+    /// The unverified `iss`; only used to choose which issuer's rules apply.
+    pub fn iss(&self) -> Result<&str, TokenError> {
+        match self.claims.get("iss") {
+            Some(Value::String(s)) => Ok(s),
+            Some(_) => Err(malformed("`iss` is not a string")),
+            None => Err(malformed("no `iss` claim")),
+        }
+    }
+}
+
+/// Splits and decodes a compact JWS. Pure and cheap: no crypto, no I/O.
+pub fn parse(raw: &str) -> Result<ParsedToken<'_>, TokenError> {
+    if raw.len() > MAX_TOKEN_BYTES {
+        return Err(malformed(format!(
+            "token is {} bytes, the limit is {MAX_TOKEN_BYTES}",
+            raw.len()
+        )));
+    }
+    let mut parts = raw.split('.');
+    let (Some(h), Some(p), Some(s), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(malformed(
+            "a JWT has three dot-separated parts (JWE is not accepted)",
+        ));
+    };
+    if s.is_empty() {
+        return Err(malformed("the signature part is empty"));
+    }
+    let header_bytes = URL_SAFE_NO_PAD
+        .decode(h)
+        .map_err(|e| malformed(format!("header is not base64url: {e}")))?;
+    let header: Header = serde_json::from_slice(&header_bytes)
+        .map_err(|e| malformed(format!("header is not a JOSE header: {e}")))?;
+    let payload = URL_SAFE_NO_PAD
+        .decode(p)
+        .map_err(|e| malformed(format!("payload is not base64url: {e}")))?;
+    let claims: Map<String, Value> = serde_json::from_slice(&payload)
+        .map_err(|e| malformed(format!("payload is not a JSON object: {e}")))?;
+    if has_duplicate_top_level_keys(&payload, claims.len()) {
+        return Err(malformed("payload has duplicate claim names"));
+    }
+    Ok(ParsedToken {
+        header,
+        claims,
+        signing_input: &raw[..h.len() + 1 + p.len()],
+        signature: s,
+    })
+}
+
+/// serde_json keeps the last of duplicate keys silently; RFC 8725 §3.x asks
+/// us to reject them. Counting top-level keys with a streaming pass is cheap.
+fn has_duplicate_top_level_keys(payload: &[u8], unique: usize) -> bool {
+    #[derive(Deserialize)]
+    struct Count(#[serde(deserialize_with = "count_keys")] usize);
+    fn count_keys<'de, D: serde::Deserializer<'de>>(d: D) -> Result<usize, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = usize;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut m: A) -> Result<usize, A::Error> {
+                let mut n = 0;
+                while m
+                    .next_entry::<serde::de::IgnoredAny, serde::de::IgnoredAny>()?
+                    .is_some()
+                {
+                    n += 1;
+                }
+                Ok(n)
+            }
+        }
+        d.deserialize_map(V)
+    }
+    match serde_json::from_slice::<Count>(payload) {
+        Ok(Count(n)) => n != unique,
+        Err(_) => true,
+    }
+}
+
+/// A token whose signature and claims checked out.
+#[derive(Debug, Clone)]
+pub struct Verified {
+    pub claims: Map<String, Value>,
+}
+
+/// Verifies `token` for `issuer` with `keys`. `now` is injected for tests.
+///
+/// Order: algorithm allow-list, `crit`, key, signature, then claims, so that
+/// nothing about claim checking is observable with a forged signature.
+pub fn verify(
+    token: ParsedToken<'_>,
+    issuer: &IssuerConfig,
+    keys: &KeySet,
+    now: SystemTime,
+) -> Result<Verified, TokenError> {
+    let key = select_key(&token.header, issuer, keys)?;
+    let ok = jsonwebtoken::crypto::verify(
+        token.signature,
+        token.signing_input.as_bytes(),
+        &key.decoding,
+        key_alg(&token.header, issuer)?.to_jwt(),
+    )
+    .unwrap_or(false);
+    if !ok {
+        return Err(TokenError::SignatureInvalid);
+    }
+    check_claims(&token.claims, issuer, now)?;
+    Ok(Verified {
+        claims: token.claims,
+    })
+}
+
+/// The header's `alg` if this issuer allows it.
+pub fn key_alg(header: &Header, issuer: &IssuerConfig) -> Result<Alg, TokenError> {
+    match Alg::parse(&header.alg) {
+        Some(alg) if issuer.algs.contains(&alg) => Ok(alg),
+        _ => Err(TokenError::AlgorithmNotAllowed(header.alg.clone())),
+    }
+}
+
+/// Checks `alg` and `crit`, then finds the key. `KeyUnknown` may be retried
+/// after a key refresh.
+pub fn select_key<'k>(
+    header: &Header,
+    issuer: &IssuerConfig,
+    keys: &'k KeySet,
+) -> Result<&'k Key, TokenError> {
+    let alg = key_alg(header, issuer)?;
+    if let Some(crit) = &header.crit {
+        // We implement no JWS extensions, so any named critical parameter is unknown.
+        return Err(malformed(match crit.first() {
+            Some(name) => format!("critical header parameter `{name}` is not understood"),
+            None => "`crit` must not be empty".to_string(),
+        }));
+    }
+    let key = keys.find(header.kid.as_deref(), alg).ok_or_else(|| {
+        TokenError::KeyUnknown(header.kid.clone().unwrap_or_else(|| "(no kid)".into()))
+    })?;
+    if !key.fits(alg) {
+        return Err(TokenError::AlgorithmKeyMismatch {
+            alg: alg.name(),
+            kid: key.kid.clone().unwrap_or_default(),
+        });
+    }
+    Ok(key)
+}
+
+fn check_claims(
+    claims: &Map<String, Value>,
+    issuer: &IssuerConfig,
+    now: SystemTime,
+) -> Result<(), TokenError> {
+    let now = now
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
+    let leeway = i64::try_from(issuer.leeway_secs).unwrap_or(i64::MAX);
+    let exp = numeric_date(claims, "exp")?.ok_or_else(|| malformed("no `exp` claim"))?;
+    if now > exp.saturating_add(leeway) {
+        return Err(TokenError::Expired(now - exp));
+    }
+    if let Some(nbf) = numeric_date(claims, "nbf")?
+        && now.saturating_add(leeway) < nbf
+    {
+        return Err(TokenError::NotYetValid(nbf - now));
+    }
+    if !issuer.audiences.is_empty() {
+        check_audience(claims, &issuer.audiences)?;
+    }
+    if let Some(want) = &issuer.token_use {
+        let got = claims
+            .get("token_use")
+            .and_then(Value::as_str)
+            .unwrap_or("");
+        if got != want {
+            return Err(TokenError::TokenUseMismatch {
+                got: got.to_string(),
+                want: want.clone(),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// RFC 7519 NumericDate: a JSON number (fractions allowed, truncated). A string is malformed.
+fn numeric_date(claims: &Map<String, Value>, name: &str) -> Result<Option<i64>, TokenError> {
+    match claims.get(name) {
+        None => Ok(None),
+        Some(Value::Number(n)) => {
+            if let Some(i) = n.as_i64() {
+                Ok(Some(i))
+            } else if let Some(f) = n.as_f64().filter(|f| f.is_finite()) {
+                // `as` saturates for out-of-range floats, which is what we want.
+                Ok(Some(f as i64))
+            } else {
+                Err(malformed(format!("`{name}` is not a usable number")))
+            }
+        }
+        Some(_) => Err(malformed(format!("`{name}` is not a number"))),
+    }
+}
+
+fn check_audience(claims: &Map<String, Value>, audiences: &[String]) -> Result<(), TokenError> {
+    let allowed = |s: &str| audiences.iter().any(|a| a == s);
+    match claims.get("aud") {
+        Some(Value::String(s)) if allowed(s) => Ok(()),
+        Some(Value::Array(items)) if items.iter().filter_map(Value::as_str).any(allowed) => Ok(()),
+        Some(Value::String(_) | Value::Array(_)) => Err(TokenError::AudienceMismatch(
+            "`aud` names none of the configured audiences".into(),
+        )),
+        Some(_) => Err(malformed("`aud` is neither a string nor an array")),
+        None => match claims.get("client_id") {
+            Some(Value::String(s)) if allowed(s) => Ok(()),
+            Some(_) => Err(TokenError::AudienceMismatch(
+                "no `aud`, and `client_id` is not a configured audience".into(),
+            )),
+            None => Err(TokenError::AudienceMismatch(
+                "neither `aud` nor `client_id` is present".into(),
+            )),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn b64(s: &str) -> String {
+        URL_SAFE_NO_PAD.encode(s)
+    }
+
+    #[test]
+    fn parse_rejects_shapes() {
+        let h = b64(r#"{"alg":"RS256"}"#);
+        let p = b64(r#"{"iss":"x"}"#);
+        assert!(parse(&format!("{h}.{p}.c2ln")).is_ok());
+        for bad in [
+            String::new(),
+            "a.b".into(),
+            format!("{h}.{p}"),
+            format!("{h}.{p}."),
+            format!("{h}.{p}.sig.extra.part"),
+            format!("!!.{p}.sig"),
+            format!("{}.{p}.sig", b64("not json")),
+            format!("{h}.{}.sig", b64("[1,2]")),
+            format!("{}.{p}.sig", b64(r#"{"alg":"RS256","alg":"none"}"#)),
+            format!("{h}.{}.sig", b64(r#"{"iss":"a","iss":"b"}"#)),
+            format!("{h}.{p}.{}", "A".repeat(MAX_TOKEN_BYTES)),
+        ] {
+            let e = parse(&bad).unwrap_err();
+            assert_eq!(e.reason(), Reason::TokenMalformed, "{bad:.80}: {e}");
+        }
+    }
+
+    #[test]
+    fn alg_names_are_exact() {
+        assert_eq!(Alg::parse("RS256"), Some(Alg::RS256));
+        assert_eq!(Alg::parse("rs256"), None);
+        assert_eq!(Alg::parse("none"), None);
+        assert_eq!(Alg::parse("HS256"), None);
+    }
+
+    #[test]
+    fn audience_rules() {
+        let auds = vec!["app".to_string()];
+        let m = |v: Value| v.as_object().unwrap().clone();
+        assert!(check_audience(&m(serde_json::json!({"aud": "app"})), &auds).is_ok());
+        assert!(check_audience(&m(serde_json::json!({"aud": ["x", "app"]})), &auds).is_ok());
+        assert!(check_audience(&m(serde_json::json!({"client_id": "app"})), &auds).is_ok());
+        // `aud` present but wrong: client_id does not rescue it.
+        assert!(
+            check_audience(
+                &m(serde_json::json!({"aud": "x", "client_id": "app"})),
+                &auds
+            )
+            .is_err()
+        );
+        assert!(check_audience(&m(serde_json::json!({})), &auds).is_err());
+    }
+}

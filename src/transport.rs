@@ -1,0 +1,239 @@
+//! How authzd is reached. Each adapter maps its wire format to a
+//! [`Request`](crate::decision::Request), calls the [`Authorizer`], and maps
+//! the [`Outcome`](crate::audit::Outcome) back in one function. None of them
+//! re-implements a pipeline step.
+//!
+//! [`Server`] binds both listeners, serves until shutdown, then flushes the
+//! decision log.
+
+pub mod grpc;
+pub mod http;
+
+use std::{collections::HashMap, future::Future, net::SocketAddr, path::Path, sync::Arc};
+
+use tokio::net::TcpListener;
+
+use crate::{
+    audit::{self, Output},
+    authorizer::Authorizer,
+    decision::{Request, Target},
+    policy::{
+        reload::PolicyStore,
+        snapshot::{Snapshot, SnapshotError},
+    },
+    token::jwks::Jwks,
+};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error(transparent)]
+    Load(#[from] SnapshotError),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("cannot open decision log `{output}`: {source}")]
+    Log {
+        output: String,
+        source: std::io::Error,
+    },
+    #[error("gRPC server failed: {0}")]
+    Grpc(#[from] tonic::transport::Error),
+    #[error("HTTP server failed: {0}")]
+    Http(std::io::Error),
+}
+
+/// A bound, not yet serving authzd.
+pub struct Server {
+    grpc: TcpListener,
+    http: TcpListener,
+    authorizer: Arc<Authorizer>,
+    audit_writer: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Server {
+    /// Loads the config at `path` and binds its gRPC and HTTP addresses.
+    pub async fn bind(path: &Path) -> Result<Server, ServeError> {
+        let snapshot = Snapshot::load(path).await?;
+        for w in snapshot.warnings() {
+            tracing::warn!("{w}");
+        }
+        let cfg = &snapshot.config;
+        let (grpc_addr, http_addr) = (cfg.server.grpc_addr, cfg.server.http_addr);
+        let log_cfg = cfg.decision_log.clone();
+        let grpc = TcpListener::bind(grpc_addr)
+            .await
+            .map_err(|source| ServeError::Bind {
+                addr: grpc_addr,
+                source,
+            })?;
+        let http = TcpListener::bind(http_addr)
+            .await
+            .map_err(|source| ServeError::Bind {
+                addr: http_addr,
+                source,
+            })?;
+        let (sink, audit_writer) =
+            audit::spawn(Output::from_config(&log_cfg.output), log_cfg.buffer).map_err(
+                |source| ServeError::Log {
+                    output: log_cfg.output.clone(),
+                    source,
+                },
+            )?;
+        crate::metrics::revision_serving(&snapshot.revision);
+        tracing::info!(revision = %snapshot.revision, rules = snapshot.policy.rules, routes = snapshot.routes.len(), issuers = cfg.issuers.len(), "policy loaded");
+        let store = Arc::new(PolicyStore::new(snapshot, path));
+        let authorizer = Arc::new(Authorizer::new(store, Arc::new(Jwks::new()), sink));
+        Ok(Server {
+            grpc,
+            http,
+            authorizer,
+            audit_writer,
+        })
+    }
+
+    pub fn grpc_addr(&self) -> Option<SocketAddr> {
+        self.grpc.local_addr().ok()
+    }
+
+    pub fn http_addr(&self) -> Option<SocketAddr> {
+        self.http.local_addr().ok()
+    }
+
+    /// Serves until `shutdown` completes, then drains in-flight checks and flushes the log.
+    pub async fn run(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), ServeError> {
+        let Server {
+            grpc,
+            http,
+            authorizer,
+            audit_writer,
+        } = self;
+        tracing::info!(grpc = ?grpc.local_addr().ok(), http = ?http.local_addr().ok(), "authzd serving");
+        warm_keys(&authorizer);
+        reload_on_sighup(&authorizer);
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            shutdown.await;
+            let _ = stop_tx.send(true);
+        });
+        let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+            let _ = rx.wait_for(|s| *s).await;
+        };
+        let grpc_task = grpc::serve(grpc, Arc::clone(&authorizer), stopped(stop_rx.clone()));
+        let http_task = http::serve(http, Arc::clone(&authorizer), stopped(stop_rx));
+        let (g, h) = tokio::join!(grpc_task, http_task);
+        drop(authorizer);
+        if let Some(writer) = audit_writer {
+            // The writer ends once the last sink clone is gone; give it a bounded time to flush.
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(5), writer).await;
+        }
+        g?;
+        h.map_err(ServeError::Http)?;
+        tracing::info!("authzd stopped");
+        Ok(())
+    }
+}
+
+/// Fetches every issuer's keys in the background so the first request does not wait.
+fn warm_keys(authorizer: &Arc<Authorizer>) {
+    let snap = authorizer.store.load();
+    for cfg in snap.config.issuers.clone() {
+        let jwks = Arc::clone(&authorizer.jwks);
+        tokio::spawn(async move {
+            let _ = jwks.fetch(&cfg).await;
+        });
+    }
+}
+
+/// `SIGHUP` forces a policy reload (SPEC §7).
+fn reload_on_sighup(authorizer: &Arc<Authorizer>) {
+    #[cfg(unix)]
+    {
+        let store = Arc::clone(&authorizer.store);
+        tokio::spawn(async move {
+            let Ok(mut hup) =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+            else {
+                return;
+            };
+            while hup.recv().await.is_some() {
+                tracing::info!("SIGHUP: reloading policy");
+                // Errors are logged, counted and kept for GET /v1/policy inside reload().
+                let _ = store.reload().await;
+            }
+        });
+    }
+}
+
+/// Case-insensitive header lookup in a plain map (gRPC and JSON callers).
+pub fn header<'a>(headers: &'a HashMap<String, String>, name: &str) -> Option<&'a str> {
+    headers
+        .get(name)
+        .or_else(|| {
+            headers
+                .iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case(name))
+                .map(|(_, v)| v)
+        })
+        .map(String::as_str)
+}
+
+/// Why a check request could not be run at all.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum BadRequest {
+    #[error("give either `resource` and `action`, or `method` and `path`")]
+    NoTarget,
+    #[error("`resource` and `action` must be given together")]
+    HalfResource,
+    #[error("`method` and `path` must be given together")]
+    HalfHttp,
+}
+
+/// Maps an `authzd.v1.CheckRequest` (gRPC or JSON) to a pipeline request.
+pub fn check_request(m: &crate::pb::CheckRequest) -> Result<Request<'_>, BadRequest> {
+    let target = match (
+        m.resource.is_empty(),
+        m.action.is_empty(),
+        m.method.is_empty(),
+        m.path.is_empty(),
+    ) {
+        (false, false, _, _) => Target::Resource {
+            resource: &m.resource,
+            action: &m.action,
+        },
+        (true, true, false, false) => Target::Http {
+            method: &m.method,
+            path: &m.path,
+        },
+        (true, true, true, true) => return Err(BadRequest::NoTarget),
+        (false, true, _, _) | (true, false, _, _) => return Err(BadRequest::HalfResource),
+        _ => return Err(BadRequest::HalfHttp),
+    };
+    Ok(Request {
+        target,
+        token: Some(m.token.as_str()).filter(|t| !t.is_empty()),
+        authorization: header(&m.headers, "authorization"),
+        origin: header(&m.headers, "origin"),
+        access_control_request_method: header(&m.headers, "access-control-request-method"),
+        domain: Some(m.domain.as_str()).filter(|d| !d.is_empty()),
+    })
+}
+
+/// Maps an outcome to an `authzd.v1.CheckResponse`.
+pub fn check_response(o: &crate::audit::Outcome) -> crate::pb::CheckResponse {
+    let d = &o.decision;
+    crate::pb::CheckResponse {
+        allowed: d.allowed,
+        status: u32::from(d.status),
+        reason: d.reason.as_str().to_string(),
+        decision_id: o.decision_id.clone(),
+        subject: d.subject.clone().unwrap_or_default(),
+        roles: d.roles.clone(),
+        policy_revision: d.revision.to_string(),
+        matched_policy: d.matched_policy.clone(),
+    }
+}

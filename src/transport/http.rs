@@ -1,0 +1,153 @@
+//! HTTP (axum): the JSON check API, health, readiness, policy status and metrics.
+
+use std::{future::Future, sync::Arc};
+
+use axum::{
+    Json, Router,
+    body::Bytes,
+    extract::State,
+    http::{HeaderMap, StatusCode, header},
+    response::{IntoResponse, Response},
+    routing::{get, post},
+};
+use serde::de::DeserializeOwned;
+use serde_json::json;
+use tokio::net::TcpListener;
+
+use crate::{audit::Source, authorizer::Authorizer, pb};
+
+type App = Arc<Authorizer>;
+
+/// The HTTP application; also used directly by tests (`oneshot`).
+pub fn router(authorizer: Arc<Authorizer>) -> Router {
+    Router::new()
+        .route("/v1/check", post(check))
+        .route("/v1/check/batch", post(check_batch))
+        .route("/v1/policy", get(policy))
+        .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .with_state(authorizer)
+}
+
+pub async fn serve(
+    listener: TcpListener,
+    authorizer: Arc<Authorizer>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(authorizer))
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+/// A 400 naming what was wrong with the call itself.
+fn bad_request(message: impl Into<String>) -> Response {
+    (
+        StatusCode::BAD_REQUEST,
+        Json(json!({"error": message.into()})),
+    )
+        .into_response()
+}
+
+fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, Box<Response>> {
+    serde_json::from_slice(body).map_err(|e| Box::new(bad_request(format!("invalid JSON body: {e}"))))
+}
+
+/// The caller's own `Authorization` header stands in for a token the body lacks.
+fn authorization(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+}
+
+async fn check(State(app): State<App>, headers: HeaderMap, body: Bytes) -> Response {
+    let mut m: pb::CheckRequest = match parse_json(&body) {
+        Ok(m) => m,
+        Err(r) => return *r,
+    };
+    if m.token.is_empty()
+        && super::header(&m.headers, "authorization").is_none()
+        && let Some(auth) = authorization(&headers)
+    {
+        m.headers.insert("authorization".into(), auth);
+    }
+    let req = match super::check_request(&m) {
+        Ok(r) => r,
+        Err(e) => return bad_request(e.to_string()),
+    };
+    let outcome = app.check(&req, Source::Http).await;
+    Json(super::check_response(&outcome)).into_response()
+}
+
+async fn check_batch(State(app): State<App>, headers: HeaderMap, body: Bytes) -> Response {
+    let m: pb::CheckBatchRequest = match parse_json(&body) {
+        Ok(m) => m,
+        Err(r) => return *r,
+    };
+    let items = match super::grpc::batch_items(&m.items) {
+        Ok(i) => i,
+        Err(e) => return bad_request(e),
+    };
+    let caller_auth = authorization(&headers);
+    let auth = super::header(&m.headers, "authorization").or(caller_auth.as_deref());
+    let outcomes = app
+        .check_batch(
+            Some(m.token.as_str()).filter(|t| !t.is_empty()),
+            auth,
+            Some(m.domain.as_str()).filter(|d| !d.is_empty()),
+            &items,
+            Source::Http,
+        )
+        .await;
+    Json(pb::CheckBatchResponse {
+        results: outcomes.iter().map(|o| super::check_response(o)).collect(),
+    })
+    .into_response()
+}
+
+/// Ready when the policy is loaded (always, once serving) and every issuer has keys.
+async fn readyz(State(app): State<App>) -> Response {
+    let snap = app.store.load();
+    let missing: Vec<&str> = snap
+        .config
+        .issuers
+        .iter()
+        .filter(|i| app.jwks.get(&i.issuer).is_none())
+        .map(|i| i.issuer.as_str())
+        .collect();
+    let body = json!({"ready": missing.is_empty(), "policy_revision": &*snap.revision, "issuers_without_keys": missing});
+    let status = if missing.is_empty() {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, Json(body)).into_response()
+}
+
+async fn policy(State(app): State<App>) -> Response {
+    let snap = app.store.load();
+    Json(json!({
+        "revision": &*snap.revision,
+        "loaded_at": humantime::format_rfc3339_seconds(snap.loaded_at).to_string(),
+        "config": snap.config.source.display().to_string(),
+        "model": snap.config.policy.model.display().to_string(),
+        "policy": snap.config.policy.policy.display().to_string(),
+        "rules": snap.policy.rules,
+        "groupings": snap.policy.groupings,
+        "routes": snap.routes.len(),
+        "last_error": app.store.last_error(),
+    }))
+    .into_response()
+}
+
+async fn metrics() -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        crate::metrics::render(),
+    )
+        .into_response()
+}
