@@ -303,7 +303,9 @@ pub fn bearer_token<'a>(req: &Request<'a>) -> Result<&'a str, String> {
         return Err("no token: no `Authorization` header and no `token` field".into());
     };
     match header.split_once(' ') {
-        None if header.eq_ignore_ascii_case("bearer") => Err("`Authorization: Bearer` carries no token".into()),
+        None if header.eq_ignore_ascii_case("bearer") => {
+            Err("`Authorization: Bearer` carries no token".into())
+        }
         None => Ok(header),
         Some((scheme, rest)) if scheme.eq_ignore_ascii_case("bearer") => {
             let rest = rest.trim();

@@ -189,8 +189,17 @@ impl Policy {
 }
 
 fn request_fields(model: &DefaultModel) -> Result<Vec<Field>, String> {
-    for (sec, name) in [("p", "policy_definition"), ("e", "policy_effect"), ("m", "matchers")] {
-        if model.get_model().get(sec).and_then(|m| m.get(sec)).is_none() {
+    for (sec, name) in [
+        ("p", "policy_definition"),
+        ("e", "policy_effect"),
+        ("m", "matchers"),
+    ] {
+        if model
+            .get_model()
+            .get(sec)
+            .and_then(|m| m.get(sec))
+            .is_none()
+        {
             return Err(format!("no `[{name}]` `{sec}` section"));
         }
     }

@@ -50,7 +50,8 @@ fn bad_request(message: impl Into<String>) -> Response {
 }
 
 fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, Box<Response>> {
-    serde_json::from_slice(body).map_err(|e| Box::new(bad_request(format!("invalid JSON body: {e}"))))
+    serde_json::from_slice(body)
+        .map_err(|e| Box::new(bad_request(format!("invalid JSON body: {e}"))))
 }
 
 /// The caller's own `Authorization` header stands in for a token the body lacks.

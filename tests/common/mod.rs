@@ -1,0 +1,292 @@
+//! Shared test harness: real keys, a real JWKS/discovery HTTP server, real
+//! config files, and the real server bound to 127.0.0.1:0.
+#![allow(dead_code)]
+
+use std::{
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    },
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
+
+use axum::{Json, Router, extract::State, http::StatusCode, response::IntoResponse, routing::get};
+use base64::{Engine as _, engine::general_purpose::URL_SAFE_NO_PAD};
+use parking_lot::Mutex;
+use serde_json::{Value, json};
+
+pub use authzd::devtoken::SigningKey;
+
+pub fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
+}
+
+pub fn key(name: &str) -> SigningKey {
+    let pem = std::fs::read(fixture(name)).unwrap();
+    SigningKey::from_pem(&pem, name).unwrap()
+}
+
+pub fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+pub fn b64(bytes: &[u8]) -> String {
+    URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// Signs an arbitrary header and payload with `key` (the header's `alg` is not
+/// checked against the key: attack tokens need that freedom).
+pub fn sign_raw(key: &SigningKey, header: &Value, payload: &Value) -> String {
+    let input = format!(
+        "{}.{}",
+        b64(header.to_string().as_bytes()),
+        b64(payload.to_string().as_bytes())
+    );
+    let sig = jsonwebtoken::crypto::sign(input.as_bytes(), &key.key, key.alg.to_jwt()).unwrap();
+    format!("{input}.{sig}")
+}
+
+/// A standard header for `key`.
+pub fn header(key: &SigningKey) -> Value {
+    json!({"alg": key.alg.name(), "typ": "JWT", "kid": key.kid()})
+}
+
+/// Valid claims for `iss`, audience `app`, expiring in an hour.
+pub fn claims(iss: &str, sub: &str) -> Value {
+    let n = now();
+    json!({"iss": iss, "sub": sub, "aud": "app", "iat": n, "exp": n + 3600})
+}
+
+pub fn token(key: &SigningKey, payload: &Value) -> String {
+    sign_raw(key, &header(key), payload)
+}
+
+/// A JWKS/discovery server on 127.0.0.1:0 whose documents can change at will.
+#[derive(Clone)]
+pub struct Idp {
+    pub addr: SocketAddr,
+    pub jwks: Arc<Mutex<Value>>,
+    /// When set, the JWKS endpoint answers this status.
+    pub fail: Arc<Mutex<Option<u16>>>,
+    pub jwks_hits: Arc<AtomicUsize>,
+    pub discovery_hits: Arc<AtomicUsize>,
+    pub delay: Arc<Mutex<Duration>>,
+}
+
+impl Idp {
+    pub async fn start(keys: &[&SigningKey]) -> Idp {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let idp = Idp {
+            addr,
+            jwks: Arc::new(Mutex::new(jwks_of(keys))),
+            fail: Arc::new(Mutex::new(None)),
+            jwks_hits: Arc::default(),
+            discovery_hits: Arc::default(),
+            delay: Arc::new(Mutex::new(Duration::ZERO)),
+        };
+        let app = Router::new()
+            .route("/.well-known/openid-configuration", get(discovery))
+            .route("/jwks.json", get(jwks))
+            .with_state(idp.clone());
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        idp
+    }
+
+    pub fn issuer(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn set_keys(&self, keys: &[&SigningKey]) {
+        *self.jwks.lock() = jwks_of(keys);
+    }
+
+    pub fn hits(&self) -> usize {
+        self.jwks_hits.load(Ordering::SeqCst)
+    }
+}
+
+pub fn jwks_of(keys: &[&SigningKey]) -> Value {
+    json!({"keys": keys.iter().map(|k| serde_json::to_value(&k.jwk).unwrap()).collect::<Vec<_>>()})
+}
+
+async fn discovery(State(idp): State<Idp>) -> impl IntoResponse {
+    idp.discovery_hits.fetch_add(1, Ordering::SeqCst);
+    Json(json!({"issuer": idp.issuer(), "jwks_uri": format!("{}/jwks.json", idp.issuer())}))
+}
+
+async fn jwks(State(idp): State<Idp>) -> axum::response::Response {
+    idp.jwks_hits.fetch_add(1, Ordering::SeqCst);
+    let delay = *idp.delay.lock();
+    if !delay.is_zero() {
+        tokio::time::sleep(delay).await;
+    }
+    if let Some(code) = *idp.fail.lock() {
+        return (StatusCode::from_u16(code).unwrap(), "down").into_response();
+    }
+    let body = idp.jwks.lock().clone();
+    Json(body).into_response()
+}
+
+/// A config directory with model, policy and `authzd.toml`.
+pub struct Env {
+    pub dir: tempfile::TempDir,
+}
+
+pub const RBAC_MODEL: &str = "[request_definition]
+r = sub, obj, act
+[policy_definition]
+p = sub, obj, act
+[role_definition]
+g = _, _
+[policy_effect]
+e = some(where (p.eft == allow))
+[matchers]
+m = g(r.sub, p.sub) && keyMatch2(r.obj, p.obj) && regexMatch(r.act, p.act)
+";
+
+pub const DEMO_POLICY: &str = "p, admin, /AdminUser, GET
+p, regular, /RegularUser, GET
+g, admin, regular
+p, writer, /wish-list-service, POST
+p, reader, /api/*, GET
+p, alice, /personal, GET
+";
+
+impl Env {
+    /// Writes `issuers` (TOML `[[issuer]]` blocks), demo routes, the RBAC model and `policy`.
+    pub fn new(issuers: &str, policy: &str, extra: &str) -> Env {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("model.conf"), RBAC_MODEL).unwrap();
+        std::fs::write(dir.path().join("policy.csv"), policy).unwrap();
+        let text = format!(
+            r#"[server]
+grpc_addr = "127.0.0.1:0"
+http_addr = "127.0.0.1:0"
+
+{issuers}
+
+[[route]]
+method = "GET"
+path = "/wish-list-service"
+auth = "none"
+
+[[route]]
+method = "POST"
+path = "/wish-list-service"
+scopes = ["wishlist/write"]
+
+[[route]]
+method = "ANY"
+path = "/api/{{proxy+}}"
+
+[policy]
+model = "model.conf"
+policy = "policy.csv"
+{extra}
+
+[decision_log]
+output = "decisions.log"
+"#
+        );
+        std::fs::write(dir.path().join("authzd.toml"), text).unwrap();
+        Env { dir }
+    }
+
+    pub fn config(&self) -> PathBuf {
+        self.dir.path().join("authzd.toml")
+    }
+
+    pub fn write(&self, name: &str, text: &str) -> PathBuf {
+        let p = self.dir.path().join(name);
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+
+    pub fn log_lines(&self) -> Vec<Value> {
+        std::fs::read_to_string(self.dir.path().join("decisions.log"))
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+}
+
+/// An `[[issuer]]` block using a JWKS file written into `env`.
+pub fn file_issuer(iss: &str, jwks_file: &str, algs: &str, extra: &str) -> String {
+    format!(
+        "[[issuer]]\nissuer = \"{iss}\"\naudiences = [\"app\"]\njwks_file = \"{jwks_file}\"\nalgorithms = [{algs}]\nroles_claims = [\"/cognito:groups\", \"/realm_access/roles\"]\nscope_claims = [\"/scope\", \"/scp\", \"/permissions\"]\n{extra}\n"
+    )
+}
+
+/// A running server.
+pub struct Running {
+    pub grpc: SocketAddr,
+    pub http: SocketAddr,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Running {
+    pub async fn start(config: &Path) -> Running {
+        let server = authzd::transport::Server::bind(config).await.unwrap();
+        let grpc = server.grpc_addr().unwrap();
+        let http = server.http_addr().unwrap();
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            server
+                .run(async move {
+                    let _ = rx.await;
+                })
+                .await
+                .unwrap();
+        });
+        Running {
+            grpc,
+            http,
+            stop: Some(tx),
+            task: Some(task),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.http)
+    }
+
+    /// Stops serving and waits until the decision log is flushed.
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        if let Some(task) = self.task.take() {
+            task.await.unwrap();
+        }
+    }
+
+    pub async fn grpc_client(
+        &self,
+    ) -> authzd::pb::authorizer_client::AuthorizerClient<tonic::transport::Channel> {
+        authzd::pb::authorizer_client::AuthorizerClient::connect(format!("http://{}", self.grpc))
+            .await
+            .unwrap()
+    }
+
+    /// `POST /v1/check` with a JSON body; returns the parsed response.
+    pub async fn check(&self, body: Value) -> Value {
+        let resp = reqwest::Client::new()
+            .post(self.url("/v1/check"))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200, "the check itself must succeed");
+        resp.json().await.unwrap()
+    }
+}
