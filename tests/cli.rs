@@ -1,0 +1,197 @@
+//! The `authzd` binary as a user runs it (SPEC §3 CLI), on the bundled demo.
+
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+const BIN: &str = env!("CARGO_BIN_EXE_authzd");
+const DEMO_ISS: &str = "https://demo.authzd.example";
+
+fn run(args: &[&str]) -> Output {
+    Command::new(BIN)
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .unwrap()
+}
+
+fn demo_token(extra: &[&str]) -> String {
+    let mut args = vec![
+        "token",
+        "--key",
+        "examples/demo/demo-private-key.pem",
+        "--iss",
+        DEMO_ISS,
+        "--aud",
+        "authzd-demo",
+        "--sub",
+        "alice",
+    ];
+    args.extend_from_slice(extra);
+    let out = run(&args);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+fn check(token: &str, method: &str, path: &str) -> (i32, Value) {
+    let out = run(&[
+        "check",
+        "--config",
+        "authzd.toml",
+        "--token",
+        token,
+        "--method",
+        method,
+        "--path",
+        path,
+    ]);
+    let code = out.status.code().unwrap();
+    let v = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+    (code, v)
+}
+
+#[test]
+fn demo_walkthrough_allows_and_denies_with_exit_codes() {
+    let admin = demo_token(&["--groups", "admin"]);
+    let (code, v) = check(&admin, "GET", "/AdminUser");
+    assert_eq!((code, v["reason"].as_str()), (0, Some("allowed")), "{v}");
+    assert_eq!(v["source"], "cli");
+    assert_eq!(
+        v["matched_policy"],
+        serde_json::json!(["admin", "/AdminUser", "GET"])
+    );
+    assert!(
+        !v.to_string().contains(&admin),
+        "the token is never printed back"
+    );
+
+    let regular = demo_token(&["--groups", "regular"]);
+    let (code, v) = check(&regular, "GET", "/AdminUser");
+    assert_eq!((code, v["reason"].as_str()), (1, Some("policy_denied")));
+    let (code, _) = check(&regular, "GET", "/RegularUser");
+    assert_eq!(code, 0);
+
+    // Wish list: public GET; POST needs the scope and the writer role.
+    let (code, v) = check("", "GET", "/wish-list-service");
+    assert_eq!((code, v["reason"].as_str()), (0, Some("public_route")));
+    let writer = demo_token(&["--groups", "writer"]);
+    assert_eq!(
+        check(&writer, "POST", "/wish-list-service").1["reason"],
+        "scope_missing"
+    );
+    let writer = demo_token(&["--groups", "writer", "--scope", "openid wishlist/write"]);
+    assert_eq!(check(&writer, "POST", "/wish-list-service").0, 0);
+
+    let expired = demo_token(&["--groups", "admin", "--ttl", "1s", "--claim", "exp=1000"]);
+    assert_eq!(
+        check(&expired, "GET", "/AdminUser").1["reason"],
+        "token_expired"
+    );
+}
+
+#[test]
+fn check_with_a_bad_config_exits_2_naming_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("bad.toml");
+    std::fs::write(
+        &cfg,
+        "[policy]\nmodel = \"m.conf\"\npolicy = \"p.csv\"\n[[route]]\npath = \"/a/{proxy+}/b\"\n",
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("m.conf"), "").unwrap();
+    std::fs::write(dir.path().join("p.csv"), "").unwrap();
+    let cfg = cfg.to_str().unwrap();
+    let out = run(&[
+        "check",
+        "--config",
+        cfg,
+        "--resource",
+        "/a",
+        "--action",
+        "GET",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("bad.toml") && err.contains("route[0]") && err.contains("greedy"),
+        "{err}"
+    );
+    let out = run(&["validate", "--config", cfg]);
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn validate_reports_counts_and_the_role_name_warning() {
+    let out = run(&["validate", "--config", "authzd.toml"]);
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("policy rules") && text.contains("3 routes"),
+        "{text}"
+    );
+    assert!(
+        text.contains("warning: policy subject `regular` is also a role name"),
+        "{text}"
+    );
+}
+
+#[test]
+fn token_mints_es256_and_eddsa_and_jwks_prints_the_public_key() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    for (pem, alg) in [
+        ("ec256.pem", "ES256"),
+        ("ec384.pem", "ES384"),
+        ("ed25519.pem", "EdDSA"),
+        ("rsa.pem", "RS256"),
+    ] {
+        let key = format!("{root}/tests/fixtures/{pem}");
+        let out = run(&[
+            "token",
+            "--key",
+            &key,
+            "--iss",
+            "https://i",
+            "--sub",
+            "s",
+            "--kid",
+            "k1",
+        ]);
+        assert!(
+            out.status.success(),
+            "{pem}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let t = String::from_utf8(out.stdout).unwrap();
+        let header = jsonwebtoken::decode_header(t.trim()).unwrap();
+        assert_eq!(format!("{:?}", header.alg), alg);
+        assert_eq!(header.kid.as_deref(), Some("k1"));
+        let out = run(&["jwks", "--key", &key]);
+        let jwks: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert!(
+            jwks["keys"][0].get("d").is_none(),
+            "private material must never be printed"
+        );
+        assert_eq!(jwks["keys"][0]["alg"], alg);
+    }
+    let out = run(&["token", "--key", "Cargo.toml", "--iss", "i", "--sub", "s"]);
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn demo_jwks_kid_is_the_keys_thumbprint() {
+    let t = demo_token(&[]);
+    let header = jsonwebtoken::decode_header(&t).unwrap();
+    let jwks: Value = serde_json::from_str(
+        &std::fs::read_to_string(format!(
+            "{}/examples/demo/jwks.json",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(jwks["keys"][0]["kid"].as_str(), header.kid.as_deref());
+}

@@ -1,0 +1,210 @@
+//! JWKS behaviour over real HTTP (SPEC §4): discovery, coalesced fetches,
+//! rotation without restart, rate-limited refresh under a flood of unknown
+//! `kid`s, last good keys while the IdP is down, unusable keys skipped.
+
+mod common;
+
+use std::{sync::Arc, time::Duration};
+
+use authzd::{config::Config, token::jwks::Jwks};
+use common::*;
+use serde_json::json;
+
+fn issuer_block(idp: &Idp, min_refresh: u64) -> String {
+    format!(
+        "[[issuer]]\nissuer = \"{}\"\naudiences = [\"app\"]\nalgorithms = [\"RS256\", \"ES256\"]\njwks_min_refresh_secs = {min_refresh}\njwks_timeout_ms = 1000\n",
+        idp.issuer()
+    )
+}
+
+fn admin_claims(idp: &Idp) -> serde_json::Value {
+    let mut c = claims(&idp.issuer(), "alice");
+    c["cognito:groups"] = json!(["admin"]);
+    c
+}
+
+async fn reason(srv: &Running, t: &str) -> String {
+    let r = srv
+        .check(json!({"method": "GET", "path": "/AdminUser", "token": t}))
+        .await;
+    r["reason"].as_str().unwrap().to_string()
+}
+
+#[tokio::test]
+async fn concurrent_misses_make_one_fetch() {
+    let rsa = key("rsa.pem");
+    let idp = Idp::start(&[&rsa]).await;
+    *idp.delay.lock() = Duration::from_millis(200);
+    let env = Env::new(&issuer_block(&idp, 30), DEMO_POLICY, "");
+    let config = Config::load(&env.config()).unwrap();
+    let jwks = Arc::new(Jwks::new());
+    let tasks: Vec<_> = (0..20)
+        .map(|_| {
+            let jwks = Arc::clone(&jwks);
+            let cfg = config.issuers[0].clone();
+            tokio::spawn(async move { jwks.fetch(&cfg).await.map(|k| k.keys.len()) })
+        })
+        .collect();
+    for t in tasks {
+        assert_eq!(t.await.unwrap().unwrap(), 1);
+    }
+    assert_eq!(idp.hits(), 1, "20 concurrent misses, one fetch");
+    assert_eq!(
+        idp.discovery_hits.load(std::sync::atomic::Ordering::SeqCst),
+        1
+    );
+}
+
+#[tokio::test]
+async fn rotation_works_without_restart() {
+    let old = key("rsa.pem");
+    let new = key("rsa2.pem");
+    let idp = Idp::start(&[&old]).await;
+    let env = Env::new(&issuer_block(&idp, 0), DEMO_POLICY, "");
+    let srv = Running::start(&env.config()).await;
+    assert_eq!(
+        reason(&srv, &token(&old, &admin_claims(&idp))).await,
+        "allowed"
+    );
+    // The IdP rotates: the new key is published, the old one withdrawn.
+    idp.set_keys(&[&new]);
+    assert_eq!(
+        reason(&srv, &token(&new, &admin_claims(&idp))).await,
+        "allowed"
+    );
+    assert_eq!(
+        reason(&srv, &token(&old, &admin_claims(&idp))).await,
+        "key_unknown"
+    );
+}
+
+#[tokio::test]
+async fn unknown_kid_flood_refreshes_at_most_once_per_window() {
+    let rsa = key("rsa.pem");
+    let idp = Idp::start(&[&rsa]).await;
+    let env = Env::new(&issuer_block(&idp, 30), DEMO_POLICY, "");
+    let srv = Running::start(&env.config()).await;
+    assert_eq!(
+        reason(&srv, &token(&rsa, &admin_claims(&idp))).await,
+        "allowed"
+    );
+    let before = idp.hits();
+    let mut tasks = Vec::new();
+    for i in 0..60 {
+        let t = sign_raw(
+            &rsa,
+            &json!({"alg": "RS256", "kid": format!("random-{i}")}),
+            &admin_claims(&idp),
+        );
+        let url = srv.url("/v1/check");
+        tasks.push(tokio::spawn(async move {
+            let r: serde_json::Value = reqwest::Client::new()
+                .post(url)
+                .json(&json!({"method": "GET", "path": "/AdminUser", "token": t}))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            r["reason"].as_str().unwrap().to_string()
+        }));
+    }
+    for t in tasks {
+        assert_eq!(t.await.unwrap(), "key_unknown");
+    }
+    assert!(
+        idp.hits() - before <= 1,
+        "{} refetches for 60 unknown kids",
+        idp.hits() - before
+    );
+    // Known keys keep working throughout.
+    assert_eq!(
+        reason(&srv, &token(&rsa, &admin_claims(&idp))).await,
+        "allowed"
+    );
+}
+
+#[tokio::test]
+async fn last_good_keys_serve_while_the_idp_is_down() {
+    let rsa = key("rsa.pem");
+    let idp = Idp::start(&[&rsa]).await;
+    let env = Env::new(&issuer_block(&idp, 0), DEMO_POLICY, "");
+    let srv = Running::start(&env.config()).await;
+    assert_eq!(
+        reason(&srv, &token(&rsa, &admin_claims(&idp))).await,
+        "allowed"
+    );
+    *idp.fail.lock() = Some(503);
+    // An unknown kid forces a refresh attempt, which fails...
+    let stray = sign_raw(
+        &rsa,
+        &json!({"alg": "RS256", "kid": "stray"}),
+        &admin_claims(&idp),
+    );
+    assert_eq!(reason(&srv, &stray).await, "key_unknown");
+    // ...and the cached keys still verify.
+    assert_eq!(
+        reason(&srv, &token(&rsa, &admin_claims(&idp))).await,
+        "allowed"
+    );
+    // Garbage from the IdP is no better than an outage.
+    *idp.fail.lock() = None;
+    *idp.jwks.lock() = json!({"not": "a jwks"});
+    assert_eq!(reason(&srv, &stray).await, "key_unknown");
+    assert_eq!(
+        reason(&srv, &token(&rsa, &admin_claims(&idp))).await,
+        "allowed"
+    );
+}
+
+#[tokio::test]
+async fn unusable_keys_are_skipped_not_fatal() {
+    let rsa = key("rsa.pem");
+    let ec = key("ec256.pem");
+    let idp = Idp::start(&[]).await;
+    let mut keys = vec![
+        json!({"kty": "oct", "kid": "hmac", "k": "c2VjcmV0"}),
+        json!({"kty": "EC", "crv": "secp256k1", "kid": "k1", "x": "AA", "y": "AA"}),
+        json!({"kty": "FOO", "kid": "weird"}),
+        json!({"kty": "RSA", "kid": "enc", "use": "enc", "n": "AQAB", "e": "AQAB"}),
+    ];
+    keys.push(serde_json::to_value(&rsa.jwk).unwrap());
+    keys.push(serde_json::to_value(&ec.jwk).unwrap());
+    *idp.jwks.lock() = json!({ "keys": keys });
+    let env = Env::new(&issuer_block(&idp, 0), DEMO_POLICY, "");
+    let srv = Running::start(&env.config()).await;
+    assert_eq!(
+        reason(&srv, &token(&rsa, &admin_claims(&idp))).await,
+        "allowed"
+    );
+    assert_eq!(
+        reason(&srv, &token(&ec, &admin_claims(&idp))).await,
+        "allowed"
+    );
+    // The symmetric key in the JWKS is never usable, whatever the token says.
+    let hs = jsonwebtoken::encode(
+        &jsonwebtoken::Header {
+            kid: Some("hmac".into()),
+            ..jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256)
+        },
+        &admin_claims(&idp),
+        &jsonwebtoken::EncodingKey::from_secret(b"secret"),
+    )
+    .unwrap();
+    assert_eq!(reason(&srv, &hs).await, "algorithm_not_allowed");
+}
+
+#[tokio::test]
+async fn unreachable_idp_fails_closed_with_key_unknown() {
+    let rsa = key("rsa.pem");
+    let env = Env::new(
+        "[[issuer]]\nissuer = \"http://127.0.0.1:9\"\nalgorithms = [\"RS256\"]\njwks_timeout_ms = 300\n",
+        DEMO_POLICY,
+        "",
+    );
+    let srv = Running::start(&env.config()).await;
+    let mut c = claims("http://127.0.0.1:9", "alice");
+    c["cognito:groups"] = json!(["admin"]);
+    assert_eq!(reason(&srv, &token(&rsa, &c)).await, "key_unknown");
+}
