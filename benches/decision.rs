@@ -1,1 +1,160 @@
-fn main() {}
+//! Criterion benches for the decision core.
+//!
+//! - `decide/{allow,deny}/N`: the whole pure pipeline (token parse + verify,
+//!   route, scopes, Casbin) for N policy rules, keys already cached.
+//! - `token/*`: parse + verify alone, next to a bare jsonwebtoken verify.
+//!
+//! Run: `cargo bench --bench decision` (add `-- --quick` for a fast pass).
+
+// Bench setup aborts loudly on a broken fixture, like a test would.
+#![allow(clippy::unwrap_used, clippy::panic)]
+
+use std::{hint::black_box, path::Path, sync::Arc, time::SystemTime};
+
+use authzd::{
+    decision::{self, KeySource, Request, Step, Target},
+    devtoken::SigningKey,
+    policy::snapshot::Snapshot,
+    token::{self, jwks::KeySet},
+};
+use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
+use serde_json::json;
+
+const ISS: &str = "https://bench.example";
+const MODEL: &str = "[request_definition]\nr = sub, obj, act\n[policy_definition]\np = sub, obj, act\n[role_definition]\ng = _, _\n[policy_effect]\ne = some(where (p.eft == allow))\n[matchers]\nm = g(r.sub, p.sub) && keyMatch2(r.obj, p.obj) && regexMatch(r.act, p.act)\n";
+
+struct Keys(Arc<KeySet>);
+
+impl KeySource for Keys {
+    fn keys(&self, _: &str) -> Option<Arc<KeySet>> {
+        Some(Arc::clone(&self.0))
+    }
+}
+
+fn signing_key(name: &str) -> SigningKey {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name);
+    SigningKey::from_pem(&std::fs::read(path).unwrap(), name).unwrap()
+}
+
+fn mint(key: &SigningKey, groups: &[&str]) -> String {
+    let now = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let claims = json!({"iss": ISS, "sub": "user-1", "aud": "app", "exp": now + 36_000, "cognito:groups": groups});
+    let mut header = jsonwebtoken::Header::new(key.alg.to_jwt());
+    header.kid = Some(key.kid().to_string());
+    jsonwebtoken::encode(&header, &claims, &key.key).unwrap()
+}
+
+/// A snapshot with `rules` rules spread over 100 roles, on disk in `dir`.
+fn snapshot(dir: &Path, rules: usize, keys: &[&SigningKey]) -> Snapshot {
+    let mut policy = String::new();
+    for i in 0..rules {
+        policy.push_str(&format!("p, role{}, /res{i}/:id, (GET)|(POST)\n", i % 100));
+    }
+    std::fs::write(dir.join("model.conf"), MODEL).unwrap();
+    std::fs::write(dir.join("policy.csv"), policy).unwrap();
+    let jwks = json!({"keys": keys.iter().map(|k| serde_json::to_value(&k.jwk).unwrap()).collect::<Vec<_>>()});
+    std::fs::write(dir.join("jwks.json"), jwks.to_string()).unwrap();
+    let cfg = format!(
+        "[[issuer]]\nissuer = \"{ISS}\"\naudiences = [\"app\"]\njwks_file = \"jwks.json\"\nalgorithms = [\"RS256\", \"ES256\"]\n[policy]\nmodel = \"model.conf\"\npolicy = \"policy.csv\"\n"
+    );
+    std::fs::write(dir.join("authzd.toml"), cfg).unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(Snapshot::load(&dir.join("authzd.toml")))
+        .unwrap()
+}
+
+fn keyset(keys: &[&SigningKey]) -> Keys {
+    let jwks = json!({"keys": keys.iter().map(|k| serde_json::to_value(&k.jwk).unwrap()).collect::<Vec<_>>()});
+    Keys(Arc::new(
+        KeySet::from_json(
+            jwks.to_string().as_bytes(),
+            "bench",
+            std::time::Duration::from_secs(3600),
+        )
+        .unwrap(),
+    ))
+}
+
+fn bench_decide(c: &mut Criterion) {
+    let rsa = signing_key("rsa.pem");
+    let keys = keyset(&[&rsa]);
+    let mut group = c.benchmark_group("decide");
+    group.sample_size(30);
+    for rules in [10usize, 1_000] {
+        let dir = tempfile::tempdir().unwrap();
+        let snap = snapshot(dir.path(), rules, &[&rsa]);
+        // role{last} is allowed on /res{last}/:id; the deny asks for a path no rule matches.
+        let last = rules - 1;
+        let token = mint(&rsa, &[&format!("role{}", last % 100)]);
+        let allow_path = format!("/res{last}/42");
+        for (name, path) in [("allow", allow_path.as_str()), ("deny", "/nothing/here")] {
+            let req = Request {
+                target: Target::Http {
+                    method: "GET",
+                    path,
+                },
+                token: Some(&token),
+                authorization: None,
+                origin: None,
+                access_control_request_method: None,
+                domain: None,
+            };
+            let expect_allow = name == "allow";
+            match decision::decide(&snap, &req, &keys, SystemTime::now(), false) {
+                Step::Done(d) => {
+                    assert_eq!(d.allowed, expect_allow, "{name} {rules}: {}", d.detail)
+                }
+                Step::NeedKeys(_) => panic!("keys are cached"),
+            }
+            group.bench_with_input(BenchmarkId::new(name, rules), &req, |b, req| {
+                b.iter(|| {
+                    decision::decide(
+                        black_box(&snap),
+                        black_box(req),
+                        &keys,
+                        SystemTime::now(),
+                        false,
+                    )
+                })
+            });
+        }
+    }
+    group.finish();
+}
+
+fn bench_token(c: &mut Criterion) {
+    let mut group = c.benchmark_group("token");
+    let dir = tempfile::tempdir().unwrap();
+    let rsa = signing_key("rsa.pem");
+    let ec = signing_key("ec256.pem");
+    let snap = snapshot(dir.path(), 10, &[&rsa, &ec]);
+    let keys = keyset(&[&rsa, &ec]);
+    let issuer = &snap.config.issuers[0];
+    for key in [&rsa, &ec] {
+        let t = mint(key, &["role1"]);
+        group.bench_function(format!("authzd_verify/{}", key.alg.name()), |b| {
+            b.iter(|| {
+                let parsed = token::parse(black_box(&t)).unwrap();
+                token::verify(parsed, issuer, &keys.0, SystemTime::now()).unwrap()
+            })
+        });
+        let decoding = jsonwebtoken::DecodingKey::from_jwk(&key.jwk).unwrap();
+        let mut validation = jsonwebtoken::Validation::new(key.alg.to_jwt());
+        validation.set_audience(&["app"]);
+        group.bench_function(format!("jsonwebtoken_decode/{}", key.alg.name()), |b| {
+            b.iter(|| {
+                jsonwebtoken::decode::<serde_json::Value>(black_box(&t), &decoding, &validation)
+                    .unwrap()
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, bench_decide, bench_token);
+criterion_main!(benches);

@@ -6,6 +6,9 @@
 //! the matched policy line must be identical. A second test runs requests with
 //! different roles on many threads at once against one shared `Policy`.
 
+// Helpers outside #[test] fns unwrap too: a failure there is a test failure.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use std::{collections::HashMap, sync::Arc};
 
 use authzd::policy::{Policy, Query};

@@ -1,5 +1,8 @@
 //! The `authzd` binary as a user runs it (SPEC §3 CLI), on the bundled demo.
 
+// Helpers outside #[test] fns unwrap too: a failure there is a test failure.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use std::process::{Command, Output};
 
 use serde_json::Value;

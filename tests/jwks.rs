@@ -2,6 +2,9 @@
 //! rotation without restart, rate-limited refresh under a flood of unknown
 //! `kid`s, last good keys while the IdP is down, unusable keys skipped.
 
+// Helpers outside #[test] fns unwrap too: a failure there is a test failure.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod common;
 
 use std::{sync::Arc, time::Duration};

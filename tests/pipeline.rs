@@ -1,6 +1,9 @@
 //! The decision pipeline of SPEC §2 through the real server: every reason code,
 //! over HTTP JSON and gRPC, with real signed tokens.
 
+// Helpers outside #[test] fns unwrap too: a failure there is a test failure.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod common;
 
 use common::*;
@@ -548,7 +551,7 @@ async fn health_readiness_and_metrics() {
         .connect()
         .await
         .unwrap();
-    let mut health = tonic_health::pb::health_client::HealthClient::new(channel);
+    let mut health = tonic_health::pb::health_client::HealthClient::new(channel.clone());
     let status = health
         .check(tonic_health::pb::HealthCheckRequest {
             service: "authzd.v1.Authorizer".into(),
@@ -560,6 +563,30 @@ async fn health_readiness_and_metrics() {
     assert_eq!(
         status,
         tonic_health::pb::health_check_response::ServingStatus::Serving as i32
+    );
+    use tonic_reflection::pb::v1::{
+        ServerReflectionRequest, server_reflection_client::ServerReflectionClient,
+        server_reflection_request::MessageRequest, server_reflection_response::MessageResponse,
+    };
+    let mut reflection = ServerReflectionClient::new(channel);
+    let req = ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::ListServices(String::new())),
+    };
+    let mut stream = reflection
+        .server_reflection_info(tokio_stream_once(req))
+        .await
+        .unwrap()
+        .into_inner();
+    let Some(MessageResponse::ListServicesResponse(list)) =
+        stream.message().await.unwrap().unwrap().message_response
+    else {
+        panic!("no service list");
+    };
+    let names: Vec<_> = list.service.iter().map(|s| s.name.as_str()).collect();
+    assert!(
+        names.contains(&"authzd.v1.Authorizer") && names.contains(&"grpc.health.v1.Health"),
+        "{names:?}"
     );
     f.srv
         .check(json!({"method": "GET", "path": "/AdminUser"}))
@@ -698,4 +725,10 @@ async fn prefixes_keep_users_out_of_role_names() {
     let r = srv.check(get("/AdminUser", &token(&f.rsa, &c))).await;
     assert_eq!(r["roles"], json!(["role:admin"]));
     assert_eq!(r["reason"], "allowed");
+}
+
+fn tokio_stream_once<T: Send + 'static>(
+    item: T,
+) -> impl tonic::codegen::tokio_stream::Stream<Item = T> {
+    tonic::codegen::tokio_stream::iter([item])
 }
