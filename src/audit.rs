@@ -187,3 +187,48 @@ pub fn spawn(
     });
     Ok((AuditSink { tx: Some(tx) }, Some(handle)))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::decision::Decision;
+
+    fn outcome(id: &str) -> Arc<Outcome> {
+        let mut d = Decision::pending("/r", "GET", &Arc::from("rev"));
+        d.conclude(Reason::TokenMissing, "no token".into());
+        Arc::new(Outcome {
+            decision: d,
+            decision_id: id.into(),
+            source: Source::Http,
+            time: SystemTime::now(),
+            latency: Duration::from_micros(3),
+        })
+    }
+
+    #[test]
+    fn a_full_buffer_is_counted_not_silent() {
+        let (tx, mut rx) = mpsc::channel(1);
+        let sink = AuditSink { tx: Some(tx) };
+        let before = crate::metrics::render();
+        let count = |text: &str| {
+            text.lines()
+                .find(|l| l.starts_with("authzd_decision_log_dropped_total"))
+                .and_then(|l| l.split_whitespace().last())
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap_or(0)
+        };
+        sink.record(outcome("a"));
+        sink.record(outcome("b"));
+        assert_eq!(count(&crate::metrics::render()), count(&before) + 1);
+        assert_eq!(rx.try_recv().unwrap().decision_id, "a");
+    }
+
+    #[test]
+    fn record_line_has_the_contract_fields() {
+        let line: serde_json::Value = serde_json::from_str(&outcome("x").to_json_line()).unwrap();
+        assert_eq!(line["reason"], "token_missing");
+        assert_eq!(line["source"], "http");
+        assert_eq!(line["latency_us"], 3);
+        assert_eq!(line["policy_revision"], "rev");
+    }
+}

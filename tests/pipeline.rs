@@ -415,7 +415,22 @@ async fn several_issuers_and_key_types_via_discovery() {
         let r = srv.check(get("/AdminUser", &token(k, &c))).await;
         assert_eq!(r["reason"], "allowed", "{:?}: {r}", k.alg);
     }
-    let ps256 = sign_raw(&ps, &json!({"alg": "PS256", "kid": ps.kid()}), &c);
+    let ps256 = sign_as(
+        &ps,
+        jsonwebtoken::Algorithm::PS256,
+        &json!({"alg": "PS256", "kid": ps.kid()}),
+        &c,
+    );
+    // Without an `alg` in the JWK, the RSA key may verify PS256 (allowed for this issuer).
+    let mut ps_jwk = serde_json::to_value(&ps.jwk).unwrap();
+    ps_jwk.as_object_mut().unwrap().remove("alg");
+    *idp.jwks.lock() = json!({"keys": [serde_json::to_value(&ec.jwk).unwrap(), serde_json::to_value(&ed.jwk).unwrap(), ps_jwk]});
+    let plain_srv = Running::start(&f.env.config()).await;
+    assert_eq!(
+        plain_srv.check(get("/AdminUser", &ps256)).await["reason"],
+        "allowed"
+    );
+    *idp.jwks.lock() = jwks_of(&[&ec, &ed, &ps]);
     // The JWK says alg RS256, so the key may not be used for PS256.
     assert_eq!(
         srv.check(get("/AdminUser", &ps256)).await["reason"],
@@ -429,9 +444,10 @@ async fn several_issuers_and_key_types_via_discovery() {
         srv.check(get("/AdminUser", &confused)).await["reason"],
         "algorithm_not_allowed"
     );
+    // One discovery per server, however many tokens.
     assert_eq!(
         idp.discovery_hits.load(std::sync::atomic::Ordering::SeqCst),
-        1
+        2
     );
 }
 

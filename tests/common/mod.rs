@@ -41,15 +41,25 @@ pub fn b64(bytes: &[u8]) -> String {
     URL_SAFE_NO_PAD.encode(bytes)
 }
 
-/// Signs an arbitrary header and payload with `key` (the header's `alg` is not
-/// checked against the key: attack tokens need that freedom).
+/// Signs an arbitrary header and payload with `key` using the key's own
+/// algorithm (the header's `alg` is not checked: attack tokens need that freedom).
 pub fn sign_raw(key: &SigningKey, header: &Value, payload: &Value) -> String {
+    sign_as(key, key.alg.to_jwt(), header, payload)
+}
+
+/// Like [`sign_raw`] with an explicit signing algorithm (e.g. PS256 with an RSA key).
+pub fn sign_as(
+    key: &SigningKey,
+    alg: jsonwebtoken::Algorithm,
+    header: &Value,
+    payload: &Value,
+) -> String {
     let input = format!(
         "{}.{}",
         b64(header.to_string().as_bytes()),
         b64(payload.to_string().as_bytes())
     );
-    let sig = jsonwebtoken::crypto::sign(input.as_bytes(), &key.key, key.alg.to_jwt()).unwrap();
+    let sig = jsonwebtoken::crypto::sign(input.as_bytes(), &key.key, alg).unwrap();
     format!("{input}.{sig}")
 }
 
