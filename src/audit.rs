@@ -141,7 +141,7 @@ impl AuditSink {
         {
             let total = crate::metrics::decision_log_dropped();
             // Log the first drop and then every 1000th, so a flood cannot flood the logs too.
-            if total == 0 || total % 1000 == 0 {
+            if total == 0 || total.is_multiple_of(1000) {
                 tracing::warn!(decision_id = %o.decision_id, dropped_total = total + 1, "decision log buffer full; record dropped");
             }
         }

@@ -61,6 +61,9 @@ pub struct ServerConfig {
     pub grpc_addr: SocketAddr,
     #[serde(default = "default_http_addr")]
     pub http_addr: SocketAddr,
+    /// Path prefix of the Envoy ext_authz HTTP service mode (Envoy's `path_prefix`).
+    #[serde(default = "default_ext_authz_prefix")]
+    pub ext_authz_prefix: String,
 }
 
 impl Default for ServerConfig {
@@ -68,6 +71,7 @@ impl Default for ServerConfig {
         Self {
             grpc_addr: default_grpc_addr(),
             http_addr: default_http_addr(),
+            ext_authz_prefix: default_ext_authz_prefix(),
         }
     }
 }
@@ -78,6 +82,10 @@ fn default_grpc_addr() -> SocketAddr {
 
 fn default_http_addr() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 8181))
+}
+
+fn default_ext_authz_prefix() -> String {
+    "/ext_authz".into()
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -293,6 +301,21 @@ impl Config {
         }
         if let Some(ptr) = &self.policy.domain_claim {
             check_pointer(ptr).map_err(|m| self.invalid("policy.domain_claim", m))?;
+        }
+        let prefix = &self.server.ext_authz_prefix;
+        let reserved = ["/v1", "/healthz", "/readyz", "/metrics"];
+        if !prefix.starts_with('/')
+            || prefix.len() < 2
+            || prefix.ends_with('/')
+            || prefix.contains(['{', '}', '*', '?', '#'])
+            || reserved
+                .iter()
+                .any(|r| prefix == r || prefix.starts_with(&format!("{r}/")))
+        {
+            return Err(self.invalid(
+                "server.ext_authz_prefix",
+                format!("`{prefix}` must be a path like `/ext_authz`: leading `/`, no trailing `/`, no `{{` `}}` `*` `?` `#`, not under `/v1`, `/healthz`, `/readyz` or `/metrics`"),
+            ));
         }
         if self.decision_log.buffer == 0 {
             return Err(self.invalid("decision_log.buffer", "must be at least 1"));

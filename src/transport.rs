@@ -6,6 +6,8 @@
 //! [`Server`] binds both listeners, serves until shutdown, then flushes the
 //! decision log.
 
+pub mod envoy;
+pub mod forward_auth;
 pub mod grpc;
 pub mod http;
 
@@ -235,5 +237,126 @@ pub fn check_response(o: &crate::audit::Outcome) -> crate::pb::CheckResponse {
         roles: d.roles.clone(),
         policy_revision: d.revision.to_string(),
         matched_policy: d.matched_policy.clone(),
+    }
+}
+
+/// Headers authzd sets on the upstream request when it allows (SPEC §2).
+pub const SUBJECT_HEADER: &str = "x-authz-subject";
+pub const ROLES_HEADER: &str = "x-authz-roles";
+pub const DECISION_ID_HEADER: &str = "x-authz-decision-id";
+/// Client-supplied headers with this prefix are never passed upstream as if authzd had set them.
+pub const RESERVED_PREFIX: &str = "x-authz-";
+
+/// The HTTP meaning of an outcome, shared by every HTTP-facing adapter
+/// (Envoy gRPC and HTTP modes, forward auth): the one place §2's table lives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpAnswer {
+    pub status: u16,
+    /// Empty on allow.
+    pub body: &'static str,
+    /// On allow: the upstream headers. On deny: the response headers.
+    pub headers: Vec<(&'static str, String)>,
+}
+
+impl HttpAnswer {
+    pub fn of(o: &crate::audit::Outcome) -> HttpAnswer {
+        let d = &o.decision;
+        if d.allowed {
+            let mut headers = Vec::with_capacity(3);
+            if let Some(s) = &d.subject {
+                headers.push((SUBJECT_HEADER, header_value(s)));
+            }
+            if !d.roles.is_empty() {
+                headers.push((ROLES_HEADER, header_value(&d.roles.join(","))));
+            }
+            headers.push((DECISION_ID_HEADER, o.decision_id.clone()));
+            return HttpAnswer {
+                status: 200,
+                body: "",
+                headers,
+            };
+        }
+        let body = match d.status {
+            401 => r#"{"message":"Unauthorized"}"#,
+            503 => r#"{"message":"Service Unavailable"}"#,
+            _ => r#"{"message":"Forbidden"}"#,
+        };
+        let mut headers = vec![("content-type", "application/json".to_string())];
+        if d.status == 401 {
+            // RFC 6750 §3: error attributes only when a token was presented.
+            let challenge = if d.token_sha256.is_some() {
+                format!(
+                    r#"Bearer error="invalid_token", error_description="{}""#,
+                    d.reason.as_str()
+                )
+            } else {
+                "Bearer".to_string()
+            };
+            headers.push(("www-authenticate", challenge));
+        }
+        HttpAnswer {
+            status: d.status,
+            body,
+            headers,
+        }
+    }
+
+    /// The names of `client_headers` that look like ours but that this answer does not set:
+    /// they must be removed before the request goes upstream.
+    pub fn spoofed<'a>(&self, client_headers: impl Iterator<Item = &'a str>) -> Vec<String> {
+        let mut out: Vec<String> = client_headers
+            .filter(|k| {
+                k.len() >= RESERVED_PREFIX.len()
+                    && k[..RESERVED_PREFIX.len()].eq_ignore_ascii_case(RESERVED_PREFIX)
+            })
+            .map(str::to_ascii_lowercase)
+            .filter(|k| !self.headers.iter().any(|(set, _)| set == k))
+            .collect();
+        out.sort();
+        out.dedup();
+        out
+    }
+}
+
+/// A header-safe rendering of a claim value: visible ASCII and spaces pass,
+/// anything else (control characters, non-ASCII, `%`) is percent-encoded, so
+/// a subject can never inject a header line.
+pub fn header_value(s: &str) -> String {
+    const UNSAFE: &percent_encoding::AsciiSet = &percent_encoding::CONTROLS.add(b'%');
+    percent_encoding::utf8_percent_encode(s, UNSAFE).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn header_values_cannot_inject_lines() {
+        assert_eq!(header_value("alice"), "alice");
+        assert_eq!(
+            header_value("a\r\nx-authz-subject: root"),
+            "a%0D%0Ax-authz-subject: root"
+        );
+        assert_eq!(header_value("jürgen 100%"), "j%C3%BCrgen 100%25");
+    }
+
+    #[test]
+    fn spoofed_headers_are_those_we_do_not_set() {
+        let a = HttpAnswer {
+            status: 200,
+            body: "",
+            headers: vec![(SUBJECT_HEADER, "s".into())],
+        };
+        let client = [
+            "X-Authz-Subject",
+            "x-authz-roles",
+            "x-authz-whatever",
+            "authorization",
+            "x-auth",
+        ];
+        assert_eq!(
+            a.spoofed(client.into_iter()),
+            ["x-authz-roles", "x-authz-whatever"]
+        );
     }
 }

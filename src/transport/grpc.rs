@@ -95,6 +95,9 @@ pub async fn serve(
         (Err(e), _) | (_, Err(e)) => tracing::warn!(error = %e, "server reflection unavailable"),
     }
     builder
+        .add_service(envoy_types::ext_authz::v3::pb::AuthorizationServer::new(
+            super::envoy::EnvoyGrpc(Arc::clone(&authorizer)),
+        ))
         .add_service(AuthorizerServer::new(Service(authorizer)))
         .serve_with_incoming_shutdown(tokio_stream_listener(listener), shutdown)
         .await

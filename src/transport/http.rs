@@ -8,19 +8,34 @@ use axum::{
     extract::State,
     http::{HeaderMap, StatusCode, header},
     response::{IntoResponse, Response},
-    routing::{get, post},
+    routing::{any, get, post},
 };
 use serde::de::DeserializeOwned;
 use serde_json::json;
 use tokio::net::TcpListener;
 
-use crate::{audit::Source, authorizer::Authorizer, pb};
+use crate::{
+    audit::{Outcome, Source},
+    authorizer::Authorizer,
+    decision::{Request, Target},
+    pb,
+};
 
 type App = Arc<Authorizer>;
 
 /// The HTTP application; also used directly by tests (`oneshot`).
 pub fn router(authorizer: Arc<Authorizer>) -> Router {
+    let prefix = authorizer
+        .store
+        .load()
+        .config
+        .server
+        .ext_authz_prefix
+        .clone();
     Router::new()
+        .route(&prefix, any(super::envoy::http_mode))
+        .route(&format!("{prefix}/{{*path}}"), any(super::envoy::http_mode))
+        .route("/v1/forward-auth", any(super::forward_auth::forward_auth))
         .route("/v1/check", post(check))
         .route("/v1/check/batch", post(check_batch))
         .route("/v1/policy", get(policy))
@@ -41,7 +56,7 @@ pub async fn serve(
 }
 
 /// A 400 naming what was wrong with the call itself.
-fn bad_request(message: impl Into<String>) -> Response {
+pub(super) fn bad_request(message: impl Into<String>) -> Response {
     (
         StatusCode::BAD_REQUEST,
         Json(json!({"error": message.into()})),
@@ -60,6 +75,25 @@ fn authorization(headers: &HeaderMap) -> Option<String> {
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .map(str::to_string)
+}
+
+/// Runs a check for an HTTP request whose credentials and CORS headers are `headers`.
+pub(super) async fn check_headers(
+    app: &Authorizer,
+    headers: &HeaderMap,
+    target: Target<'_>,
+    source: Source,
+) -> Arc<Outcome> {
+    let get = |name: header::HeaderName| headers.get(name).and_then(|v| v.to_str().ok());
+    let req = Request {
+        target,
+        token: None,
+        authorization: get(header::AUTHORIZATION),
+        origin: get(header::ORIGIN),
+        access_control_request_method: get(header::ACCESS_CONTROL_REQUEST_METHOD),
+        domain: None,
+    };
+    app.check(&req, source).await
 }
 
 async fn check(State(app): State<App>, headers: HeaderMap, body: Bytes) -> Response {

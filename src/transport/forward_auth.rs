@@ -1,0 +1,58 @@
+//! nginx `auth_request` and Traefik ForwardAuth: `/v1/forward-auth`, any method.
+//!
+//! The original method and URI come from `X-Forwarded-Method`/`X-Forwarded-Uri`
+//! (Traefik) or `X-Original-Method`/`X-Original-URI` (the nginx convention);
+//! the original headers (`Authorization`, `Origin`, …) arrive as the
+//! subrequest's own. The answer is §2's status, body and headers; the proxy
+//! copies `x-authz-*` from it onto the upstream request.
+
+use std::sync::Arc;
+
+use axum::{extract::State, http::HeaderMap, response::Response};
+
+use super::{HttpAnswer, envoy::to_http_response};
+use crate::{audit::Source, authorizer::Authorizer, decision::Target};
+
+/// The value named by either convention. When both are present they must agree:
+/// a proxy that sets one while passing a client's copy of the other would
+/// otherwise let the client choose what gets checked.
+fn original<'a>(
+    headers: &'a HeaderMap,
+    traefik: &str,
+    nginx: &str,
+) -> Result<Option<&'a str>, String> {
+    let get = |n: &str| {
+        headers
+            .get(n)
+            .and_then(|v| v.to_str().ok())
+            .filter(|v| !v.is_empty())
+    };
+    match (get(traefik), get(nginx)) {
+        (Some(a), Some(b)) if a != b => Err(format!(
+            "`{traefik}` and `{nginx}` disagree; refusing to guess"
+        )),
+        (a, b) => Ok(a.or(b)),
+    }
+}
+
+pub async fn forward_auth(State(app): State<Arc<Authorizer>>, headers: HeaderMap) -> Response {
+    let parts = original(&headers, "x-forwarded-method", "x-original-method")
+        .and_then(|m| Ok((m, original(&headers, "x-forwarded-uri", "x-original-uri")?)));
+    let (method, uri) = match parts {
+        Ok((Some(m), Some(u))) => (m, u),
+        Ok(_) => {
+            return super::http::bad_request(
+                "forward auth needs the original method and URI: X-Forwarded-Method and X-Forwarded-Uri (Traefik) or X-Original-Method and X-Original-URI (nginx)",
+            );
+        }
+        Err(e) => return super::http::bad_request(e),
+    };
+    let outcome = super::http::check_headers(
+        &app,
+        &headers,
+        Target::Http { method, path: uri },
+        Source::ForwardAuth,
+    )
+    .await;
+    to_http_response(HttpAnswer::of(&outcome))
+}

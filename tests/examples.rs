@@ -1,0 +1,268 @@
+//! The gateway and Kubernetes examples must match what authzd actually serves:
+//! each file is parsed and its ports, paths and header names are checked
+//! against the server's defaults, so they cannot drift.
+
+// Helpers outside #[test] fns unwrap too: a failure there is a test failure.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::path::{Path, PathBuf};
+
+use authzd::config::{Config, ServerConfig};
+use serde_norway::Value;
+
+fn example(rel: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("examples")
+        .join(rel)
+}
+
+fn yaml(rel: &str) -> Value {
+    serde_norway::from_str(&std::fs::read_to_string(example(rel)).unwrap()).unwrap()
+}
+
+/// Every value stored under `key`, anywhere in the document.
+fn all<'a>(v: &'a Value, key: &str, out: &mut Vec<&'a Value>) {
+    match v {
+        Value::Mapping(m) => {
+            for (k, val) in m {
+                if k.as_str() == Some(key) {
+                    out.push(val);
+                }
+                all(val, key, out);
+            }
+        }
+        Value::Sequence(s) => s.iter().for_each(|x| all(x, key, out)),
+        Value::Tagged(t) => all(&t.value, key, out),
+        _ => {}
+    }
+}
+
+fn find<'a>(v: &'a Value, key: &str) -> Vec<&'a Value> {
+    let mut out = Vec::new();
+    all(v, key, &mut out);
+    out
+}
+
+fn defaults() -> ServerConfig {
+    ServerConfig::default()
+}
+
+fn cluster<'a>(doc: &'a Value, name: &str) -> &'a Value {
+    find(doc, "clusters")[0]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"].as_str() == Some(name))
+        .unwrap()
+}
+
+fn cluster_port(doc: &Value, name: &str) -> u64 {
+    find(cluster(doc, name), "port_value")[0].as_u64().unwrap()
+}
+
+#[test]
+fn envoy_grpc_example_points_at_authzd_and_fails_closed() {
+    let doc = yaml("envoy/envoy.yaml");
+    let d = defaults();
+    let filter = find(&doc, "http_filters")[0].as_sequence().unwrap();
+    assert_eq!(
+        filter[0]["name"].as_str(),
+        Some("envoy.filters.http.ext_authz"),
+        "ext_authz runs before the router"
+    );
+    let cfg = &filter[0]["typed_config"];
+    assert_eq!(cfg["failure_mode_allow"].as_bool(), Some(false));
+    assert_eq!(cfg["transport_api_version"].as_str(), Some("V3"));
+    assert_eq!(
+        cfg["grpc_service"]["envoy_grpc"]["cluster_name"].as_str(),
+        Some("authzd")
+    );
+    assert!(
+        cfg["grpc_service"]["timeout"].as_str().is_some(),
+        "a sensible timeout is set"
+    );
+    assert_eq!(cluster_port(&doc, "authzd"), u64::from(d.grpc_addr.port()));
+    assert!(
+        !find(cluster(&doc, "authzd"), "http2_protocol_options").is_empty(),
+        "gRPC needs HTTP/2 upstream"
+    );
+    // One route with ext_authz disabled, one protected.
+    let routes = find(&doc, "routes")[0].as_sequence().unwrap();
+    let disabled: Vec<bool> = routes
+        .iter()
+        .map(|r| !find(r, "disabled").is_empty())
+        .collect();
+    assert!(disabled.contains(&true) && disabled.contains(&false));
+}
+
+#[test]
+fn envoy_http_example_matches_prefix_port_and_headers() {
+    let doc = yaml("envoy/envoy-http.yaml");
+    let d = defaults();
+    let svc = find(&doc, "http_service")[0];
+    assert_eq!(
+        svc["path_prefix"].as_str(),
+        Some(d.ext_authz_prefix.as_str())
+    );
+    assert_eq!(
+        svc["server_uri"]["uri"].as_str(),
+        Some(format!("http://127.0.0.1:{}", d.http_addr.port()).as_str())
+    );
+    assert_eq!(
+        cluster_port(&doc, "authzd_http"),
+        u64::from(d.http_addr.port())
+    );
+    assert_eq!(find(&doc, "failure_mode_allow")[0].as_bool(), Some(false));
+    let text = serde_norway::to_string(svc).unwrap();
+    for needle in [
+        "origin",
+        "access-control-request-method",
+        "x-authz-",
+        "www-authenticate",
+    ] {
+        assert!(
+            text.contains(needle),
+            "envoy-http.yaml must mention `{needle}`"
+        );
+    }
+}
+
+#[test]
+fn nginx_example_uses_forward_auth_and_sets_both_conventions() {
+    let text = std::fs::read_to_string(example("nginx/nginx.conf")).unwrap();
+    let d = defaults();
+    assert!(text.contains(&format!(
+        "proxy_pass http://127.0.0.1:{}/v1/forward-auth;",
+        d.http_addr.port()
+    )));
+    for needle in [
+        "proxy_set_header X-Original-Method $request_method;",
+        "proxy_set_header X-Original-URI $request_uri;",
+        "proxy_set_header X-Forwarded-Method $request_method;",
+        "proxy_set_header X-Forwarded-Uri $request_uri;",
+        "$upstream_http_x_authz_subject",
+        "$upstream_http_x_authz_roles",
+        "$upstream_http_x_authz_decision_id",
+        "$upstream_http_www_authenticate",
+        r#"'{"message":"Unauthorized"}'"#,
+        r#"'{"message":"Forbidden"}'"#,
+    ] {
+        assert!(text.contains(needle), "nginx.conf lacks `{needle}`");
+    }
+}
+
+#[test]
+fn traefik_example_copies_our_headers_and_distrusts_clients() {
+    let doc = yaml("traefik/dynamic.yaml");
+    let d = defaults();
+    let fa = &doc["http"]["middlewares"]["authzd"]["forwardAuth"];
+    assert_eq!(
+        fa["address"].as_str(),
+        Some(format!("http://127.0.0.1:{}/v1/forward-auth", d.http_addr.port()).as_str())
+    );
+    assert_eq!(fa["trustForwardHeader"].as_bool(), Some(false));
+    let names: Vec<String> = fa["authResponseHeaders"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap().to_ascii_lowercase())
+        .collect();
+    for h in [
+        authzd::transport::SUBJECT_HEADER,
+        authzd::transport::ROLES_HEADER,
+        authzd::transport::DECISION_ID_HEADER,
+    ] {
+        assert!(
+            names.iter().any(|n| n == h),
+            "authResponseHeaders lacks {h}"
+        );
+    }
+    let stat = yaml("traefik/traefik.yaml");
+    assert_eq!(
+        stat["providers"]["file"]["filename"].as_str(),
+        Some("examples/traefik/dynamic.yaml")
+    );
+}
+
+#[tokio::test]
+async fn kubernetes_example_is_consistent_and_its_policy_loads() {
+    let text = std::fs::read_to_string(example("kubernetes/authzd.yaml")).unwrap();
+    let docs: Vec<Value> = serde_norway::Deserializer::from_str(&text)
+        .map(|d| serde::Deserialize::deserialize(d).unwrap())
+        .collect();
+    let kind = |k: &str| docs.iter().find(|d| d["kind"].as_str() == Some(k)).unwrap();
+    // The ConfigMap's files load as a real snapshot.
+    let dir = tempfile::tempdir().unwrap();
+    for (name, body) in kind("ConfigMap")["data"].as_mapping().unwrap() {
+        std::fs::write(
+            dir.path().join(name.as_str().unwrap()),
+            body.as_str().unwrap(),
+        )
+        .unwrap();
+    }
+    let config = Config::load(&dir.path().join("authzd.toml")).unwrap();
+    authzd::policy::snapshot::Snapshot::load(&dir.path().join("authzd.toml"))
+        .await
+        .unwrap();
+    let (grpc, http) = (
+        config.server.grpc_addr.port(),
+        config.server.http_addr.port(),
+    );
+    assert_eq!(
+        (grpc, http),
+        (defaults().grpc_addr.port(), defaults().http_addr.port())
+    );
+
+    let deploy = kind("Deployment");
+    let pod = &deploy["spec"]["template"];
+    let c = &pod["spec"]["containers"][0];
+    let ports: Vec<u64> = c["ports"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(|p| p["containerPort"].as_u64().unwrap())
+        .collect();
+    assert_eq!(ports, [u64::from(grpc), u64::from(http)]);
+    assert_eq!(
+        c["readinessProbe"]["httpGet"]["path"].as_str(),
+        Some("/readyz")
+    );
+    assert_eq!(
+        c["livenessProbe"]["httpGet"]["path"].as_str(),
+        Some("/healthz")
+    );
+    assert_eq!(
+        c["readinessProbe"]["httpGet"]["port"].as_u64(),
+        Some(u64::from(http))
+    );
+    let ann = &pod["metadata"]["annotations"];
+    assert_eq!(
+        ann["prometheus.io/port"].as_str(),
+        Some(http.to_string().as_str())
+    );
+    assert_eq!(ann["prometheus.io/path"].as_str(), Some("/metrics"));
+    let args: Vec<&str> = c["args"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap())
+        .collect();
+    let mount = c["volumeMounts"][0]["mountPath"].as_str().unwrap();
+    assert_eq!(
+        args[..3],
+        ["serve", "--config", &format!("{mount}/authzd.toml")]
+    );
+    assert!(
+        c["volumeMounts"][0].get("subPath").is_none(),
+        "subPath mounts never see ConfigMap updates"
+    );
+
+    let svc = kind("Service");
+    let svc_ports: Vec<u64> = svc["spec"]["ports"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(|p| p["port"].as_u64().unwrap())
+        .collect();
+    assert_eq!(svc_ports, [u64::from(grpc), u64::from(http)]);
+}
