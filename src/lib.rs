@@ -16,7 +16,9 @@
 //! - [`decision`]: THE pipeline of SPEC §2 — pure, synchronous, clock passed in.
 //! - [`authorizer`]: the async driver: live snapshot, key fetches, ids, logging, metrics.
 //! - [`transport`]: adapters only — [`transport::grpc`] (`authzd.v1`, health,
-//!   reflection) and [`transport::http`] (JSON API, health, metrics).
+//!   reflection), [`transport::envoy`] (ext_authz gRPC v3 and HTTP mode),
+//!   [`transport::forward_auth`] (nginx, Traefik) and [`transport::http`]
+//!   (JSON API, health, metrics); [`transport::HttpAnswer`] is §2's HTTP table.
 //! - [`audit`]: the decision record and its off-path writer.
 //! - [`metrics`]: Prometheus counters and histograms, declared once.
 //! - [`devtoken`]: minting development tokens and JWKS (`authzd token`).
