@@ -195,6 +195,13 @@ pub struct PolicyConfig {
     /// JSON Pointer of the claim giving the domain for four-field models,
     /// used when the request carries no `domain`.
     pub domain_claim: Option<String>,
+    /// Reload when the config, model or policy file changes (`false`: only on SIGHUP).
+    #[serde(default = "default_true")]
+    pub watch: bool,
+}
+
+fn default_true() -> bool {
+    true
 }
 
 #[derive(Debug, Clone, Deserialize)]

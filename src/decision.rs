@@ -13,7 +13,7 @@ use sha2::{Digest, Sha256};
 use crate::{
     config::{CorsPreflight, IssuerConfig},
     policy::{Query, snapshot::Snapshot},
-    routes::strip_query,
+    routes::{Route, strip_query},
     token::{self, TokenError, claims, jwks::KeySet},
 };
 
@@ -187,6 +187,44 @@ pub fn decide(
     now: SystemTime,
     allow_fetch: bool,
 ) -> Step {
+    let (mut d, route) = match before_token(snap, req) {
+        Stage::Decided(early) => return Step::Done(early),
+        Stage::Pending(d, route) => (d, route),
+    };
+    // 3–4. Token.
+    let raw = bearer_token(req);
+    d.token_sha256 = raw.as_ref().ok().map(|r| token_fingerprint(r));
+    let principal = match raw.map_err(AuthFailure::Missing).and_then(|raw| {
+        authenticate(snap, raw, keys, now, allow_fetch).map_err(|(f, iss)| {
+            d.issuer = iss;
+            f
+        })
+    }) {
+        Ok(p) => p,
+        Err(AuthFailure::NeedKeys(i)) => return Step::NeedKeys(i),
+        Err(AuthFailure::Missing(why)) => return Step::Done(finish(d, Reason::TokenMissing, why)),
+        Err(AuthFailure::Rejected(e)) => return Step::Done(finish(d, e.reason(), e.to_string())),
+    };
+    Step::Done(after_token(snap, d, route, &principal, req.domain))
+}
+
+/// Steps 1, 2 and 5–7 for a principal given directly (policy tests: no token).
+pub fn decide_for(snap: &Snapshot, req: &Request<'_>, principal: &Principal) -> Decision {
+    match before_token(snap, req) {
+        Stage::Decided(early) => early,
+        Stage::Pending(d, route) => after_token(snap, d, route, principal, req.domain),
+    }
+}
+
+/// Where steps 1–2 left a check.
+enum Stage<'s> {
+    Decided(Decision),
+    /// Not decided yet: the decision so far and the matched route.
+    Pending(Decision, Option<&'s Route>),
+}
+
+/// Steps 1–2: CORS preflight and public routes.
+fn before_token<'s>(snap: &'s Snapshot, req: &Request<'_>) -> Stage<'s> {
     let (resource, action, route) = match req.target {
         Target::Http { method, path } => (
             strip_query(path),
@@ -204,7 +242,7 @@ pub fn decide(
         && req.origin.is_some()
         && req.access_control_request_method.is_some()
     {
-        return Step::Done(finish(
+        return Stage::Decided(finish(
             d,
             Reason::CorsPreflight,
             "CORS preflight passes without a token".into(),
@@ -214,40 +252,37 @@ pub fn decide(
     if let Some(r) = route
         && r.public
     {
-        return Step::Done(finish(
+        return Stage::Decided(finish(
             d,
             Reason::PublicRoute,
             format!("route `{}` is public", r.label),
         ));
     }
-    // 3–4. Token.
-    let raw = bearer_token(req);
-    d.token_sha256 = raw.as_ref().ok().map(|r| token_fingerprint(r));
-    let principal = match raw.map_err(AuthFailure::Missing).and_then(|raw| {
-        authenticate(snap, raw, keys, now, allow_fetch).map_err(|(f, iss)| {
-            d.issuer = iss;
-            f
-        })
-    }) {
-        Ok(p) => p,
-        Err(AuthFailure::NeedKeys(i)) => return Step::NeedKeys(i),
-        Err(AuthFailure::Missing(why)) => return Step::Done(finish(d, Reason::TokenMissing, why)),
-        Err(AuthFailure::Rejected(e)) => return Step::Done(finish(d, e.reason(), e.to_string())),
-    };
-    d.set_principal(&principal);
+    Stage::Pending(d, route)
+}
+
+/// Steps 5–7 for an authenticated principal.
+fn after_token(
+    snap: &Snapshot,
+    mut d: Decision,
+    route: Option<&Route>,
+    principal: &Principal,
+    domain: Option<&str>,
+) -> Decision {
+    d.set_principal(principal);
     // 5. Coarse scopes.
     if let Some(r) = route
         && !r.scopes.is_empty()
         && !r.scopes.iter().any(|s| principal.scopes.contains(s))
     {
         let detail = format!("route `{}` needs one of the scopes {:?}", r.label, r.scopes);
-        return Step::Done(finish(d, Reason::ScopeMissing, detail));
+        return finish(d, Reason::ScopeMissing, detail);
     }
     // 6. Roles: claim roles (role lookup is not configured in this version).
     // 7. Policy.
-    let (reason, detail, matched) = authorize(snap, &principal, resource, action, req.domain);
+    let (reason, detail, matched) = authorize(snap, principal, &d.resource, &d.action, domain);
     d.matched_policy = matched;
-    Step::Done(finish(d, reason, detail))
+    finish(d, reason, detail)
 }
 
 fn finish(mut d: Decision, reason: Reason, detail: String) -> Decision {

@@ -70,6 +70,8 @@ enum Command {
         #[arg(long)]
         online: bool,
     },
+    /// Run policy test cases (SPEC §8); exit 1 if any fails, 2 if the file is invalid.
+    Test { file: PathBuf },
     /// Mint a signed development JWT and print it.
     Token {
         /// PEM private key (RSA → RS256, EC P-256 → ES256, P-384 → ES384, Ed25519 → EdDSA).
@@ -157,6 +159,16 @@ async fn run(command: Command) -> Result<ExitCode> {
             check(&config, token.as_deref(), target, domain.as_deref()).await
         }
         Command::Validate { config, online } => validate(&config, online).await,
+        Command::Test { file } => {
+            let (snap, results) = authzd::policy::cases::run(&file).await?;
+            println!("{} (policy revision {})", file.display(), snap.revision);
+            print!("{}", authzd::policy::cases::report(&results));
+            Ok(if results.iter().all(|r| r.passed) {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
+        }
         Command::Token {
             key,
             iss,

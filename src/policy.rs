@@ -13,6 +13,7 @@
 //! [`snapshot`] bundles a policy with its config and routes; [`reload`]
 //! publishes new snapshots atomically.
 
+pub mod cases;
 pub mod reload;
 pub mod snapshot;
 

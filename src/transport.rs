@@ -20,7 +20,7 @@ use crate::{
     authorizer::Authorizer,
     decision::{Request, Target},
     policy::{
-        reload::PolicyStore,
+        reload::{self, PolicyStore},
         snapshot::{Snapshot, SnapshotError},
     },
     token::jwks::Jwks,
@@ -117,6 +117,19 @@ impl Server {
         tracing::info!(grpc = ?grpc.local_addr().ok(), http = ?http.local_addr().ok(), "authzd serving");
         warm_keys(&authorizer);
         reload_on_sighup(&authorizer);
+        let _watcher = if authorizer.store.load().config.policy.watch {
+            let jwks = Arc::clone(&authorizer.jwks);
+            reload::watch(Arc::clone(&authorizer.store), move |snap| {
+                warm_issuers(&jwks, snap)
+            })
+            .map_err(
+                |e| tracing::warn!(error = %e, "cannot watch policy files; reload with SIGHUP"),
+            )
+            .ok()
+        } else {
+            tracing::info!("policy file watching is off; reload with SIGHUP");
+            None
+        };
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         tokio::spawn(async move {
             shutdown.await;
@@ -142,9 +155,16 @@ impl Server {
 
 /// Fetches every issuer's keys in the background so the first request does not wait.
 fn warm_keys(authorizer: &Arc<Authorizer>) {
-    let snap = authorizer.store.load();
-    for cfg in snap.config.issuers.clone() {
-        let jwks = Arc::clone(&authorizer.jwks);
+    warm_issuers(&authorizer.jwks, &authorizer.store.load());
+}
+
+/// Fetches keys for the issuers of `snap` that have none yet.
+fn warm_issuers(jwks: &Arc<Jwks>, snap: &Snapshot) {
+    for cfg in &snap.config.issuers {
+        if jwks.get(&cfg.issuer).is_some() {
+            continue;
+        }
+        let (jwks, cfg) = (Arc::clone(jwks), cfg.clone());
         tokio::spawn(async move {
             let _ = jwks.fetch(&cfg).await;
         });
@@ -156,6 +176,7 @@ fn reload_on_sighup(authorizer: &Arc<Authorizer>) {
     #[cfg(unix)]
     {
         let store = Arc::clone(&authorizer.store);
+        let jwks = Arc::clone(&authorizer.jwks);
         tokio::spawn(async move {
             let Ok(mut hup) =
                 tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
@@ -165,7 +186,9 @@ fn reload_on_sighup(authorizer: &Arc<Authorizer>) {
             while hup.recv().await.is_some() {
                 tracing::info!("SIGHUP: reloading policy");
                 // Errors are logged, counted and kept for GET /v1/policy inside reload().
-                let _ = store.reload().await;
+                if let Ok(Some(snap)) = store.reload().await {
+                    warm_issuers(&jwks, &snap);
+                }
             }
         });
     }

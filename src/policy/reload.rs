@@ -1,29 +1,63 @@
 //! Publishing snapshots: build a complete new one off the request path, then
-//! swap it in atomically. Requests never wait for a reload.
+//! swap it in atomically. Requests never wait for a reload, and a change that
+//! does not build is rejected whole while the previous revision keeps serving.
+//!
+//! [`watch`] reloads when the config, model or policy file changes: it
+//! watches their directories (not the files), so editors that write a new
+//! file and rename it, and Kubernetes' `..data` symlink swap, are seen too.
 
 use std::{
+    collections::HashSet,
+    ffi::OsString,
     path::{Path, PathBuf},
     sync::Arc,
+    time::Duration,
 };
 
 use arc_swap::ArcSwap;
-use parking_lot::Mutex;
+use notify::{RecursiveMode, Watcher as _};
+use parking_lot::{Mutex, RwLock};
 
 use super::snapshot::{Snapshot, SnapshotError};
+use crate::config::Config;
 
 /// The live snapshot plus what the last reload attempt said.
 pub struct PolicyStore {
     current: ArcSwap<Snapshot>,
     config_path: PathBuf,
     last_error: Mutex<Option<String>>,
+    /// Settings read once at start; a reload that changes them needs a restart.
+    started_with: StartupSettings,
+    restart_required: Mutex<Option<String>>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+struct StartupSettings {
+    grpc_addr: std::net::SocketAddr,
+    http_addr: std::net::SocketAddr,
+    ext_authz_prefix: String,
+    decision_log: String,
+}
+
+impl StartupSettings {
+    fn of(c: &Config) -> Self {
+        Self {
+            grpc_addr: c.server.grpc_addr,
+            http_addr: c.server.http_addr,
+            ext_authz_prefix: c.server.ext_authz_prefix.clone(),
+            decision_log: c.decision_log.output.clone(),
+        }
+    }
 }
 
 impl PolicyStore {
     pub fn new(snapshot: Snapshot, config_path: &Path) -> Self {
         Self {
+            started_with: StartupSettings::of(&snapshot.config),
             current: ArcSwap::from_pointee(snapshot),
             config_path: config_path.to_owned(),
             last_error: Mutex::new(None),
+            restart_required: Mutex::new(None),
         }
     }
 
@@ -41,23 +75,201 @@ impl PolicyStore {
         self.last_error.lock().clone()
     }
 
-    /// Rebuilds from disk; on failure the current snapshot keeps serving.
-    pub async fn reload(&self) -> Result<Arc<Snapshot>, SnapshotError> {
+    /// Set when a loaded config changed settings that only a restart applies.
+    pub fn restart_required(&self) -> Option<String> {
+        self.restart_required.lock().clone()
+    }
+
+    /// Rebuilds from disk and swaps the result in if its content differs.
+    /// `Ok(None)`: nothing changed. On failure the current snapshot keeps serving.
+    pub async fn reload(&self) -> Result<Option<Arc<Snapshot>>, SnapshotError> {
         match Snapshot::load(&self.config_path).await {
+            Ok(next) if next.revision == self.load().revision => {
+                // Reverting a bad edit to the serving content clears the error.
+                *self.last_error.lock() = None;
+                Ok(None)
+            }
             Ok(next) => {
                 let next = Arc::new(next);
+                self.note_restart_settings(&next.config);
+                for w in next.warnings() {
+                    tracing::warn!("{w}");
+                }
                 let old = self.current.swap(Arc::clone(&next));
                 *self.last_error.lock() = None;
                 crate::metrics::policy_reloaded(true, &next.revision);
-                tracing::info!(from = %old.revision, to = %next.revision, rules = next.policy.rules, "policy reloaded");
-                Ok(next)
+                tracing::info!(from = %old.revision, to = %next.revision, rules = next.policy.rules, routes = next.routes.len(), "policy reloaded");
+                Ok(Some(next))
             }
             Err(e) => {
                 *self.last_error.lock() = Some(e.to_string());
                 crate::metrics::policy_reloaded(false, &self.load().revision);
-                tracing::error!(error = %e, "policy reload rejected; previous revision keeps serving");
+                tracing::error!(error = %e, serving = %self.load().revision, "policy reload rejected; previous revision keeps serving");
                 Err(e)
             }
         }
+    }
+
+    fn note_restart_settings(&self, config: &Config) {
+        let now = StartupSettings::of(config);
+        let msg = (now != self.started_with).then(|| {
+            format!(
+                "listen addresses, ext_authz_prefix or decision_log.output changed ({:?} -> {:?}); restart authzd to apply them",
+                self.started_with, now
+            )
+        });
+        if let Some(m) = &msg {
+            tracing::warn!("{m}");
+        }
+        *self.restart_required.lock() = msg;
+    }
+}
+
+/// How long the files must be quiet before a reload (editors write in bursts).
+const DEBOUNCE: Duration = Duration::from_millis(150);
+
+/// A running file watcher; dropping it stops watching.
+pub struct PolicyWatcher {
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for PolicyWatcher {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// The directories to watch and the file names in them that matter: each
+/// file's own directory, and, when the file is a symlink, its target's
+/// directory too (an in-place edit of the target is not an event in the link's directory).
+fn targets(snap: &Snapshot, config_path: &Path) -> (HashSet<PathBuf>, HashSet<OsString>) {
+    let mut dirs = HashSet::new();
+    let mut names = HashSet::new();
+    for file in [
+        config_path,
+        &snap.config.policy.model,
+        &snap.config.policy.policy,
+    ] {
+        let canonical = std::fs::canonicalize(file).ok();
+        for f in std::iter::once(file).chain(canonical.as_deref()) {
+            let dir = match f.parent() {
+                Some(d) if !d.as_os_str().is_empty() => d.to_owned(),
+                _ => PathBuf::from("."),
+            };
+            dirs.insert(dir);
+            if let Some(n) = f.file_name() {
+                names.insert(n.to_owned());
+            }
+        }
+    }
+    (dirs, names)
+}
+
+/// Whether an event touches a watched file, or a `..`-prefixed entry (Kubernetes' `..data` swap).
+fn relevant(event: &notify::Event, names: &HashSet<OsString>) -> bool {
+    if event.kind.is_access() {
+        return false;
+    }
+    event.paths.iter().any(|p| {
+        p.file_name()
+            .is_some_and(|n| names.contains(n) || n.to_string_lossy().starts_with(".."))
+    })
+}
+
+/// Starts watching; `after` runs after each successful reload (e.g. to fetch new issuers' keys).
+pub fn watch(
+    store: Arc<PolicyStore>,
+    after: impl Fn(&Arc<Snapshot>) + Send + 'static,
+) -> Result<PolicyWatcher, notify::Error> {
+    let (dirs, names) = targets(&store.load(), store.config_path());
+    let names = Arc::new(RwLock::new(names));
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<()>(1);
+    let filter = Arc::clone(&names);
+    let initial = tx.clone();
+    let mut watcher =
+        notify::recommended_watcher(move |res: notify::Result<notify::Event>| match res {
+            // A full channel means a reload is already pending: nothing is lost.
+            Ok(event) if relevant(&event, &filter.read()) => {
+                let _ = tx.try_send(());
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "file watch error"),
+        })?;
+    for d in &dirs {
+        watcher.watch(d, RecursiveMode::NonRecursive)?;
+    }
+    tracing::info!(dirs = ?dirs, "watching policy files");
+    // A change between the snapshot's load and the watch's start raised no
+    // event: look once now (a no-op when nothing changed).
+    let _ = initial.try_send(());
+    let task = tokio::spawn(async move {
+        let mut watched = dirs;
+        while rx.recv().await.is_some() {
+            // Debounce: wait for a quiet period.
+            loop {
+                match tokio::time::timeout(DEBOUNCE, rx.recv()).await {
+                    Ok(Some(())) => continue,
+                    Ok(None) => return,
+                    Err(_) => break,
+                }
+            }
+            let Ok(Some(snap)) = store.reload().await else {
+                continue;
+            };
+            // The config may now name model/policy files elsewhere.
+            let (dirs, new_names) = targets(&snap, store.config_path());
+            for d in dirs.difference(&watched) {
+                if let Err(e) = watcher.watch(d, RecursiveMode::NonRecursive) {
+                    tracing::warn!(dir = %d.display(), error = %e, "cannot watch directory");
+                }
+            }
+            for d in watched.difference(&dirs) {
+                let _ = watcher.unwatch(d);
+            }
+            watched = dirs;
+            *names.write() = new_names;
+            after(&snap);
+        }
+    });
+    Ok(PolicyWatcher { task })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use notify::{
+        Event, EventKind,
+        event::{AccessKind, CreateKind, ModifyKind},
+    };
+
+    fn event(kind: EventKind, path: &str) -> Event {
+        Event::new(kind).add_path(PathBuf::from(path))
+    }
+
+    #[test]
+    fn only_watched_files_and_configmap_swaps_are_relevant() {
+        let names: HashSet<OsString> = ["policy.csv", "authzd.toml"]
+            .into_iter()
+            .map(OsString::from)
+            .collect();
+        let modify = EventKind::Modify(ModifyKind::Any);
+        assert!(relevant(&event(modify, "/etc/authzd/policy.csv"), &names));
+        assert!(relevant(
+            &event(EventKind::Create(CreateKind::File), "/etc/authzd/..data"),
+            &names
+        ));
+        // The decision log often lives next to the config: its writes must not trigger reloads.
+        assert!(!relevant(
+            &event(modify, "/etc/authzd/decisions.log"),
+            &names
+        ));
+        assert!(!relevant(
+            &event(modify, "/etc/authzd/.policy.csv.swp"),
+            &names
+        ));
+        assert!(!relevant(
+            &event(EventKind::Access(AccessKind::Any), "/etc/authzd/policy.csv"),
+            &names
+        ));
     }
 }

@@ -43,7 +43,12 @@ impl Snapshot {
             path: path.to_owned(),
             source,
         })?;
-        let config = Config::from_toml(&text, path)?;
+        Self::build(&text, path).await
+    }
+
+    /// Builds from config `text` as if read from `path` (relative paths resolve against it).
+    pub async fn build(text: &str, path: &Path) -> Result<Snapshot, SnapshotError> {
+        let config = Config::from_toml(text, path)?;
         let read = |p: &PathBuf| {
             std::fs::read_to_string(p).map_err(|source| PolicyLoadError::Read {
                 path: p.display().to_string(),
@@ -61,7 +66,7 @@ impl Snapshot {
         .await?;
         let routes = RouteTable::compile(&config.routes)?;
         let mut h = Sha256::new();
-        for part in [&text, &model, &policy_text] {
+        for part in [text, &model, &policy_text] {
             h.update((part.len() as u64).to_be_bytes());
             h.update(part.as_bytes());
         }

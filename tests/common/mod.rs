@@ -246,6 +246,13 @@ pub struct Running {
 
 impl Running {
     pub async fn start(config: &Path) -> Running {
+        // `AUTHZD_TEST_LOG=debug cargo test …` shows the server's logs.
+        if let Ok(filter) = std::env::var("AUTHZD_TEST_LOG") {
+            let _ = tracing_subscriber::fmt()
+                .with_env_filter(filter)
+                .with_test_writer()
+                .try_init();
+        }
         let server = authzd::transport::Server::bind(config).await.unwrap();
         let grpc = server.grpc_addr().unwrap();
         let http = server.http_addr().unwrap();
