@@ -12,7 +12,8 @@
 //! - [`routes`]: the route table, API Gateway path syntax, most-specific match (pure).
 //! - [`policy`]: Casbin behind our own type, per-request roles as a thread-local
 //!   overlay; [`policy::snapshot`] is one consistent revision,
-//!   [`policy::reload`] swaps revisions atomically.
+//!   [`policy::reload`] swaps revisions atomically and watches the files,
+//!   [`policy::cases`] runs policy test cases (`authzd test`).
 //! - [`decision`]: THE pipeline of SPEC §2 — pure, synchronous, clock passed in.
 //! - [`authorizer`]: the async driver: live snapshot, key fetches, ids, logging, metrics.
 //! - [`transport`]: adapters only — [`transport::grpc`] (`authzd.v1`, health,
@@ -22,6 +23,7 @@
 //! - [`audit`]: the decision record and its off-path writer.
 //! - [`metrics`]: Prometheus counters and histograms, declared once.
 //! - [`devtoken`]: minting development tokens and JWKS (`authzd token`).
+//! - [`probe`]: `authzd validate --online`, issuer discovery and keys as seen from here.
 
 pub mod audit;
 pub mod authorizer;
@@ -30,6 +32,7 @@ pub mod decision;
 pub mod devtoken;
 pub mod metrics;
 pub mod policy;
+pub mod probe;
 pub mod routes;
 pub mod token;
 pub mod transport;

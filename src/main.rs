@@ -14,7 +14,8 @@ use authzd::{
     decision::{Request, Target},
     devtoken::{self, SigningKey},
     policy::{reload::PolicyStore, snapshot::Snapshot},
-    token::jwks::{self, Jwks, KeySet},
+    probe::Level,
+    token::jwks::Jwks,
     transport::Server,
 };
 use clap::{Parser, Subcommand};
@@ -281,16 +282,19 @@ async fn validate(config: &Path, online: bool) -> Result<ExitCode> {
     if !online {
         return Ok(ExitCode::SUCCESS);
     }
+    let http = reqwest::Client::new();
     let mut problems = 0;
     for issuer in &snap.config.issuers {
-        match check_issuer_online(issuer).await {
-            Ok(lines) => lines
-                .iter()
-                .for_each(|l| println!("{}: {l}", issuer.issuer)),
-            Err(e) => {
-                problems += 1;
-                println!("problem: {}: {e:#}", issuer.issuer);
-            }
+        for f in authzd::probe::issuer(&http, issuer).await {
+            let level = match f.level {
+                Level::Ok => "ok",
+                Level::Warning => "warning",
+                Level::Problem => {
+                    problems += 1;
+                    "problem"
+                }
+            };
+            println!("{level}: {}: {}", issuer.issuer, f.message);
         }
     }
     Ok(if problems == 0 {
@@ -298,64 +302,4 @@ async fn validate(config: &Path, online: bool) -> Result<ExitCode> {
     } else {
         ExitCode::from(1)
     })
-}
-
-/// Fetches discovery (when used) and keys for one issuer, describing what it found.
-async fn check_issuer_online(cfg: &authzd::config::IssuerConfig) -> Result<Vec<String>> {
-    let mut out = Vec::new();
-    let http = reqwest::Client::new();
-    let timeout = Duration::from_millis(cfg.jwks_timeout_ms);
-    let max_stale = Duration::from_secs(cfg.jwks_max_stale_secs);
-    let keys = if let Some(file) = &cfg.jwks_file {
-        let bytes =
-            std::fs::read(file).with_context(|| format!("cannot read `{}`", file.display()))?;
-        KeySet::from_json(&bytes, &file.display().to_string(), max_stale)?
-    } else {
-        let uri = match &cfg.jwks_uri {
-            Some(u) => u.clone(),
-            None => {
-                let doc = jwks::discover(&http, &cfg.issuer, timeout).await?;
-                if doc.issuer != cfg.issuer {
-                    if doc.issuer.trim_end_matches('/') == cfg.issuer.trim_end_matches('/') {
-                        bail!(
-                            "discovery document says issuer `{}`, config says `{}`: they differ only by a trailing slash, and tokens must match exactly",
-                            doc.issuer,
-                            cfg.issuer
-                        );
-                    }
-                    bail!(
-                        "discovery document says issuer `{}`, config says `{}`",
-                        doc.issuer,
-                        cfg.issuer
-                    );
-                }
-                out.push(format!("discovery ok, jwks_uri {}", doc.jwks_uri));
-                doc.jwks_uri
-            }
-        };
-        let bytes = jwks::get_bytes(&http, &uri, timeout).await?;
-        KeySet::from_json(&bytes, &uri, max_stale)?
-    };
-    for s in &keys.skipped {
-        out.push(format!("skipped key {s}"));
-    }
-    for k in &keys.keys {
-        let usable = cfg.algs.iter().any(|a| k.fits(*a));
-        let kid = k.kid.as_deref().unwrap_or("(no kid)");
-        if k.kid.is_none() {
-            out.push(
-                "warning: a key has no `kid`; tokens must then omit `kid` and only one key may fit"
-                    .into(),
-            );
-        }
-        if usable {
-            out.push(format!("key {kid}: {:?} usable", k.kind));
-        } else {
-            out.push(format!(
-                "warning: key {kid} ({:?}) fits none of the allowed algorithms {:?}",
-                k.kind, cfg.algorithms
-            ));
-        }
-    }
-    Ok(out)
 }

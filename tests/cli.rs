@@ -3,9 +3,12 @@
 // Helpers outside #[test] fns unwrap too: a failure there is a test failure.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod common;
+
 use std::process::{Command, Output};
 
-use serde_json::Value;
+use common::*;
+use serde_json::{Value, json};
 
 const BIN: &str = env!("CARGO_BIN_EXE_authzd");
 const DEMO_ISS: &str = "https://demo.authzd.example";
@@ -197,4 +200,142 @@ fn demo_jwks_kid_is_the_keys_thumbprint() {
     )
     .unwrap();
     assert_eq!(jwks["keys"][0]["kid"].as_str(), header.kid.as_deref());
+}
+
+#[test]
+fn policy_tests_pass_fail_and_invalid_files() {
+    let out = run(&["test", "policies/tests.toml"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains("PASS  regular user cannot reach the admin route")
+            && text.contains("12 passed, 0 failed"),
+        "{text}"
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let root = env!("CARGO_MANIFEST_DIR");
+    let cases = format!(
+        "model = \"{root}/policies/model.conf\"\npolicy = \"{root}/policies/policy.csv\"\n\
+         [[case]]\nname = \"ok\"\nsubject = \"a\"\nroles = [\"admin\"]\nresource = \"/AdminUser\"\naction = \"GET\"\nexpect = \"allow\"\n\
+         [[case]]\nname = \"wrong on purpose\"\nsubject = \"a\"\nroles = [\"regular\"]\nresource = \"/RegularUser\"\naction = \"GET\"\nexpect = \"deny\"\n\
+         [[case]]\nname = \"wrong reason\"\nsubject = \"a\"\nresource = \"/x\"\naction = \"GET\"\nexpect = \"deny\"\nreason = \"scope_missing\"\n"
+    );
+    let file = dir.path().join("cases.toml");
+    std::fs::write(&file, cases).unwrap();
+    let out = run(&["test", file.to_str().unwrap()]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains("PASS  ok"), "{text}");
+    assert!(
+        text.contains("FAIL  wrong on purpose")
+            && text.contains("expected deny, got allow (allowed)"),
+        "{text}"
+    );
+    assert!(
+        text.contains("matched `regular, /RegularUser, GET`"),
+        "{text}"
+    );
+    assert!(
+        text.contains("FAIL  wrong reason")
+            && text.contains("expected deny (scope_missing), got deny (policy_denied)"),
+        "{text}"
+    );
+    assert!(text.contains("1 passed, 2 failed"), "{text}");
+
+    std::fs::write(
+        &file,
+        "[[case]]\nname = \"x\"\nsubject = \"a\"\nexpect = \"allow\"\n",
+    )
+    .unwrap();
+    let out = run(&["test", file.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("give either `config`"));
+}
+
+async fn validate_online(env: &Env) -> (i32, String) {
+    let out = tokio::process::Command::new(BIN)
+        .args(["validate", "--online", "--config"])
+        .arg(env.config())
+        .output()
+        .await
+        .unwrap();
+    (
+        out.status.code().unwrap(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+fn issuer_toml(iss: &str) -> String {
+    format!("[[issuer]]\nissuer = \"{iss}\"\nalgorithms = [\"ES256\"]\njwks_timeout_ms = 1000\n")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn validate_online_names_each_fault() {
+    let ec = key("ec256.pem");
+    let rsa = key("rsa.pem");
+    let idp = Idp::start(&[&ec]).await;
+
+    // Healthy.
+    let env = Env::new(&issuer_toml(&idp.issuer()), DEMO_POLICY, "");
+    let (code, text) = validate_online(&env).await;
+    assert_eq!(code, 0, "{text}");
+    assert!(
+        text.contains("discovery ok") && text.contains("usable"),
+        "{text}"
+    );
+
+    // The configured issuer has a trailing slash the IdP does not.
+    let env = Env::new(&issuer_toml(&format!("{}/", idp.issuer())), DEMO_POLICY, "");
+    let (code, text) = validate_online(&env).await;
+    assert_eq!(code, 1, "{text}");
+    assert!(text.contains("only by a trailing slash"), "{text}");
+
+    // Unreachable.
+    let env = Env::new(&issuer_toml("http://127.0.0.1:9"), DEMO_POLICY, "");
+    let (code, text) = validate_online(&env).await;
+    assert_eq!(code, 1, "{text}");
+    assert!(
+        text.contains("problem") && text.contains("cannot fetch"),
+        "{text}"
+    );
+
+    // Discovery not JSON.
+    *idp.discovery_body.lock() = Some("<html>login</html>".into());
+    let env = Env::new(&issuer_toml(&idp.issuer()), DEMO_POLICY, "");
+    let (code, text) = validate_online(&env).await;
+    assert_eq!(code, 1, "{text}");
+    assert!(text.contains("not an OpenID discovery document"), "{text}");
+    *idp.discovery_body.lock() = None;
+
+    // No keys, then only keys that fit no allowed algorithm, then a key without kid.
+    *idp.jwks.lock() = json!({"keys": []});
+    let (code, text) = validate_online(&env).await;
+    assert_eq!(code, 1, "{text}");
+    assert!(text.contains("no usable keys"), "{text}");
+    idp.set_keys(&[&rsa]);
+    let (code, text) = validate_online(&env).await;
+    assert_eq!(code, 1, "{text}");
+    assert!(
+        text.contains("fits none of the allowed algorithms"),
+        "{text}"
+    );
+    let mut jwk = serde_json::to_value(&ec.jwk).unwrap();
+    jwk.as_object_mut().unwrap().remove("kid");
+    *idp.jwks.lock() = json!({"keys": [jwk]});
+    let (code, text) = validate_online(&env).await;
+    assert_eq!(code, 0, "a missing kid is a warning: {text}");
+    assert!(
+        text.contains("warning") && text.contains("no `kid`"),
+        "{text}"
+    );
+    // JWKS not JSON.
+    *idp.jwks.lock() = json!("garbage");
+    let (code, text) = validate_online(&env).await;
+    assert_eq!(code, 1, "{text}");
+    assert!(text.contains("is not a JWKS"), "{text}");
 }

@@ -88,6 +88,8 @@ pub struct Idp {
     pub jwks_hits: Arc<AtomicUsize>,
     pub discovery_hits: Arc<AtomicUsize>,
     pub delay: Arc<Mutex<Duration>>,
+    /// When set, the discovery endpoint answers this raw body instead.
+    pub discovery_body: Arc<Mutex<Option<String>>>,
 }
 
 impl Idp {
@@ -101,6 +103,7 @@ impl Idp {
             jwks_hits: Arc::default(),
             discovery_hits: Arc::default(),
             delay: Arc::new(Mutex::new(Duration::ZERO)),
+            discovery_body: Arc::new(Mutex::new(None)),
         };
         let app = Router::new()
             .route("/.well-known/openid-configuration", get(discovery))
@@ -127,9 +130,13 @@ pub fn jwks_of(keys: &[&SigningKey]) -> Value {
     json!({"keys": keys.iter().map(|k| serde_json::to_value(&k.jwk).unwrap()).collect::<Vec<_>>()})
 }
 
-async fn discovery(State(idp): State<Idp>) -> impl IntoResponse {
+async fn discovery(State(idp): State<Idp>) -> axum::response::Response {
     idp.discovery_hits.fetch_add(1, Ordering::SeqCst);
+    if let Some(body) = idp.discovery_body.lock().clone() {
+        return body.into_response();
+    }
     Json(json!({"issuer": idp.issuer(), "jwks_uri": format!("{}/jwks.json", idp.issuer())}))
+        .into_response()
 }
 
 async fn jwks(State(idp): State<Idp>) -> axum::response::Response {
