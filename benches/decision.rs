@@ -12,9 +12,10 @@
 use std::{hint::black_box, path::Path, sync::Arc, time::SystemTime};
 
 use authzd::{
-    decision::{self, KeySource, Request, Step, Target},
+    decision::{self, KeySource, Request, Sources, Step, Target},
     devtoken::SigningKey,
     policy::snapshot::Snapshot,
+    roles::NoLookup,
     token::{self, jwks::KeySet},
 };
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
@@ -68,6 +69,15 @@ fn snapshot(dir: &Path, rules: usize, keys: &[&SigningKey]) -> Snapshot {
         .unwrap()
 }
 
+fn sources(keys: &Keys) -> Sources<'_> {
+    Sources {
+        keys,
+        roles: &NoLookup,
+        fetch_keys: false,
+        fetch_roles: false,
+    }
+}
+
 fn keyset(keys: &[&SigningKey]) -> Keys {
     let jwks = json!({"keys": keys.iter().map(|k| serde_json::to_value(&k.jwk).unwrap()).collect::<Vec<_>>()});
     Keys(Arc::new(
@@ -105,20 +115,21 @@ fn bench_decide(c: &mut Criterion) {
                 domain: None,
             };
             let expect_allow = name == "allow";
-            match decision::decide(&snap, &req, &keys, SystemTime::now(), false) {
+            match decision::decide(&snap, &req, sources(&keys), SystemTime::now()) {
                 Step::Done(d) => {
                     assert_eq!(d.allowed, expect_allow, "{name} {rules}: {}", d.detail)
                 }
-                Step::NeedKeys(_) => panic!("keys are cached"),
+                Step::NeedKeys(_) | Step::NeedRoles(_) => {
+                    panic!("keys are cached, no lookup configured")
+                }
             }
             group.bench_with_input(BenchmarkId::new(name, rules), &req, |b, req| {
                 b.iter(|| {
                     decision::decide(
                         black_box(&snap),
                         black_box(req),
-                        &keys,
+                        sources(&keys),
                         SystemTime::now(),
-                        false,
                     )
                 })
             });

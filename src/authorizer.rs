@@ -1,7 +1,7 @@
 //! The async driver around the pure pipeline: picks the live snapshot, fetches
-//! keys when [`decide`] asks for them, stamps the decision id and latency,
-//! logs and counts. Every transport calls [`Authorizer::check`]; none of them
-//! re-implements a step.
+//! keys and looked-up roles when [`decide`](decision::decide) asks for them,
+//! stamps the decision id and latency, logs and counts. Every transport calls
+//! [`Authorizer::check`]; none of them re-implements a step.
 
 use std::{
     sync::Arc,
@@ -10,8 +10,9 @@ use std::{
 
 use crate::{
     audit::{AuditSink, Outcome, Source},
-    decision::{self, AuthFailure, Decision, Principal, Reason, Request, Step},
+    decision::{self, AuthFailure, Decision, Principal, Reason, Request, RolesStep, Sources, Step},
     policy::{reload::PolicyStore, snapshot::Snapshot},
+    roles::{FailedLookup, RoleLookup, RoleSource},
     token::jwks::Jwks,
 };
 
@@ -19,6 +20,7 @@ use crate::{
 pub struct Authorizer {
     pub store: Arc<PolicyStore>,
     pub jwks: Arc<Jwks>,
+    pub roles: Arc<RoleLookup>,
     audit: AuditSink,
 }
 
@@ -29,32 +31,76 @@ pub struct BatchItem {
     pub action: String,
 }
 
+/// What a miss may still fetch in this check: each kind at most once, so a
+/// check runs the pure pipeline at most three times.
+struct Budget {
+    keys: bool,
+    roles: bool,
+    failed_lookup: Option<FailedLookup>,
+}
+
+impl Budget {
+    fn new() -> Self {
+        Self {
+            keys: true,
+            roles: true,
+            failed_lookup: None,
+        }
+    }
+
+    fn sources<'a>(&'a self, a: &'a Authorizer) -> Sources<'a> {
+        let roles: &dyn RoleSource = match &self.failed_lookup {
+            Some(f) => f,
+            None => a.roles.as_ref(),
+        };
+        Sources {
+            keys: a.jwks.as_ref(),
+            roles,
+            fetch_keys: self.keys,
+            fetch_roles: self.roles,
+        }
+    }
+}
+
 impl Authorizer {
     pub fn new(store: Arc<PolicyStore>, jwks: Arc<Jwks>, audit: AuditSink) -> Self {
-        Self { store, jwks, audit }
+        let roles = Arc::new(RoleLookup::new());
+        roles.configure(store.load().config.roles.lookup.as_ref());
+        Self {
+            store,
+            jwks,
+            roles,
+            audit,
+        }
     }
 
     /// Runs one check end to end and logs it.
     pub async fn check(&self, req: &Request<'_>, source: Source) -> Arc<Outcome> {
         let started = Instant::now();
         let snap = self.store.load();
-        let decision =
-            match decision::decide(&snap, req, self.jwks.as_ref(), SystemTime::now(), true) {
-                Step::Done(d) => d,
-                Step::NeedKeys(idx) => {
+        let mut budget = Budget::new();
+        // INVARIANT: decide asks for a fetch only while its budget flag is set, and
+        // each fetch clears the flag, so this loop runs at most three times.
+        let decision = loop {
+            match decision::decide(&snap, req, budget.sources(self), SystemTime::now()) {
+                Step::Done(d) => break d,
+                Step::NeedKeys(idx) if budget.keys => {
                     self.fetch_keys(&snap, idx).await;
-                    match decision::decide(&snap, req, self.jwks.as_ref(), SystemTime::now(), false)
-                    {
-                        Step::Done(d) => d,
-                        // INVARIANT: decide never asks for keys when allow_fetch is false.
-                        Step::NeedKeys(_) => unreachable_key_request(&snap, req),
-                    }
+                    budget.keys = false;
                 }
-            };
+                Step::NeedRoles(subject) if budget.roles => {
+                    budget.failed_lookup = self.fetch_roles(&subject).await;
+                    budget.roles = false;
+                }
+                // Unreachable by the invariant; fail closed rather than loop.
+                Step::NeedKeys(_) | Step::NeedRoles(_) => break fail_closed(&snap, req),
+            }
+        };
         self.emit(decision, source, started)
     }
 
-    /// Validates the token once and answers each item (no routes, no scopes).
+    /// Validates the token once, resolves roles once, and answers each item
+    /// (no routes, so no scopes).
     pub async fn check_batch(
         &self,
         token: Option<&str>,
@@ -80,7 +126,7 @@ impl Authorizer {
         let fingerprint = raw.as_ref().ok().map(|r| decision::token_fingerprint(r));
         let principal = match raw {
             Err(why) => Err((Reason::TokenMissing, why, None)),
-            Ok(raw) => self.authenticate(&snap, raw).await,
+            Ok(raw) => self.principal(&snap, raw).await,
         };
         items
             .iter()
@@ -105,24 +151,28 @@ impl Authorizer {
             .collect()
     }
 
-    async fn authenticate(
+    /// Steps 4 and 6 for a batch: a verified principal with all its roles.
+    async fn principal(
         &self,
         snap: &Snapshot,
         raw: &str,
     ) -> Result<Principal, (Reason, String, Option<String>)> {
-        let mut allow_fetch = true;
-        loop {
+        let mut budget = Budget::new();
+        let mut principal = loop {
             match decision::authenticate(
                 snap,
                 raw,
                 self.jwks.as_ref(),
                 SystemTime::now(),
-                allow_fetch,
+                budget.keys,
             ) {
-                Ok(p) => return Ok(p),
-                Err((AuthFailure::NeedKeys(idx), _)) if allow_fetch => {
+                Ok(p) => break p,
+                Err((AuthFailure::NeedKeys(idx), _)) if budget.keys => {
                     self.fetch_keys(snap, idx).await;
-                    allow_fetch = false;
+                    budget.keys = false;
+                }
+                Err((AuthFailure::NeedKeys(_), iss)) => {
+                    return Err((Reason::KeyUnknown, "issuer keys unavailable".into(), iss));
                 }
                 Err((AuthFailure::Rejected(e), iss)) => {
                     return Err((e.reason(), e.to_string(), iss));
@@ -130,8 +180,25 @@ impl Authorizer {
                 Err((AuthFailure::Missing(why), iss)) => {
                     return Err((Reason::TokenMissing, why, iss));
                 }
-                Err((AuthFailure::NeedKeys(_), iss)) => {
-                    return Err((Reason::KeyUnknown, "issuer keys unavailable".into(), iss));
+            }
+        };
+        loop {
+            let src = budget.sources(self);
+            match decision::add_looked_up_roles(snap, &mut principal, src.roles, src.fetch_roles) {
+                RolesStep::Ready => return Ok(principal),
+                RolesStep::Failed(why) => {
+                    return Err((Reason::RoleLookupFailed, why, Some(principal.issuer)));
+                }
+                RolesStep::Need(subject) if budget.roles => {
+                    budget.failed_lookup = self.fetch_roles(&subject).await;
+                    budget.roles = false;
+                }
+                RolesStep::Need(_) => {
+                    return Err((
+                        Reason::RoleLookupFailed,
+                        "role lookup result unavailable".into(),
+                        Some(principal.issuer),
+                    ));
                 }
             }
         }
@@ -139,8 +206,19 @@ impl Authorizer {
 
     async fn fetch_keys(&self, snap: &Snapshot, idx: usize) {
         if let Some(cfg) = snap.config.issuers.get(idx) {
-            // Failures are logged and counted inside; the retry then answers key_unknown.
+            // Failures are logged and counted inside; the next run then answers key_unknown.
             let _ = self.jwks.fetch(cfg).await;
+        }
+    }
+
+    /// `Some` describes a failed lookup for the pipeline's next run.
+    async fn fetch_roles(&self, subject: &str) -> Option<FailedLookup> {
+        match self.roles.fetch(subject).await {
+            Ok(_) => None,
+            Err(e) => {
+                tracing::warn!(error = %e, "role lookup failed; denying with 503");
+                Some(FailedLookup(e.to_string()))
+            }
         }
     }
 
@@ -163,13 +241,16 @@ impl Authorizer {
     }
 }
 
-/// Fail closed if the invariant above were ever broken.
-fn unreachable_key_request(snap: &Snapshot, req: &Request<'_>) -> Decision {
+/// A denial for a check the pipeline could not finish (never expected).
+fn fail_closed(snap: &Snapshot, req: &Request<'_>) -> Decision {
     let (resource, action) = match req.target {
         decision::Target::Http { method, path } => (crate::routes::strip_query(path), method),
         decision::Target::Resource { resource, action } => (resource, action),
     };
     let mut d = Decision::pending(resource, action, &snap.revision);
-    d.conclude(Reason::KeyUnknown, "issuer keys unavailable".into());
+    d.conclude(
+        Reason::KeyUnknown,
+        "internal: a fetch was requested twice; denied".into(),
+    );
     d
 }

@@ -48,6 +48,8 @@ pub struct Config {
     pub routes: Vec<RouteConfig>,
     pub policy: PolicyConfig,
     #[serde(default)]
+    pub roles: RolesConfig,
+    #[serde(default)]
     pub decision_log: DecisionLogConfig,
     /// The file this was read from; relative paths were resolved against its directory.
     #[serde(skip)]
@@ -204,6 +206,46 @@ fn default_true() -> bool {
     true
 }
 
+/// Where roles come from besides token claims (SPEC §6).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RolesConfig {
+    pub lookup: Option<LookupConfig>,
+}
+
+/// An HTTP role directory: `GET url` with `{sub}` replaced by the
+/// percent-encoded subject; the answer is a JSON array of strings or `{"roles": [...]}`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LookupConfig {
+    pub url: String,
+    /// Look up only for tokens carrying this scope.
+    pub when_scope: Option<String>,
+    #[serde(default = "default_lookup_ttl")]
+    pub ttl_secs: u64,
+    #[serde(default = "default_lookup_timeout")]
+    pub timeout_ms: u64,
+    /// Most subjects kept in the cache.
+    #[serde(default = "default_lookup_entries")]
+    pub max_entries: u64,
+    /// Name of an environment variable holding a bearer token for the directory
+    /// (secrets stay out of the config file).
+    pub bearer_token_env: Option<String>,
+    /// Extra request headers.
+    #[serde(default)]
+    pub headers: std::collections::BTreeMap<String, String>,
+}
+
+fn default_lookup_ttl() -> u64 {
+    60
+}
+fn default_lookup_timeout() -> u64 {
+    500
+}
+fn default_lookup_entries() -> u64 {
+    100_000
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DecisionLogConfig {
@@ -323,6 +365,40 @@ impl Config {
                 "server.ext_authz_prefix",
                 format!("`{prefix}` must be a path like `/ext_authz`: leading `/`, no trailing `/`, no `{{` `}}` `*` `?` `#`, not under `/v1`, `/healthz`, `/readyz` or `/metrics`"),
             ));
+        }
+        if let Some(l) = &self.roles.lookup {
+            if !(l.url.starts_with("http://") || l.url.starts_with("https://"))
+                || !l.url.contains("{sub}")
+            {
+                return Err(self.invalid(
+                    "roles.lookup.url",
+                    format!("`{}` must be an http(s) URL containing `{{sub}}`", l.url),
+                ));
+            }
+            if l.timeout_ms == 0 || l.max_entries == 0 {
+                return Err(self.invalid(
+                    "roles.lookup",
+                    "`timeout_ms` and `max_entries` must be at least 1",
+                ));
+            }
+            if let Some(var) = &l.bearer_token_env
+                && std::env::var(var).is_err()
+            {
+                return Err(self.invalid(
+                    "roles.lookup.bearer_token_env",
+                    format!("environment variable `{var}` is not set"),
+                ));
+            }
+            for (k, v) in &l.headers {
+                if reqwest::header::HeaderName::from_bytes(k.as_bytes()).is_err()
+                    || reqwest::header::HeaderValue::from_str(v).is_err()
+                {
+                    return Err(self.invalid(
+                        format!("roles.lookup.headers.{k}"),
+                        "not a valid HTTP header",
+                    ));
+                }
+            }
         }
         if self.decision_log.buffer == 0 {
             return Err(self.invalid("decision_log.buffer", "must be at least 1"));

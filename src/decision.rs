@@ -13,6 +13,7 @@ use sha2::{Digest, Sha256};
 use crate::{
     config::{CorsPreflight, IssuerConfig},
     policy::{Query, snapshot::Snapshot},
+    roles::{Lookup, RoleLookup, RoleSource},
     routes::{Route, strip_query},
     token::{self, TokenError, claims, jwks::KeySet},
 };
@@ -141,6 +142,8 @@ pub struct Decision {
 pub struct Principal {
     /// Subject with `subject_prefix` applied.
     pub subject: String,
+    /// The subject claim as the token has it (for role lookups).
+    pub claim_subject: String,
     pub issuer: String,
     /// Claim roles with `role_prefix` applied.
     pub roles: Vec<String>,
@@ -158,6 +161,20 @@ pub enum Step {
     /// The issuer's keys are missing or lack the token's `kid`: fetch, then run again
     /// with `allow_fetch = false`.
     NeedKeys(usize),
+    /// Looked-up roles for this subject (the claim value, unprefixed) are not cached:
+    /// fetch, then run again.
+    NeedRoles(String),
+}
+
+/// What the pipeline may read without I/O, and whether a miss may ask for a fetch.
+#[derive(Clone, Copy)]
+pub struct Sources<'a> {
+    pub keys: &'a dyn KeySource,
+    pub roles: &'a dyn RoleSource,
+    /// A missing key set or `kid` returns [`Step::NeedKeys`] (else `key_unknown`).
+    pub fetch_keys: bool,
+    /// Uncached looked-up roles return [`Step::NeedRoles`] (else `role_lookup_failed`).
+    pub fetch_roles: bool,
 }
 
 /// Why authentication did not produce a principal.
@@ -180,13 +197,7 @@ impl KeySource for crate::token::jwks::Jwks {
 }
 
 /// Runs SPEC §2 steps 1–7 for `req` against `snap`.
-pub fn decide(
-    snap: &Snapshot,
-    req: &Request<'_>,
-    keys: &dyn KeySource,
-    now: SystemTime,
-    allow_fetch: bool,
-) -> Step {
+pub fn decide(snap: &Snapshot, req: &Request<'_>, src: Sources<'_>, now: SystemTime) -> Step {
     let (mut d, route) = match before_token(snap, req) {
         Stage::Decided(early) => return Step::Done(early),
         Stage::Pending(d, route) => (d, route),
@@ -195,7 +206,7 @@ pub fn decide(
     let raw = bearer_token(req);
     d.token_sha256 = raw.as_ref().ok().map(|r| token_fingerprint(r));
     let principal = match raw.map_err(AuthFailure::Missing).and_then(|raw| {
-        authenticate(snap, raw, keys, now, allow_fetch).map_err(|(f, iss)| {
+        authenticate(snap, raw, src.keys, now, src.fetch_keys).map_err(|(f, iss)| {
             d.issuer = iss;
             f
         })
@@ -205,14 +216,43 @@ pub fn decide(
         Err(AuthFailure::Missing(why)) => return Step::Done(finish(d, Reason::TokenMissing, why)),
         Err(AuthFailure::Rejected(e)) => return Step::Done(finish(d, e.reason(), e.to_string())),
     };
-    Step::Done(after_token(snap, d, route, &principal, req.domain))
+    after_token(
+        snap,
+        d,
+        route,
+        principal,
+        req.domain,
+        src.roles,
+        src.fetch_roles,
+    )
 }
 
-/// Steps 1, 2 and 5–7 for a principal given directly (policy tests: no token).
+/// Steps 1, 2 and 5–7 for a principal given directly (policy tests: no token,
+/// and its roles stand in for claim and looked-up roles alike).
 pub fn decide_for(snap: &Snapshot, req: &Request<'_>, principal: &Principal) -> Decision {
-    match before_token(snap, req) {
-        Stage::Decided(early) => early,
-        Stage::Pending(d, route) => after_token(snap, d, route, principal, req.domain),
+    let done = match before_token(snap, req) {
+        Stage::Decided(early) => return early,
+        Stage::Pending(d, route) => after_token(
+            snap,
+            d,
+            route,
+            principal.clone(),
+            req.domain,
+            &crate::roles::NoLookup,
+            false,
+        ),
+    };
+    match done {
+        Step::Done(d) => d,
+        // INVARIANT: NoLookup always answers, and no keys are involved.
+        Step::NeedKeys(_) | Step::NeedRoles(_) => {
+            let mut d = Decision::pending("", "", &snap.revision);
+            d.conclude(
+                Reason::RoleLookupFailed,
+                "internal: policy tests need no fetch".into(),
+            );
+            d
+        }
     }
 }
 
@@ -266,23 +306,71 @@ fn after_token(
     snap: &Snapshot,
     mut d: Decision,
     route: Option<&Route>,
-    principal: &Principal,
+    mut principal: Principal,
     domain: Option<&str>,
-) -> Decision {
-    d.set_principal(principal);
+    roles: &dyn RoleSource,
+    allow_fetch: bool,
+) -> Step {
+    d.set_principal(&principal);
     // 5. Coarse scopes.
     if let Some(r) = route
         && !r.scopes.is_empty()
         && !r.scopes.iter().any(|s| principal.scopes.contains(s))
     {
         let detail = format!("route `{}` needs one of the scopes {:?}", r.label, r.scopes);
-        return finish(d, Reason::ScopeMissing, detail);
+        return Step::Done(finish(d, Reason::ScopeMissing, detail));
     }
-    // 6. Roles: claim roles (role lookup is not configured in this version).
+    // 6. Roles: claim roles ∪ looked-up roles.
+    match add_looked_up_roles(snap, &mut principal, roles, allow_fetch) {
+        RolesStep::Ready => d.roles.clone_from(&principal.roles),
+        RolesStep::Need(sub) => return Step::NeedRoles(sub),
+        RolesStep::Failed(why) => return Step::Done(finish(d, Reason::RoleLookupFailed, why)),
+    }
     // 7. Policy.
-    let (reason, detail, matched) = authorize(snap, principal, &d.resource, &d.action, domain);
+    let (reason, detail, matched) = authorize(snap, &principal, &d.resource, &d.action, domain);
     d.matched_policy = matched;
-    finish(d, reason, detail)
+    Step::Done(finish(d, reason, detail))
+}
+
+/// The outcome of step 6.
+#[derive(Debug, PartialEq, Eq)]
+pub enum RolesStep {
+    Ready,
+    /// Fetch roles for this (unprefixed) subject, then run again.
+    Need(String),
+    /// Fail closed: 503 `role_lookup_failed`.
+    Failed(String),
+}
+
+/// Step 6: adds looked-up roles (prefixed, deduplicated) to `p` when a lookup
+/// is configured and applies to this token.
+pub fn add_looked_up_roles(
+    snap: &Snapshot,
+    p: &mut Principal,
+    roles: &dyn RoleSource,
+    allow_fetch: bool,
+) -> RolesStep {
+    let Some(cfg) = &snap.config.roles.lookup else {
+        return RolesStep::Ready;
+    };
+    if !RoleLookup::applies(cfg, &p.scopes) {
+        return RolesStep::Ready;
+    }
+    match roles.lookup(&p.claim_subject) {
+        Lookup::Hit(found) => {
+            let prefix = &snap.config.policy.role_prefix;
+            for r in found.iter() {
+                let r = format!("{prefix}{r}");
+                if !p.roles.contains(&r) {
+                    p.roles.push(r);
+                }
+            }
+            RolesStep::Ready
+        }
+        Lookup::Miss if allow_fetch => RolesStep::Need(p.claim_subject.clone()),
+        Lookup::Miss => RolesStep::Failed("role lookup result unavailable".into()),
+        Lookup::Failed(why) => RolesStep::Failed(why),
+    }
 }
 
 fn finish(mut d: Decision, reason: Reason, detail: String) -> Decision {
@@ -406,6 +494,7 @@ pub fn authenticate(
     let pcfg = &snap.config.policy;
     Ok(Principal {
         subject: format!("{}{subject}", pcfg.subject_prefix),
+        claim_subject: subject,
         issuer: issuer.issuer.clone(),
         roles: claims::union_at(c, &issuer.roles_claims)
             .into_iter()

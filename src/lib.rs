@@ -9,6 +9,7 @@
 //! - [`config`]: typed `authzd.toml` and its validation; errors name file, key and value.
 //! - [`token`]: JWT parsing and verification; [`token::jwks`] fetches and caches
 //!   issuer keys; [`token::claims`] reads claims through JSON Pointers.
+//! - [`roles`]: looked-up roles from an HTTP directory, cached in moka.
 //! - [`routes`]: the route table, API Gateway path syntax, most-specific match (pure).
 //! - [`policy`]: Casbin behind our own type, per-request roles as a thread-local
 //!   overlay; [`policy::snapshot`] is one consistent revision,
@@ -33,6 +34,7 @@ pub mod devtoken;
 pub mod metrics;
 pub mod policy;
 pub mod probe;
+pub mod roles;
 pub mod routes;
 pub mod token;
 pub mod transport;

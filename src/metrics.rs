@@ -41,6 +41,7 @@ struct Metrics {
     reloads: Family<ResultLabels, Counter>,
     revision: Family<RevisionLabels, Gauge>,
     log_dropped: Counter,
+    role_lookups: Family<ResultLabels, Counter>,
 }
 
 fn metrics() -> &'static Metrics {
@@ -86,6 +87,12 @@ fn metrics() -> &'static Metrics {
             "Decision log records dropped because the buffer was full",
             log_dropped.clone(),
         );
+        let role_lookups = Family::<ResultLabels, Counter>::default();
+        registry.register(
+            "authzd_role_lookup",
+            "Role directory lookups (cache misses), by result",
+            role_lookups.clone(),
+        );
         Metrics {
             registry,
             decisions,
@@ -94,6 +101,7 @@ fn metrics() -> &'static Metrics {
             reloads,
             revision,
             log_dropped,
+            role_lookups,
         }
     })
 }
@@ -132,6 +140,13 @@ pub fn revision_serving(revision: &str) {
             revision: revision.to_string(),
         })
         .set(1);
+}
+
+pub fn role_lookup(result: &'static str) {
+    metrics()
+        .role_lookups
+        .get_or_create(&ResultLabels { result })
+        .inc();
 }
 
 pub fn decision_log_dropped() -> u64 {

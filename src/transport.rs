@@ -23,6 +23,7 @@ use crate::{
         reload::{self, PolicyStore},
         snapshot::{Snapshot, SnapshotError},
     },
+    roles::RoleLookup,
     token::jwks::Jwks,
 };
 
@@ -117,10 +118,10 @@ impl Server {
         tracing::info!(grpc = ?grpc.local_addr().ok(), http = ?http.local_addr().ok(), "authzd serving");
         warm_keys(&authorizer);
         reload_on_sighup(&authorizer);
-        let _watcher = if authorizer.store.load().config.policy.watch {
-            let jwks = Arc::clone(&authorizer.jwks);
+        let watcher = if authorizer.store.load().config.policy.watch {
+            let (jwks, roles) = (Arc::clone(&authorizer.jwks), Arc::clone(&authorizer.roles));
             reload::watch(Arc::clone(&authorizer.store), move |snap| {
-                warm_issuers(&jwks, snap)
+                after_reload(&jwks, &roles, snap)
             })
             .map_err(
                 |e| tracing::warn!(error = %e, "cannot watch policy files; reload with SIGHUP"),
@@ -141,6 +142,7 @@ impl Server {
         let grpc_task = grpc::serve(grpc, Arc::clone(&authorizer), stopped(stop_rx.clone()));
         let http_task = http::serve(http, Arc::clone(&authorizer), stopped(stop_rx));
         let (g, h) = tokio::join!(grpc_task, http_task);
+        drop(watcher);
         drop(authorizer);
         if let Some(writer) = audit_writer {
             // The writer ends once the last sink clone is gone; give it a bounded time to flush.
@@ -156,6 +158,12 @@ impl Server {
 /// Fetches every issuer's keys in the background so the first request does not wait.
 fn warm_keys(authorizer: &Arc<Authorizer>) {
     warm_issuers(&authorizer.jwks, &authorizer.store.load());
+}
+
+/// Applies what a new snapshot changes outside itself: new issuers' keys, role lookup settings.
+fn after_reload(jwks: &Arc<Jwks>, roles: &RoleLookup, snap: &Snapshot) {
+    warm_issuers(jwks, snap);
+    roles.configure(snap.config.roles.lookup.as_ref());
 }
 
 /// Fetches keys for the issuers of `snap` that have none yet.
@@ -176,7 +184,7 @@ fn reload_on_sighup(authorizer: &Arc<Authorizer>) {
     #[cfg(unix)]
     {
         let store = Arc::clone(&authorizer.store);
-        let jwks = Arc::clone(&authorizer.jwks);
+        let (jwks, roles) = (Arc::clone(&authorizer.jwks), Arc::clone(&authorizer.roles));
         tokio::spawn(async move {
             let Ok(mut hup) =
                 tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
@@ -187,7 +195,7 @@ fn reload_on_sighup(authorizer: &Arc<Authorizer>) {
                 tracing::info!("SIGHUP: reloading policy");
                 // Errors are logged, counted and kept for GET /v1/policy inside reload().
                 if let Ok(Some(snap)) = store.reload().await {
-                    warm_issuers(&jwks, &snap);
+                    after_reload(&jwks, &roles, &snap);
                 }
             }
         });

@@ -142,6 +142,7 @@ pub async fn run(path: &Path) -> Result<(Snapshot, Vec<CaseResult>), CasesError>
         let pcfg = &snap.config.policy;
         let principal = Principal {
             subject: format!("{}{}", pcfg.subject_prefix, case.subject),
+            claim_subject: case.subject.clone(),
             issuer: "(policy test)".into(),
             roles: case
                 .roles
