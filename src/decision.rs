@@ -471,7 +471,11 @@ pub fn authenticate(
         return Err(rejected(
             TokenError::KeyUnknown(format!(
                 "{} (issuer keys unavailable)",
-                parsed.header.kid.as_deref().unwrap_or("(no kid)")
+                parsed
+                    .header
+                    .kid
+                    .as_deref()
+                    .map_or_else(|| "(no kid)".into(), token::clip)
             )),
             named(),
         ));
@@ -522,11 +526,11 @@ fn find_issuer<'c>(
         .find(|i| i.issuer.trim_end_matches('/') == trimmed)
     {
         Some(near) => Err(TokenError::IssuerTrailingSlash {
-            iss: iss.to_string(),
+            iss: token::clip(iss),
             configured: near.issuer.clone(),
         }),
         None => Err(TokenError::IssuerUnknown {
-            iss: iss.to_string(),
+            iss: token::clip(iss),
         }),
     }
 }

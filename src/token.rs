@@ -137,6 +137,16 @@ fn malformed(msg: impl Into<String>) -> TokenError {
     TokenError::Malformed(msg.into())
 }
 
+/// Attacker-chosen strings (kid, alg, iss) are clipped before they reach a
+/// log line, so a 10 KiB `kid` cannot bloat the decision log.
+pub fn clip(s: &str) -> String {
+    const MAX: usize = 80;
+    match s.char_indices().nth(MAX) {
+        Some((i, _)) => format!("{}…", &s[..i]),
+        None => s.to_string(),
+    }
+}
+
 /// The JOSE header fields authzd reads. Unknown fields are ignored; duplicate
 /// fields are an error (serde rejects them), so `{"alg":"RS256","alg":"none"}`
 /// cannot smuggle a second meaning past us.
@@ -145,7 +155,16 @@ pub struct Header {
     pub alg: String,
     pub kid: Option<String>,
     pub crit: Option<Vec<String>>,
+    pub typ: Option<String>,
 }
+
+/// `typ` values of access and ID tokens (RFC 7519, RFC 9068). Explicit typing
+/// (RFC 8725 §3.11) keeps other JWT kinds — logout tokens, security event
+/// tokens, JWE-style `typ`s — from being accepted as access tokens.
+const ACCEPTED_TYP: [&str; 3] = ["JWT", "at+jwt", "application/at+jwt"];
+
+/// Largest `exp`/`nbf` accepted: 9999-12-31T23:59:59Z. Anything later is not a real date.
+const MAX_NUMERIC_DATE: i64 = 253_402_300_799;
 
 /// A compact JWS split and decoded once; nothing here is trusted yet.
 #[derive(Debug)]
@@ -192,6 +211,13 @@ pub fn parse(raw: &str) -> Result<ParsedToken<'_>, TokenError> {
         .map_err(|e| malformed(format!("header is not base64url: {e}")))?;
     let header: Header = serde_json::from_slice(&header_bytes)
         .map_err(|e| malformed(format!("header is not a JOSE header: {e}")))?;
+    if let Some(typ) = &header.typ
+        && !ACCEPTED_TYP.iter().any(|t| t.eq_ignore_ascii_case(typ))
+    {
+        return Err(malformed(format!(
+            "`typ` `{typ}` is not a JWT access or ID token type"
+        )));
+    }
     let payload = URL_SAFE_NO_PAD
         .decode(p)
         .map_err(|e| malformed(format!("payload is not base64url: {e}")))?;
@@ -276,7 +302,7 @@ pub fn verify(
 pub fn key_alg(header: &Header, issuer: &IssuerConfig) -> Result<Alg, TokenError> {
     match Alg::parse(&header.alg) {
         Some(alg) if issuer.algs.contains(&alg) => Ok(alg),
-        _ => Err(TokenError::AlgorithmNotAllowed(header.alg.clone())),
+        _ => Err(TokenError::AlgorithmNotAllowed(clip(&header.alg))),
     }
 }
 
@@ -291,12 +317,20 @@ pub fn select_key<'k>(
     if let Some(crit) = &header.crit {
         // We implement no JWS extensions, so any named critical parameter is unknown.
         return Err(malformed(match crit.first() {
-            Some(name) => format!("critical header parameter `{name}` is not understood"),
+            Some(name) => format!(
+                "critical header parameter `{}` is not understood",
+                clip(name)
+            ),
             None => "`crit` must not be empty".to_string(),
         }));
     }
     let key = keys.find(header.kid.as_deref(), alg).ok_or_else(|| {
-        TokenError::KeyUnknown(header.kid.clone().unwrap_or_else(|| "(no kid)".into()))
+        TokenError::KeyUnknown(
+            header
+                .kid
+                .as_deref()
+                .map_or_else(|| "(no kid)".into(), clip),
+        )
     })?;
     if !key.fits(alg) {
         return Err(TokenError::AlgorithmKeyMismatch {
@@ -349,14 +383,18 @@ fn numeric_date(claims: &Map<String, Value>, name: &str) -> Result<Option<i64>, 
     match claims.get(name) {
         None => Ok(None),
         Some(Value::Number(n)) => {
-            if let Some(i) = n.as_i64() {
-                Ok(Some(i))
-            } else if let Some(f) = n.as_f64().filter(|f| f.is_finite()) {
-                // `as` saturates for out-of-range floats, which is what we want.
-                Ok(Some(f as i64))
-            } else {
-                Err(malformed(format!("`{name}` is not a usable number")))
+            let secs = match (n.as_i64(), n.as_f64()) {
+                (Some(i), _) => i,
+                // Fractions are allowed (RFC 7519 §2) and truncated; range is checked below.
+                (None, Some(f)) if f.is_finite() && f.abs() < 1e15 => f as i64,
+                _ => return Err(malformed(format!("`{name}` is not a usable number"))),
+            };
+            if !(0..=MAX_NUMERIC_DATE).contains(&secs) {
+                return Err(malformed(format!(
+                    "`{name}` {secs} is not a date between 1970 and 9999"
+                )));
             }
+            Ok(Some(secs))
         }
         Some(_) => Err(malformed(format!("`{name}` is not a number"))),
     }
