@@ -127,6 +127,14 @@ pub struct IssuerConfig {
     pub jwks_max_stale_secs: u64,
     #[serde(default = "default_fetch_timeout_ms")]
     pub jwks_timeout_ms: u64,
+    /// Background refresh interval when the JWKS response has no `max-age`.
+    #[serde(default = "default_refresh")]
+    pub jwks_refresh_secs: u64,
+    /// Floor and ceiling applied to `Cache-Control: max-age`.
+    #[serde(default = "default_refresh_min")]
+    pub jwks_refresh_min_secs: u64,
+    #[serde(default = "default_refresh_max")]
+    pub jwks_refresh_max_secs: u64,
     /// Parsed `algorithms`, filled by [`Config::validate`].
     #[serde(skip)]
     pub algs: Vec<Alg>,
@@ -155,6 +163,15 @@ fn default_max_stale() -> u64 {
 }
 fn default_fetch_timeout_ms() -> u64 {
     5_000
+}
+fn default_refresh() -> u64 {
+    3_600
+}
+fn default_refresh_min() -> u64 {
+    60
+}
+fn default_refresh_max() -> u64 {
+    86_400
 }
 
 /// One row of the route table (SPEC §5).
@@ -470,6 +487,12 @@ impl Config {
             return Err(self.invalid(
                 key("token_use"),
                 format!("`{use_}` must be `access` or `id`"),
+            ));
+        }
+        if iss.jwks_refresh_min_secs == 0 || iss.jwks_refresh_min_secs > iss.jwks_refresh_max_secs {
+            return Err(self.invalid(
+                key("jwks_refresh_min_secs"),
+                "must be at least 1 and at most `jwks_refresh_max_secs`",
             ));
         }
         if iss.jwks_timeout_ms == 0 {

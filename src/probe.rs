@@ -79,8 +79,8 @@ pub async fn issuer(http: &reqwest::Client, cfg: &IssuerConfig) -> Vec<Finding> 
                 }
             },
         };
-        match jwks::get_bytes(http, &uri, timeout).await {
-            Ok(bytes) => KeySet::from_json(&bytes, &uri, max_stale),
+        match jwks::get_document(http, &uri, timeout).await {
+            Ok(doc) => KeySet::from_json(&doc.bytes, &uri, max_stale),
             Err(e) => Err(e),
         }
     };

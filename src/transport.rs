@@ -116,7 +116,7 @@ impl Server {
             audit_writer,
         } = self;
         tracing::info!(grpc = ?grpc.local_addr().ok(), http = ?http.local_addr().ok(), "authzd serving");
-        warm_keys(&authorizer);
+        let refresher = refresh_keys(&authorizer);
         reload_on_sighup(&authorizer);
         let watcher = if authorizer.store.load().config.policy.watch {
             let (jwks, roles) = (Arc::clone(&authorizer.jwks), Arc::clone(&authorizer.roles));
@@ -143,6 +143,7 @@ impl Server {
         let http_task = http::serve(http, Arc::clone(&authorizer), stopped(stop_rx));
         let (g, h) = tokio::join!(grpc_task, http_task);
         drop(watcher);
+        refresher.abort();
         drop(authorizer);
         if let Some(writer) = audit_writer {
             // The writer ends once the last sink clone is gone; give it a bounded time to flush.
@@ -155,9 +156,27 @@ impl Server {
     }
 }
 
-/// Fetches every issuer's keys in the background so the first request does not wait.
-fn warm_keys(authorizer: &Arc<Authorizer>) {
-    warm_issuers(&authorizer.jwks, &authorizer.store.load());
+/// Keeps every issuer's keys fresh in the background: fetched at start (so the
+/// first request does not wait), refetched when due (`Cache-Control: max-age`
+/// within bounds), retried while missing — each within the per-issuer rate
+/// limit. A failure keeps the last good keys.
+fn refresh_keys(authorizer: &Arc<Authorizer>) -> tokio::task::JoinHandle<()> {
+    let (store, jwks) = (Arc::clone(&authorizer.store), Arc::clone(&authorizer.jwks));
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        loop {
+            tick.tick().await;
+            for cfg in &store.load().config.issuers {
+                if jwks.due(cfg) {
+                    let (jwks, cfg) = (Arc::clone(&jwks), cfg.clone());
+                    tokio::spawn(async move {
+                        let _ = jwks.fetch(&cfg).await;
+                    });
+                }
+            }
+        }
+    })
 }
 
 /// Applies what a new snapshot changes outside itself: new issuers' keys, role lookup settings.

@@ -211,3 +211,41 @@ async fn unreachable_idp_fails_closed_with_key_unknown() {
     c["cognito:groups"] = json!(["admin"]);
     assert_eq!(reason(&srv, &token(&rsa, &c)).await, "key_unknown");
 }
+
+#[tokio::test]
+async fn keys_refresh_in_the_background_per_cache_control() {
+    let old = key("rsa.pem");
+    let new = key("rsa2.pem");
+    let idp = Idp::start(&[&old]).await;
+    *idp.cache_control.lock() = Some("public, max-age=1".into());
+    // max-age=1 with a one-second floor: the refresher fetches every second or
+    // so with no request asking for it.
+    let issuer = format!(
+        "{}jwks_refresh_min_secs = 1\njwks_min_refresh_secs = 1\n",
+        issuer_block(&idp, 3600).replace("jwks_min_refresh_secs = 3600\n", "")
+    );
+    let env = Env::new(&issuer, DEMO_POLICY, "");
+    let srv = Running::start(&env.config()).await;
+    assert_eq!(
+        reason(&srv, &token(&old, &admin_claims(&idp))).await,
+        "allowed"
+    );
+    idp.set_keys(&[&old, &new]);
+    let start = std::time::Instant::now();
+    // Fetches happen while no check is running: only the refresher makes them.
+    while idp.hits() < 3 {
+        assert!(
+            start.elapsed() < Duration::from_secs(15),
+            "no background refresh ({} fetches)",
+            idp.hits()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // The new key is already known: no request had to wait for a fetch.
+    let before = idp.hits();
+    assert_eq!(
+        reason(&srv, &token(&new, &admin_claims(&idp))).await,
+        "allowed"
+    );
+    assert!(idp.hits() <= before + 1);
+}

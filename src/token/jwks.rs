@@ -106,6 +106,9 @@ pub struct KeySet {
     pub fetched_at: SystemTime,
     /// How long these keys may be used for: `jwks_max_stale_secs`.
     pub max_stale: Duration,
+    /// When to refetch in the background: `Cache-Control: max-age` clamped to
+    /// `[jwks_refresh_min_secs, jwks_refresh_max_secs]`, else `jwks_refresh_secs`.
+    pub refresh_after: Duration,
 }
 
 #[derive(Deserialize)]
@@ -151,6 +154,7 @@ impl KeySet {
             skipped,
             fetched_at: SystemTime::now(),
             max_stale,
+            refresh_after: Duration::from_secs(3600),
         })
     }
 
@@ -348,7 +352,9 @@ impl Jwks {
                     path: path.clone(),
                     source,
                 })?;
-            return KeySet::from_json(&bytes, &path.display().to_string(), max_stale);
+            let mut keys = KeySet::from_json(&bytes, &path.display().to_string(), max_stale)?;
+            keys.refresh_after = refresh_interval(cfg, None);
+            return Ok(keys);
         }
         let timeout = Duration::from_millis(cfg.jwks_timeout_ms);
         let uri = match (&cfg.jwks_uri, &state.discovered_uri) {
@@ -359,9 +365,49 @@ impl Jwks {
                 doc.jwks_uri
             }
         };
-        let bytes = get_bytes(&self.http, &uri, timeout).await?;
-        KeySet::from_json(&bytes, &uri, max_stale)
+        let doc = get_document(&self.http, &uri, timeout).await?;
+        let mut keys = KeySet::from_json(&doc.bytes, &uri, max_stale)?;
+        keys.refresh_after = refresh_interval(cfg, doc.max_age);
+        Ok(keys)
     }
+
+    /// Whether `cfg`'s keys are missing or past their refresh time. The
+    /// background refresher fetches these, so requests never wait once warm.
+    pub fn due(&self, cfg: &IssuerConfig) -> bool {
+        self.get(&cfg.issuer).is_none_or(|k| {
+            k.fetched_at
+                .elapsed()
+                .map_or(true, |age| age >= k.refresh_after)
+        })
+    }
+}
+
+/// The background refresh interval for a document with `max_age`.
+pub fn refresh_interval(cfg: &IssuerConfig, max_age: Option<Duration>) -> Duration {
+    let floor = Duration::from_secs(cfg.jwks_refresh_min_secs);
+    let ceiling = Duration::from_secs(cfg.jwks_refresh_max_secs).max(floor);
+    max_age
+        .unwrap_or(Duration::from_secs(cfg.jwks_refresh_secs))
+        .clamp(floor, ceiling)
+}
+
+/// `max-age` of a `Cache-Control` value; `no-cache`/`no-store` mean zero (the floor applies).
+pub fn max_age(cache_control: &str) -> Option<Duration> {
+    let mut found = None;
+    for directive in cache_control.split(',').map(str::trim) {
+        let lower = directive.to_ascii_lowercase();
+        if lower == "no-cache" || lower == "no-store" {
+            return Some(Duration::ZERO);
+        }
+        if let Some(v) = lower.strip_prefix("max-age=") {
+            found = v
+                .trim_matches('"')
+                .parse::<u64>()
+                .ok()
+                .map(Duration::from_secs);
+        }
+    }
+    found
 }
 
 /// The fields of an OpenID Provider discovery document authzd uses.
@@ -385,8 +431,8 @@ pub async fn discover(
     timeout: Duration,
 ) -> Result<Discovery, JwksError> {
     let url = discovery_url(issuer);
-    let bytes = get_bytes(http, &url, timeout).await?;
-    serde_json::from_slice(&bytes).map_err(|e| JwksError::NotDiscovery {
+    let doc = get_document(http, &url, timeout).await?;
+    serde_json::from_slice(&doc.bytes).map_err(|e| JwksError::NotDiscovery {
         url,
         message: e.to_string(),
     })
@@ -395,11 +441,17 @@ pub async fn discover(
 /// Documents larger than this are not key sets.
 const MAX_DOCUMENT_BYTES: usize = 1024 * 1024;
 
-pub async fn get_bytes(
+/// A fetched document and its `Cache-Control: max-age`.
+pub struct Document {
+    pub bytes: Vec<u8>,
+    pub max_age: Option<Duration>,
+}
+
+pub async fn get_document(
     http: &reqwest::Client,
     url: &str,
     timeout: Duration,
-) -> Result<Vec<u8>, JwksError> {
+) -> Result<Document, JwksError> {
     let fetch_err = |e: reqwest::Error| JwksError::Fetch {
         url: url.to_string(),
         message: e.to_string(),
@@ -416,6 +468,11 @@ pub async fn get_bytes(
             status: resp.status().as_u16(),
         });
     }
+    let max_age = resp
+        .headers()
+        .get(reqwest::header::CACHE_CONTROL)
+        .and_then(|v| v.to_str().ok())
+        .and_then(max_age);
     let bytes = resp.bytes().await.map_err(fetch_err)?;
     if bytes.len() > MAX_DOCUMENT_BYTES {
         return Err(JwksError::Fetch {
@@ -426,5 +483,28 @@ pub async fn get_bytes(
             ),
         });
     }
-    Ok(bytes.to_vec())
+    Ok(Document {
+        bytes: bytes.to_vec(),
+        max_age,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cache_control_max_age() {
+        assert_eq!(
+            max_age("public, max-age=600"),
+            Some(Duration::from_secs(600))
+        );
+        assert_eq!(
+            max_age("Max-Age=\"30\", must-revalidate"),
+            Some(Duration::from_secs(30))
+        );
+        assert_eq!(max_age("no-store"), Some(Duration::ZERO));
+        assert_eq!(max_age("public"), None);
+        assert_eq!(max_age("max-age=abc"), None);
+    }
 }

@@ -90,6 +90,8 @@ pub struct Idp {
     pub delay: Arc<Mutex<Duration>>,
     /// When set, the discovery endpoint answers this raw body instead.
     pub discovery_body: Arc<Mutex<Option<String>>>,
+    /// `Cache-Control` header of JWKS answers.
+    pub cache_control: Arc<Mutex<Option<String>>>,
 }
 
 impl Idp {
@@ -104,6 +106,7 @@ impl Idp {
             discovery_hits: Arc::default(),
             delay: Arc::new(Mutex::new(Duration::ZERO)),
             discovery_body: Arc::new(Mutex::new(None)),
+            cache_control: Arc::new(Mutex::new(None)),
         };
         let app = Router::new()
             .route("/.well-known/openid-configuration", get(discovery))
@@ -149,7 +152,12 @@ async fn jwks(State(idp): State<Idp>) -> axum::response::Response {
         return (StatusCode::from_u16(code).unwrap(), "down").into_response();
     }
     let body = idp.jwks.lock().clone();
-    Json(body).into_response()
+    let mut resp = Json(body).into_response();
+    if let Some(cc) = idp.cache_control.lock().clone() {
+        resp.headers_mut()
+            .insert("cache-control", cc.parse().unwrap());
+    }
+    resp
 }
 
 /// A config directory with model, policy and `authzd.toml`.
