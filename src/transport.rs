@@ -355,9 +355,12 @@ impl HttpAnswer {
     /// they must be removed before the request goes upstream.
     pub fn spoofed<'a>(&self, client_headers: impl Iterator<Item = &'a str>) -> Vec<String> {
         let mut out: Vec<String> = client_headers
+            // Byte-wise: header names from Envoy's map may hold any UTF-8, and slicing
+            // a `str` mid-character would panic (found by fuzz/envoy_request).
             .filter(|k| {
-                k.len() >= RESERVED_PREFIX.len()
-                    && k[..RESERVED_PREFIX.len()].eq_ignore_ascii_case(RESERVED_PREFIX)
+                k.as_bytes()
+                    .get(..RESERVED_PREFIX.len())
+                    .is_some_and(|p| p.eq_ignore_ascii_case(RESERVED_PREFIX.as_bytes()))
             })
             .map(str::to_ascii_lowercase)
             .filter(|k| !self.headers.iter().any(|(set, _)| set == k))

@@ -252,6 +252,22 @@ async fn envoy_grpc_malformed_requests_are_denied_not_errors() {
         http.path.clear();
     }
     assert_eq!(envoy_check(&srv, req).await.status.unwrap().code, 0);
+    // A non-ASCII header name with a multi-byte character across the `x-authz-`
+    // prefix length once panicked the spoofing filter (found by fuzzing).
+    let resp = envoy_check(
+        &srv,
+        envoy_request(
+            "OPTIONS",
+            "/items/1",
+            &[
+                ("origcc\u{fffd}ss-x", "v"),
+                ("origin", "https://x"),
+                ("access-control-request-method", "POST"),
+            ],
+        ),
+    )
+    .await;
+    assert_eq!(resp.status.unwrap().code, 0);
     // Raw header_map with two Authorization headers: never silently pick one.
     let mut req = envoy_request("GET", "/AdminUser", &[]);
     if let Some(http) = req
