@@ -178,10 +178,25 @@ impl Policy {
             })
             .collect();
         let _overlay = Overlay::install(q, self.has_domain());
-        let (allowed, matched) = self
-            .enforcer
-            .enforce_ex(rvals)
-            .map_err(|e| EvalError(e.to_string()))?;
+        // casbin-rs panics on some inputs (an invalid `regexMatch` pattern in a
+        // policy line, `keyMatch` slicing a request path mid-character). A panic
+        // here must be a denial, not a dropped connection: catch it and fail closed.
+        // The overlay guard above still runs on unwind; casbin's parking_lot locks
+        // do not poison.
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            self.enforcer.enforce_ex(rvals)
+        }));
+        let (allowed, matched) = match result {
+            Ok(r) => r.map_err(|e| EvalError(e.to_string()))?,
+            Err(panic) => {
+                let what = panic
+                    .downcast_ref::<String>()
+                    .map(String::as_str)
+                    .or_else(|| panic.downcast_ref::<&str>().copied())
+                    .unwrap_or("unknown panic");
+                return Err(EvalError(format!("casbin panicked: {what}")));
+            }
+        };
         Ok(Enforced {
             allowed,
             matched: matched.into_iter().next().unwrap_or_default(),
@@ -189,7 +204,23 @@ impl Policy {
     }
 }
 
+/// The effects casbin-rs implements; any other makes its enforce panic, so it is refused at load.
+const EFFECTS: [&str; 4] = [
+    "some(where (p_eft == allow))",
+    "!some(where (p_eft == deny))",
+    "some(where (p_eft == allow)) && !some(where (p_eft == deny))",
+    "priority(p_eft) || deny",
+];
+
 fn request_fields(model: &DefaultModel) -> Result<Vec<Field>, String> {
+    if let Some(e) = model.get_model().get("e").and_then(|m| m.get("e"))
+        && !EFFECTS.contains(&e.value.as_str())
+    {
+        return Err(format!(
+            "policy effect `{}` is not one casbin-rs supports (allow-override, deny-override, allow-and-deny, priority)",
+            e.value.replace("p_eft", "p.eft")
+        ));
+    }
     for (sec, name) in [
         ("p", "policy_definition"),
         ("e", "policy_effect"),
@@ -454,6 +485,53 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(e.contains("m.conf"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn casbin_panics_become_denials() {
+        let keymatch = RBAC.replace("r.obj == p.obj", "keyMatch(r.obj, p.obj)");
+        let p = Policy::from_text(&keymatch, "m", "p, alice, /ab*, GET\n", "p")
+            .await
+            .unwrap();
+        let q = |resource: &'static str| Query {
+            subject: "alice",
+            roles: &[],
+            domain: "",
+            resource,
+            action: "GET",
+        };
+        assert!(p.enforce(&q("/abc")).unwrap().allowed);
+        // casbin-rs's key_match slices the path at the `*` offset, mid-character here.
+        let e = p.enforce(&q("/a\u{e4}")).unwrap_err().to_string();
+        assert!(e.contains("panicked"), "{e}");
+        assert!(
+            !p.enforce(&q("/xyz")).unwrap().allowed,
+            "still usable after a caught panic"
+        );
+        let regex = RBAC.replace("r.act == p.act", "regexMatch(r.act, p.act)");
+        let p = Policy::from_text(&regex, "m", "p, alice, /a, (\n", "p")
+            .await
+            .unwrap();
+        assert!(
+            p.enforce(&q("/a")).is_err(),
+            "an invalid regex in a policy line fails closed"
+        );
+    }
+
+    #[tokio::test]
+    async fn unsupported_effects_are_refused_at_load() {
+        let m = RBAC.replace(
+            "e = some(where (p.eft == allow))",
+            "e = some(where (p.eft == permit))",
+        );
+        let e = Policy::from_text(&m, "m.conf", "", "p.csv")
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("m.conf") && e.contains("not one casbin-rs supports"),
+            "{e}"
+        );
     }
 
     #[tokio::test]
