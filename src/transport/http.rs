@@ -34,6 +34,7 @@ pub fn router(authorizer: Arc<Authorizer>) -> Router {
         .clone();
     Router::new()
         .route(&prefix, any(super::envoy::http_mode))
+        .route(&format!("{prefix}/"), any(super::envoy::http_mode))
         .route(&format!("{prefix}/{{*path}}"), any(super::envoy::http_mode))
         .route("/v1/forward-auth", any(super::forward_auth::forward_auth))
         .route("/v1/check", post(check))
