@@ -14,6 +14,7 @@
 //! publishes new snapshots atomically.
 
 pub mod cases;
+pub mod fast;
 pub mod reload;
 pub mod snapshot;
 
@@ -76,6 +77,10 @@ pub struct Enforced {
 /// A compiled Casbin model + policy.
 pub struct Policy {
     enforcer: Enforcer,
+    /// The indexed evaluator, when the model is in its subset (else casbin-rs evaluates).
+    fast: Option<fast::FastPolicy>,
+    /// Which evaluator runs, and why, for the load log and `authzd validate`.
+    pub evaluator: String,
     fields: Vec<Field>,
     /// Policy (`p`) rules and grouping (`g`) rules loaded.
     pub rules: usize,
@@ -150,8 +155,17 @@ impl Policy {
                 path: policy_name.to_string(),
                 message: e.to_string(),
             })?;
+        let (fast, evaluator) = match fast::FastPolicy::compile(enforcer.get_model()) {
+            Ok(f) => (Some(f), "indexed".to_string()),
+            Err(why) => (
+                None,
+                format!("casbin-rs ({why} is outside the indexed subset)"),
+            ),
+        };
         Ok(Policy {
             enforcer,
+            fast,
+            evaluator,
             fields,
             rules,
             groupings,
@@ -167,6 +181,14 @@ impl Policy {
 
     /// Enforces `q`. Synchronous; safe to call from any number of threads at once.
     pub fn enforce(&self, q: &Query<'_>) -> Result<Enforced, EvalError> {
+        match &self.fast {
+            Some(f) => f.enforce(q),
+            None => self.enforce_casbin(q),
+        }
+    }
+
+    /// Enforces `q` with casbin-rs itself (the reference), whatever the model.
+    pub fn enforce_casbin(&self, q: &Query<'_>) -> Result<Enforced, EvalError> {
         let rvals: Vec<&str> = self
             .fields
             .iter()
@@ -502,8 +524,11 @@ mod tests {
         };
         assert!(p.enforce(&q("/abc")).unwrap().allowed);
         // casbin-rs's key_match slices the path at the `*` offset, mid-character here.
-        let e = p.enforce(&q("/a\u{e4}")).unwrap_err().to_string();
+        let e = p.enforce_casbin(&q("/a\u{e4}")).unwrap_err().to_string();
         assert!(e.contains("panicked"), "{e}");
+        // The indexed evaluator refuses the same input without panicking.
+        assert_eq!(p.evaluator, "indexed");
+        assert!(p.enforce(&q("/a\u{e4}")).is_err());
         assert!(
             !p.enforce(&q("/xyz")).unwrap().allowed,
             "still usable after a caught panic"
