@@ -276,6 +276,7 @@ async fn validate(config: &Path, online: bool) -> Result<ExitCode> {
         snap.routes.len(),
         snap.config.issuers.len()
     );
+    println!("evaluator: {}", snap.policy.evaluator);
     for w in snap.warnings() {
         println!("warning: {w}");
     }

@@ -85,7 +85,7 @@ impl Server {
                 },
             )?;
         crate::metrics::revision_serving(&snapshot.revision);
-        tracing::info!(revision = %snapshot.revision, rules = snapshot.policy.rules, routes = snapshot.routes.len(), issuers = cfg.issuers.len(), "policy loaded");
+        tracing::info!(revision = %snapshot.revision, rules = snapshot.policy.rules, routes = snapshot.routes.len(), issuers = cfg.issuers.len(), evaluator = %snapshot.policy.evaluator, "policy loaded");
         let store = Arc::new(PolicyStore::new(snapshot, path));
         let authorizer = Arc::new(Authorizer::new(store, Arc::new(Jwks::new()), sink));
         Ok(Server {

@@ -98,7 +98,7 @@ impl PolicyStore {
                 let old = self.current.swap(Arc::clone(&next));
                 *self.last_error.lock() = None;
                 crate::metrics::policy_reloaded(true, &next.revision);
-                tracing::info!(from = %old.revision, to = %next.revision, rules = next.policy.rules, routes = next.routes.len(), "policy reloaded");
+                tracing::info!(from = %old.revision, to = %next.revision, rules = next.policy.rules, routes = next.routes.len(), evaluator = %next.policy.evaluator, "policy reloaded");
                 Ok(Some(next))
             }
             Err(e) => {

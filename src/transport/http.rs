@@ -172,6 +172,7 @@ async fn policy(State(app): State<App>) -> Response {
         "rules": snap.policy.rules,
         "groupings": snap.policy.groupings,
         "routes": snap.routes.len(),
+        "evaluator": &snap.policy.evaluator,
         "last_error": app.store.last_error(),
         "restart_required": app.store.restart_required(),
     }))
