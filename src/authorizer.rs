@@ -13,7 +13,7 @@ use crate::{
     decision::{self, AuthFailure, Decision, Principal, Reason, Request, RolesStep, Sources, Step},
     policy::{reload::PolicyStore, snapshot::Snapshot},
     roles::{FailedLookup, RoleLookup, RoleSource},
-    token::jwks::Jwks,
+    token::{jwks::Jwks, verified::VerifiedCache},
 };
 
 /// Shared by all transports.
@@ -21,6 +21,8 @@ pub struct Authorizer {
     pub store: Arc<PolicyStore>,
     pub jwks: Arc<Jwks>,
     pub roles: Arc<RoleLookup>,
+    /// Tokens already verified (SHA-256 of the whole token → principal).
+    tokens: VerifiedCache,
     audit: AuditSink,
 }
 
@@ -58,6 +60,7 @@ impl Budget {
             roles,
             fetch_keys: self.keys,
             fetch_roles: self.roles,
+            tokens: Some(&a.tokens),
         }
     }
 }
@@ -67,6 +70,7 @@ impl Authorizer {
         let roles = Arc::new(RoleLookup::new());
         roles.configure(store.load().config.roles.lookup.as_ref());
         Self {
+            tokens: VerifiedCache::default(),
             store,
             jwks,
             roles,
@@ -163,6 +167,7 @@ impl Authorizer {
                 snap,
                 raw,
                 self.jwks.as_ref(),
+                Some(&self.tokens),
                 SystemTime::now(),
                 budget.keys,
             ) {

@@ -15,7 +15,11 @@ use crate::{
     policy::{Query, snapshot::Snapshot},
     roles::{Lookup, RoleLookup, RoleSource},
     routes::{Route, strip_query},
-    token::{self, TokenError, claims, jwks::KeySet},
+    token::{
+        self, TokenError, claims,
+        jwks::KeySet,
+        verified::{Verified, VerifiedCache},
+    },
 };
 
 /// Reason codes: part of the contract (logs, responses, tests).
@@ -175,6 +179,8 @@ pub struct Sources<'a> {
     pub fetch_keys: bool,
     /// Uncached looked-up roles return [`Step::NeedRoles`] (else `role_lookup_failed`).
     pub fetch_roles: bool,
+    /// Tokens verified before, by SHA-256 of the whole token.
+    pub tokens: Option<&'a VerifiedCache>,
 }
 
 /// Why authentication did not produce a principal.
@@ -206,7 +212,7 @@ pub fn decide(snap: &Snapshot, req: &Request<'_>, src: Sources<'_>, now: SystemT
     let raw = bearer_token(req);
     d.token_sha256 = raw.as_ref().ok().map(|r| token_fingerprint(r));
     let principal = match raw.map_err(AuthFailure::Missing).and_then(|raw| {
-        authenticate(snap, raw, src.keys, now, src.fetch_keys).map_err(|(f, iss)| {
+        authenticate(snap, raw, src.keys, src.tokens, now, src.fetch_keys).map_err(|(f, iss)| {
             d.issuer = iss;
             f
         })
@@ -453,9 +459,51 @@ pub fn authenticate(
     snap: &Snapshot,
     raw: &str,
     keys: &dyn KeySource,
+    tokens: Option<&VerifiedCache>,
     now: SystemTime,
     allow_fetch: bool,
 ) -> Result<Principal, (AuthFailure, Option<String>)> {
+    let Some(cache) = tokens else {
+        return verify_token(snap, raw, keys, now, allow_fetch).map(|(p, _)| p);
+    };
+    let digest: [u8; 32] = Sha256::digest(raw.as_bytes()).into();
+    if let Some(hit) = cache.get(&digest)
+        && hit.usable(
+            &snap.revision,
+            keys.keys(&hit.principal.issuer).as_deref(),
+            now,
+        )
+    {
+        return Ok(hit.principal.clone());
+    }
+    let (principal, facts) = verify_token(snap, raw, keys, now, allow_fetch)?;
+    if let Some(facts) = facts {
+        cache.insert(
+            digest,
+            Verified {
+                principal: principal.clone(),
+                revision: Arc::clone(&snap.revision),
+                kid: facts.0,
+                exp: facts.1,
+                nbf: facts.2,
+                leeway: facts.3,
+            },
+        );
+    }
+    Ok(principal)
+}
+
+/// (kid, exp, nbf, leeway) of a verified token with a `kid`: what a cache entry needs.
+type CacheFacts = Option<(String, i64, Option<i64>, i64)>;
+
+/// The full verification, without the cache.
+fn verify_token(
+    snap: &Snapshot,
+    raw: &str,
+    keys: &dyn KeySource,
+    now: SystemTime,
+    allow_fetch: bool,
+) -> Result<(Principal, CacheFacts), (AuthFailure, Option<String>)> {
     let rejected = |e: TokenError, iss: Option<String>| (AuthFailure::Rejected(e), iss);
     let parsed = token::parse(raw).map_err(|e| rejected(e, None))?;
     let iss = parsed.iss().map_err(|e| rejected(e, None))?;
@@ -487,8 +535,17 @@ pub fn authenticate(
         Err(e) => return Err(rejected(e, named())),
         Ok(_) => {}
     }
+    let kid = parsed.header.kid.clone();
     let verified = token::verify(parsed, issuer, &set, now).map_err(|e| rejected(e, named()))?;
     let c = &verified.claims;
+    let date = |name: &str| {
+        c.get(name)
+            .and_then(|v| v.as_i64().or_else(|| v.as_f64().map(|f| f as i64)))
+    };
+    let leeway = i64::try_from(issuer.leeway_secs).unwrap_or(i64::MAX);
+    let facts = kid
+        .zip(date("exp"))
+        .map(|(kid, exp)| (kid, exp, date("nbf"), leeway));
     let subject = claims::string_at(c, &issuer.subject_claim).ok_or_else(|| {
         rejected(
             TokenError::Malformed(format!("no subject at `{}`", issuer.subject_claim)),
@@ -496,7 +553,7 @@ pub fn authenticate(
         )
     })?;
     let pcfg = &snap.config.policy;
-    Ok(Principal {
+    let principal = Principal {
         subject: format!("{}{subject}", pcfg.subject_prefix),
         claim_subject: subject,
         issuer: issuer.issuer.clone(),
@@ -509,7 +566,8 @@ pub fn authenticate(
             .domain_claim
             .as_deref()
             .and_then(|p| claims::string_at(c, p)),
-    })
+    };
+    Ok((principal, facts))
 }
 
 /// Exact `iss` match; a trailing-slash near miss is named, but still rejected.

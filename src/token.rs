@@ -8,6 +8,7 @@
 
 pub mod claims;
 pub mod jwks;
+pub mod verified;
 
 use std::time::{SystemTime, UNIX_EPOCH};
 

@@ -249,3 +249,22 @@ async fn keys_refresh_in_the_background_per_cache_control() {
     );
     assert!(idp.hits() <= before + 1);
 }
+
+#[tokio::test]
+async fn a_cached_token_still_expires() {
+    let rsa = key("rsa.pem");
+    let idp = Idp::start(&[&rsa]).await;
+    let env = Env::new(
+        &format!("{}leeway_secs = 0\n", issuer_block(&idp, 30)),
+        DEMO_POLICY,
+        "",
+    );
+    let srv = Running::start(&env.config()).await;
+    let mut c = admin_claims(&idp);
+    c["exp"] = json!(now() + 2);
+    let t = token(&rsa, &c);
+    assert_eq!(reason(&srv, &t).await, "allowed");
+    assert_eq!(reason(&srv, &t).await, "allowed");
+    tokio::time::sleep(Duration::from_millis(3100)).await;
+    assert_eq!(reason(&srv, &t).await, "token_expired");
+}

@@ -58,7 +58,7 @@ fuzz_target!(|data: &[u8]| {
         access_control_request_method: None,
         domain: None,
     };
-    let src = Sources { keys, roles: &NoLookup, fetch_keys: false, fetch_roles: false };
+    let src = Sources { keys, roles: &NoLookup, fetch_keys: false, fetch_roles: false, tokens: None };
     match decision::decide(snap, &req, src, SystemTime::now()) {
         // No fuzzer can forge an RS256 signature: an allow is a bug.
         Step::Done(d) => assert!(!d.allowed, "fuzz input allowed: {raw:?}"),
