@@ -1,0 +1,348 @@
+//! Load benchmark: authzd against a no-op server of the same protocol, in one
+//! run, driven by the same client at the same concurrency.
+//!
+//! - gRPC: `authzd.v1.Authorizer/Check` vs a tonic service that answers a fixed
+//!   `CheckResponse`.
+//! - HTTP: `POST /v1/check` vs an axum handler that answers a fixed JSON body.
+//! - Envoy: `envoy.service.auth.v3.Authorization/Check` vs a no-op of the same.
+//!
+//! Each side runs twice (the better run counts), `LOAD_SECS` (default 5) seconds with `LOAD_CONCURRENCY` (default
+//! 32) requests in flight, with the same cached token (the common case), and
+//! once more with a new path per request that nothing allows (cache-busting).
+//!
+//! Run: `cargo bench --bench load` (release build; prints a table).
+
+// A benchmark harness: setup failures abort loudly.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::{
+    net::SocketAddr,
+    path::Path,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, AtomicU64, Ordering},
+    },
+    time::{Duration, Instant, SystemTime},
+};
+
+use authzd::{
+    devtoken::{Claims, SigningKey, mint},
+    pb::{
+        self,
+        authorizer_client::AuthorizerClient,
+        authorizer_server::{Authorizer, AuthorizerServer},
+    },
+};
+use envoy_types::pb::envoy::service::auth::v3::{
+    AttributeContext, CheckRequest as EnvoyRequest, CheckResponse as EnvoyResponse,
+    attribute_context,
+    authorization_client::AuthorizationClient,
+    authorization_server::{Authorization, AuthorizationServer},
+};
+use tonic::{Request, Response, Status};
+
+struct NoopGrpc;
+
+#[tonic::async_trait]
+impl Authorizer for NoopGrpc {
+    async fn check(
+        &self,
+        _: Request<pb::CheckRequest>,
+    ) -> Result<Response<pb::CheckResponse>, Status> {
+        Ok(Response::new(pb::CheckResponse {
+            allowed: true,
+            status: 200,
+            reason: "allowed".into(),
+            decision_id: "00000000-0000-0000-0000-000000000000".into(),
+            subject: "alice".into(),
+            roles: vec!["admin".into()],
+            policy_revision: "000000000000".into(),
+            matched_policy: vec!["admin".into(), "/AdminUser".into(), "GET".into()],
+        }))
+    }
+    async fn check_batch(
+        &self,
+        _: Request<pb::CheckBatchRequest>,
+    ) -> Result<Response<pb::CheckBatchResponse>, Status> {
+        Ok(Response::new(pb::CheckBatchResponse::default()))
+    }
+}
+
+struct NoopEnvoy;
+
+#[tonic::async_trait]
+impl Authorization for NoopEnvoy {
+    async fn check(&self, _: Request<EnvoyRequest>) -> Result<Response<EnvoyResponse>, Status> {
+        Ok(Response::new(EnvoyResponse {
+            status: Some(envoy_types::pb::google::rpc::Status {
+                code: 0,
+                ..Default::default()
+            }),
+            ..Default::default()
+        }))
+    }
+}
+
+async fn noop_grpc() -> SocketAddr {
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(AuthorizerServer::new(NoopGrpc))
+            .add_service(AuthorizationServer::new(NoopEnvoy))
+            .serve_with_incoming(
+                tonic::transport::server::TcpIncoming::from(l).with_nodelay(Some(true)),
+            ),
+    );
+    addr
+}
+
+async fn noop_http() -> SocketAddr {
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    let body = r#"{"allowed":true,"status":200,"reason":"allowed","decision_id":"00000000-0000-0000-0000-000000000000","subject":"alice","roles":["admin"],"policy_revision":"000000000000","matched_policy":["admin","/AdminUser","GET"]}"#;
+    let app = axum::Router::new().route(
+        "/v1/check",
+        axum::routing::post(move || async move { ([("content-type", "application/json")], body) }),
+    );
+    tokio::spawn(async move { axum::serve(l, app).await.unwrap() });
+    addr
+}
+
+/// Throughput and latency percentiles of one run.
+struct Stats {
+    rps: f64,
+    p50: Duration,
+    p99: Duration,
+}
+
+/// Runs `op` with `concurrency` loops for `secs`, recording latencies.
+async fn drive<F, Fut>(concurrency: usize, secs: u64, op: F) -> Stats
+where
+    F: Fn(u64) -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send,
+{
+    let stop = Arc::new(AtomicBool::new(false));
+    let counter = Arc::new(AtomicU64::new(0));
+    let mut tasks = Vec::new();
+    for _ in 0..concurrency {
+        let (stop, counter, op) = (Arc::clone(&stop), Arc::clone(&counter), op.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut lat = Vec::with_capacity(100_000);
+            while !stop.load(Ordering::Relaxed) {
+                let n = counter.fetch_add(1, Ordering::Relaxed);
+                let t = Instant::now();
+                op(n).await;
+                lat.push(t.elapsed());
+            }
+            lat
+        }));
+    }
+    let start = Instant::now();
+    tokio::time::sleep(Duration::from_secs(secs)).await;
+    stop.store(true, Ordering::Relaxed);
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await.unwrap());
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    all.sort_unstable();
+    let pct = |p: f64| all[((all.len() as f64 * p) as usize).min(all.len() - 1)];
+    Stats {
+        rps: all.len() as f64 / elapsed,
+        p50: pct(0.50),
+        p99: pct(0.99),
+    }
+}
+
+fn write_config(dir: &Path, key: &SigningKey) -> std::path::PathBuf {
+    std::fs::write(dir.join("jwks.json"), key.jwks().to_string()).unwrap();
+    std::fs::write(
+        dir.join("model.conf"),
+        "[request_definition]\nr = sub, obj, act\n[policy_definition]\np = sub, obj, act\n[role_definition]\ng = _, _\n[policy_effect]\ne = some(where (p.eft == allow))\n[matchers]\nm = g(r.sub, p.sub) && keyMatch2(r.obj, p.obj) && regexMatch(r.act, p.act)\n",
+    )
+    .unwrap();
+    let mut policy = String::new();
+    for i in 0..1000 {
+        policy.push_str(&format!("p, role{}, /res{i}/:id, (GET)|(POST)\n", i % 100));
+    }
+    policy.push_str("p, admin, /AdminUser, GET\n");
+    std::fs::write(dir.join("policy.csv"), policy).unwrap();
+    let cfg = "[server]\ngrpc_addr = \"127.0.0.1:0\"\nhttp_addr = \"127.0.0.1:0\"\n[[issuer]]\nissuer = \"https://bench.example\"\njwks_file = \"jwks.json\"\n[policy]\nmodel = \"model.conf\"\npolicy = \"policy.csv\"\n[decision_log]\noutput = \"off\"\n";
+    let path = dir.join("authzd.toml");
+    std::fs::write(&path, cfg).unwrap();
+    path
+}
+
+/// The better of two runs (the first also warms connections and caches).
+fn best(a: Stats, b: Stats) -> Stats {
+    if a.rps >= b.rps { a } else { b }
+}
+
+fn row(name: &str, ours: &Stats, noop: &Stats) {
+    println!(
+        "| {name:<34} | {:>9.0} | {:>9.0} | {:>5.0} % | {:>8.0} | {:>8.0} |",
+        ours.rps,
+        noop.rps,
+        100.0 * ours.rps / noop.rps,
+        ours.p50.as_secs_f64() * 1e6,
+        ours.p99.as_secs_f64() * 1e6
+    );
+}
+
+fn main() {
+    let secs: u64 = std::env::var("LOAD_SECS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(5);
+    let conc: usize = std::env::var("LOAD_CONCURRENCY")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(32);
+    // `cargo bench` passes `--bench`; this harness has no filters.
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async move {
+        let dir = tempfile::tempdir().unwrap();
+        let pem =
+            std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/rsa.pem"))
+                .unwrap();
+        let key = SigningKey::from_pem(&pem, "rsa.pem").unwrap();
+        let config = write_config(dir.path(), &key);
+        let server = authzd::transport::Server::bind(&config).await.unwrap();
+        let (grpc, http) = (server.grpc_addr().unwrap(), server.http_addr().unwrap());
+        tokio::spawn(server.run(std::future::pending()));
+        let (noop_g, noop_h) = (noop_grpc().await, noop_http().await);
+        let claims = Claims {
+            iss: "https://bench.example".into(),
+            sub: "alice".into(),
+            groups: vec!["admin".into()],
+            ttl: Duration::from_secs(3600),
+            ..Default::default()
+        };
+        let token = Arc::new(mint(&key, &claims, None, SystemTime::now()).unwrap());
+        tokio::time::sleep(Duration::from_millis(300)).await;
+
+        println!(
+            "{secs} s per run, {conc} requests in flight, 1,001 rules, loopback, this machine"
+        );
+        println!(
+            "| {:<34} | {:>9} | {:>9} | {:>7} | {:>8} | {:>8} |",
+            "interface", "authzd/s", "no-op/s", "ratio", "p50 µs", "p99 µs"
+        );
+        println!("|{}", "---|".repeat(6));
+
+        for (label, busting) in [
+            ("gRPC Check", false),
+            ("gRPC Check, cache-busting deny", true),
+        ] {
+            let run = |addr: SocketAddr| {
+                let token = Arc::clone(&token);
+                async move {
+                    let client = AuthorizerClient::connect(format!("http://{addr}"))
+                        .await
+                        .unwrap();
+                    drive(conc, secs, move |n| {
+                        let (mut c, token) = (client.clone(), Arc::clone(&token));
+                        async move {
+                            let path = if busting {
+                                format!("/nothing/{n}")
+                            } else {
+                                "/AdminUser".into()
+                            };
+                            let r = pb::CheckRequest {
+                                method: "GET".into(),
+                                path,
+                                token: (*token).clone(),
+                                ..Default::default()
+                            };
+                            c.check(r).await.unwrap();
+                        }
+                    })
+                    .await
+                }
+            };
+            let (ours, noop) = (
+                best(run(grpc).await, run(grpc).await),
+                best(run(noop_g).await, run(noop_g).await),
+            );
+            row(label, &ours, &noop);
+        }
+
+        for (label, busting) in [
+            ("POST /v1/check", false),
+            ("POST /v1/check, cache-busting deny", true),
+        ] {
+            let run = |addr: SocketAddr| {
+                let token = Arc::clone(&token);
+                async move {
+                    let client = reqwest::Client::new();
+                    drive(conc, secs, move |n| {
+                        let (c, token) = (client.clone(), Arc::clone(&token));
+                        async move {
+                            let path = if busting {
+                                format!("/nothing/{n}")
+                            } else {
+                                "/AdminUser".into()
+                            };
+                            let body =
+                                format!(r#"{{"method":"GET","path":"{path}","token":"{token}"}}"#);
+                            let r = c
+                                .post(format!("http://{addr}/v1/check"))
+                                .body(body)
+                                .send()
+                                .await
+                                .unwrap();
+                            r.bytes().await.unwrap();
+                        }
+                    })
+                    .await
+                }
+            };
+            let (ours, noop) = (
+                best(run(http).await, run(http).await),
+                best(run(noop_h).await, run(noop_h).await),
+            );
+            row(label, &ours, &noop);
+        }
+
+        let run = |addr: SocketAddr| {
+            let token = Arc::clone(&token);
+            async move {
+                let client = AuthorizationClient::connect(format!("http://{addr}"))
+                    .await
+                    .unwrap();
+                drive(conc, secs, move |_| {
+                    let (mut c, token) = (client.clone(), Arc::clone(&token));
+                    async move {
+                        let http = attribute_context::HttpRequest {
+                            method: "GET".into(),
+                            path: "/AdminUser?tab=1".into(),
+                            headers: [("authorization".to_string(), format!("Bearer {token}"))]
+                                .into(),
+                            ..Default::default()
+                        };
+                        let r = EnvoyRequest {
+                            attributes: Some(AttributeContext {
+                                request: Some(attribute_context::Request {
+                                    http: Some(http),
+                                    ..Default::default()
+                                }),
+                                ..Default::default()
+                            }),
+                        };
+                        c.check(r).await.unwrap();
+                    }
+                })
+                .await
+            }
+        };
+        let (ours, noop) = (
+            best(run(grpc).await, run(grpc).await),
+            best(run(noop_g).await, run(noop_g).await),
+        );
+        row("Envoy ext_authz Check", &ours, &noop);
+    });
+}
