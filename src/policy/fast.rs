@@ -59,6 +59,8 @@ enum Compiled {
     Always,
     Text(String),
     Pattern(Regex),
+    /// A keyMatch2 pattern with no regex syntax left: matched without a regex.
+    Path(Vec<Piece>),
     /// The pattern does not compile: casbin-rs would panic when it reaches it.
     Broken(String),
 }
@@ -106,7 +108,7 @@ fn first_segment(s: &str) -> &str {
 fn rule_segment(func: Func, value: &str, compiled: &Compiled) -> Option<String> {
     match (func, compiled) {
         (Func::Eq, _) => Some(first_segment(value).to_string()),
-        (Func::KeyMatch2, Compiled::Pattern(_)) => {
+        (Func::KeyMatch2, Compiled::Pattern(_) | Compiled::Path(_)) => {
             let rest = value.strip_prefix('/')?;
             let seg = rest.split('/').next().unwrap_or(rest);
             // Regex syntax or keyMatch2 syntax in the segment: not a plain literal.
@@ -175,11 +177,15 @@ impl FastPolicy {
         let terms = parse_matcher(&matcher.value, &p_index, with_domain, g.is_some())?;
         let eft_at = p_index("p_eft");
         let mut rules = Vec::new();
+        let mut regexes = HashMap::new();
         for values in p.get_policy() {
             if values.len() != p.tokens.len() {
                 return Err("policy line arity".into());
             }
-            let compiled = terms.iter().map(|t| compile_term(t, values)).collect();
+            let compiled = terms
+                .iter()
+                .map(|t| compile_term(t, values, &mut regexes))
+                .collect();
             let eft = match eft_at.map(|i| values[i].as_str()) {
                 None | Some("allow") => Eft::Allow,
                 Some("deny") => Eft::Deny,
@@ -360,6 +366,7 @@ impl FastPolicy {
                         (Func::Eq, Compiled::Text(t)) => input == t,
                         (Func::KeyMatch, Compiled::Text(t)) => key_match(input, t)?,
                         (_, Compiled::Pattern(re)) => re.is_match(input),
+                        (_, Compiled::Path(pieces)) => path_match(pieces, input),
                         _ => true,
                     }
                 }
@@ -391,30 +398,110 @@ fn key_match(key1: &str, key2: &str) -> Result<bool, EvalError> {
     }
 }
 
-fn compile_term(term: &Term, values: &[String]) -> Compiled {
+/// Compiles one rule's term. `regexes` shares compiled patterns between rules
+/// (a 100k-rule policy often repeats a handful of `regexMatch` patterns).
+fn compile_term(term: &Term, values: &[String], regexes: &mut HashMap<String, Regex>) -> Compiled {
     let Term::Call { func, p, .. } = term else {
         return Compiled::Always;
     };
     let v = &values[*p];
+    let mut regex = |pattern: &str, what: &str| -> Compiled {
+        if let Some(re) = regexes.get(pattern) {
+            return Compiled::Pattern(re.clone());
+        }
+        match Regex::new(pattern) {
+            Ok(re) => {
+                regexes.insert(pattern.to_string(), re.clone());
+                Compiled::Pattern(re)
+            }
+            Err(e) => Compiled::Broken(format!("invalid {what} pattern `{v}`: {e}")),
+        }
+    };
     match func {
         Func::Eq | Func::KeyMatch => Compiled::Text(v.clone()),
-        Func::Regex => Regex::new(v).map_or_else(
-            |e| Compiled::Broken(format!("invalid regexMatch pattern `{v}`: {e}")),
-            Compiled::Pattern,
-        ),
-        Func::KeyMatch2 => {
-            // casbin-rs's key_match2 transformation, done once instead of per request.
-            let mut k = if v.contains("/*") {
-                v.replace("/*", "/.*")
-            } else {
-                v.clone()
-            };
-            k = key2_params().replace_all(&k, "[^/]+").into_owned();
-            let pattern = format!("^{k}$");
-            Regex::new(&pattern).map_or_else(
-                |e| Compiled::Broken(format!("invalid keyMatch2 pattern `{v}`: {e}")),
-                Compiled::Pattern,
-            )
+        Func::Regex => regex(v, "regexMatch"),
+        Func::KeyMatch2 => match key2_pieces(v) {
+            Some(pieces) => Compiled::Path(pieces),
+            None => {
+                // casbin-rs's key_match2 transformation, done once instead of per request.
+                let mut k = if v.contains("/*") {
+                    v.replace("/*", "/.*")
+                } else {
+                    v.clone()
+                };
+                k = key2_params().replace_all(&k, "[^/]+").into_owned();
+                regex(&format!("^{k}$"), "keyMatch2")
+            }
+        },
+    }
+}
+
+/// A piece of a keyMatch2 pattern after casbin-rs's transformation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Piece {
+    Literal(String),
+    /// `[^/]+`, from `:name`.
+    Segment,
+    /// `.*`, from `/*`: anything but a newline (regex `.`).
+    Any,
+}
+
+/// Splits a keyMatch2 pattern into pieces when its literal text holds no regex
+/// syntax (the usual `/users/:id/*`); `None` means a regex is needed.
+fn key2_pieces(pattern: &str) -> Option<Vec<Piece>> {
+    let mut pieces = Vec::new();
+    let mut literal = String::new();
+    let mut chars = pattern.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '/' if chars.peek() == Some(&'*') => {
+                chars.next();
+                literal.push('/');
+                pieces.push(Piece::Literal(std::mem::take(&mut literal)));
+                pieces.push(Piece::Any);
+            }
+            ':' => {
+                // `:[^/]*` becomes `[^/]+`: the name runs to the next `/`.
+                while chars.peek().is_some_and(|&n| n != '/') {
+                    chars.next();
+                }
+                pieces.push(Piece::Literal(std::mem::take(&mut literal)));
+                pieces.push(Piece::Segment);
+            }
+            c if "\\.+*?()|[]{}^$#&-~ ".contains(c) || c.is_whitespace() => return None,
+            c => literal.push(c),
+        }
+    }
+    pieces.push(Piece::Literal(literal));
+    pieces.retain(|p| !matches!(p, Piece::Literal(l) if l.is_empty()));
+    Some(pieces)
+}
+
+/// Matches `input` against pieces exactly as the anchored regex would.
+fn path_match(pieces: &[Piece], input: &str) -> bool {
+    match pieces.split_first() {
+        None => input.is_empty(),
+        Some((Piece::Literal(l), rest)) => input
+            .strip_prefix(l.as_str())
+            .is_some_and(|r| path_match(rest, r)),
+        Some((Piece::Segment, rest)) => {
+            // One or more non-`/` characters, then the rest: try each split point.
+            let run = input.find('/').unwrap_or(input.len());
+            let ends = input[..run]
+                .char_indices()
+                .map(|(i, _)| i)
+                .skip(1)
+                .chain(std::iter::once(run));
+            ends.filter(|&i| i > 0)
+                .any(|i| path_match(rest, &input[i..]))
+        }
+        Some((Piece::Any, rest)) => {
+            let run = input.find('\n').unwrap_or(input.len());
+            let ends = input[..run]
+                .char_indices()
+                .map(|(i, _)| i)
+                .chain(std::iter::once(run));
+            ends.into_iter().any(|i| path_match(rest, &input[i..]))
         }
     }
 }
@@ -573,5 +660,56 @@ impl Stream {
     /// The answer and the explain index casbin-rs reports first.
     fn finish(self) -> (bool, Option<usize>) {
         (self.res, self.first_allow.or(self.decided_by))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// casbin-rs's own key_match2, the reference.
+    fn reference(key1: &str, key2: &str) -> bool {
+        casbin::function_map::key_match2(key1, key2)
+    }
+
+    #[test]
+    fn path_pieces_match_like_casbin() {
+        for (pattern, inputs) in [
+            (
+                "/users/:id",
+                vec!["/users/1", "/users/", "/users/1/x", "/users/\u{e4}\u{e4}"],
+            ),
+            (
+                "/users/:id/*",
+                vec!["/users/1/", "/users/1/a/b", "/users/1", "/users//a"],
+            ),
+            ("/*", vec!["/", "/a", "/a\nb", ""]),
+            ("/a/*/b", vec!["/a/x/b", "/a//b", "/a/b", "/a/x/y/b"]),
+            ("/:", vec!["/x", "/"]),
+            ("/res1/:id", vec!["/res1/42", "/res10/42"]),
+        ] {
+            let pieces = key2_pieces(pattern).unwrap();
+            for i in inputs {
+                assert_eq!(
+                    path_match(&pieces, i),
+                    reference(i, pattern),
+                    "{pattern} vs {i:?}"
+                );
+            }
+        }
+        assert!(
+            key2_pieces("/a.b/:id").is_none(),
+            "regex syntax keeps the regex"
+        );
+    }
+
+    proptest! {
+        #[test]
+        fn path_pieces_equal_casbin(pattern in "(/(:[a-z]{0,3}|[a-z]{1,3}|\\*)){1,4}", input in "(/[a-z0-9\n]{0,3}){0,5}") {
+            if let Some(pieces) = key2_pieces(&pattern) {
+                prop_assert_eq!(path_match(&pieces, &input), reference(&input, &pattern), "{} vs {:?}", pattern, input);
+            }
+        }
     }
 }
