@@ -8,13 +8,15 @@
 //!
 //! - [`config`]: typed `authzd.toml` and its validation; errors name file, key and value.
 //! - [`token`]: JWT parsing and verification; [`token::jwks`] fetches and caches
-//!   issuer keys; [`token::claims`] reads claims through JSON Pointers.
+//!   issuer keys; [`token::claims`] reads claims through JSON Pointers;
+//!   [`token::verified`] caches verified tokens by SHA-256.
 //! - [`roles`]: looked-up roles from an HTTP directory, cached in moka.
 //! - [`routes`]: the route table, API Gateway path syntax, most-specific match (pure).
 //! - [`policy`]: Casbin behind our own type, per-request roles as a thread-local
 //!   overlay; [`policy::snapshot`] is one consistent revision,
 //!   [`policy::reload`] swaps revisions atomically and watches the files,
-//!   [`policy::cases`] runs policy test cases (`authzd test`).
+//!   [`policy::cases`] runs policy test cases (`authzd test`),
+//!   [`policy::fast`] is the indexed evaluator with casbin-rs semantics.
 //! - [`decision`]: THE pipeline of SPEC §2 — pure, synchronous, clock passed in.
 //! - [`authorizer`]: the async driver: live snapshot, key fetches, ids, logging, metrics.
 //! - [`transport`]: adapters only — [`transport::grpc`] (`authzd.v1`, health,

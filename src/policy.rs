@@ -6,7 +6,7 @@
 //! Per-request roles (from token claims) must behave exactly as if the policy
 //! held `g, <sub>, <role>` for this one request. Mutating the shared role
 //! graph would leak roles between concurrent requests, so instead the
-//! enforcer's role manager is an [`OverlayRoleManager`]: it answers from the
+//! enforcer's role manager is an `OverlayRoleManager`: it answers from the
 //! policy's own graph plus a thread-local overlay that [`Policy::enforce`]
 //! installs for the duration of one synchronous `enforce` call.
 //!

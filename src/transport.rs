@@ -1,5 +1,5 @@
 //! How authzd is reached. Each adapter maps its wire format to a
-//! [`Request`](crate::decision::Request), calls the [`Authorizer`], and maps
+//! [`Request`], calls the [`Authorizer`], and maps
 //! the [`Outcome`](crate::audit::Outcome) back in one function. None of them
 //! re-implements a pipeline step.
 //!

@@ -331,27 +331,8 @@ async fn sighup_forces_a_reload() {
         "watch = false",
     );
     env.write("rsa-jwks.json", &jwks_of(&[&rsa]).to_string());
-    let port = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().port()
-    };
-    let text = std::fs::read_to_string(env.config()).unwrap();
-    env.write(
-        "authzd.toml",
-        &text.replace(
-            "http_addr = \"127.0.0.1:0\"",
-            &format!("http_addr = \"127.0.0.1:{port}\""),
-        ),
-    );
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_authzd"))
-        .args(["serve", "--config"])
-        .arg(env.config())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let url = format!("http://127.0.0.1:{port}/v1/check");
+    let mut bin = Binary::start(&env).await;
+    let url = format!("{}/v1/check", bin.url);
     let t = regular_token(&rsa);
     let check = || async {
         let start = Instant::now();
@@ -375,18 +356,11 @@ async fn sighup_forces_a_reload() {
         !check().await,
         "with watch = false, an edit alone does not reload"
     );
-    let pid = child.id().unwrap().to_string();
-    assert!(
-        std::process::Command::new("kill")
-            .args(["-HUP", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
+    bin.signal("-HUP");
     let start = Instant::now();
     while !check().await {
         assert!(start.elapsed() < DEADLINE, "SIGHUP did not reload");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    child.kill().await.unwrap();
+    bin.child.kill().await.unwrap();
 }

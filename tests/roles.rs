@@ -308,37 +308,13 @@ async fn sigterm_finishes_in_flight_checks_and_flushes_the_log() {
         .lock()
         .insert("slow".into(), r#"["admin"]"#.into());
     *dir.delay.lock() = Duration::from_millis(1000);
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
     let text = std::fs::read_to_string(env.config()).unwrap();
-    let text = text.replace("timeout_ms = 300", "timeout_ms = 5000");
     env.write(
         "authzd.toml",
-        &text.replace(
-            "http_addr = \"127.0.0.1:0\"",
-            &format!("http_addr = \"127.0.0.1:{port}\""),
-        ),
+        &text.replace("timeout_ms = 300", "timeout_ms = 5000"),
     );
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_authzd"))
-        .args(["serve", "--config"])
-        .arg(env.config())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let url = format!("http://127.0.0.1:{port}");
-    let start = std::time::Instant::now();
-    while reqwest::get(format!("{url}/healthz")).await.is_err() {
-        assert!(
-            start.elapsed() < Duration::from_secs(10),
-            "server never came up"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let mut bin = Binary::start(&env).await;
+    let url = bin.url.clone();
     let t = tok(&rsa, "slow", None);
     let in_flight = tokio::spawn(async move {
         reqwest::Client::new()
@@ -355,20 +331,13 @@ async fn sigterm_finishes_in_flight_checks_and_flushes_the_log() {
     while dir.hits.load(Ordering::SeqCst) == 0 {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    let pid = child.id().unwrap().to_string();
-    assert!(
-        std::process::Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
+    bin.signal("-TERM");
     let answer = in_flight.await.unwrap();
     assert_eq!(
         answer["reason"], "allowed",
         "the in-flight check finished: {answer}"
     );
-    let status = tokio::time::timeout(Duration::from_secs(10), child.wait())
+    let status = tokio::time::timeout(Duration::from_secs(10), bin.child.wait())
         .await
         .unwrap()
         .unwrap();

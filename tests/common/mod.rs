@@ -322,3 +322,59 @@ impl Running {
         resp.json().await.unwrap()
     }
 }
+
+/// The real `authzd serve` binary on a free HTTP port, for signal tests.
+pub struct Binary {
+    pub child: tokio::process::Child,
+    /// `http://127.0.0.1:<port>`
+    pub url: String,
+}
+
+impl Binary {
+    /// Rewrites `env`'s config to a free HTTP port, starts the binary, waits for `/healthz`.
+    pub async fn start(env: &Env) -> Binary {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let text = std::fs::read_to_string(env.config()).unwrap();
+        env.write(
+            "authzd.toml",
+            &text.replace(
+                "http_addr = \"127.0.0.1:0\"",
+                &format!("http_addr = \"127.0.0.1:{port}\""),
+            ),
+        );
+        let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_authzd"))
+            .args(["serve", "--config"])
+            .arg(env.config())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let url = format!("http://127.0.0.1:{port}");
+        let start = std::time::Instant::now();
+        while reqwest::get(format!("{url}/healthz")).await.is_err() {
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "server never came up"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Binary { child, url }
+    }
+
+    /// Sends `signal` (e.g. `-HUP`, `-TERM`) with kill(1).
+    pub fn signal(&self, signal: &str) {
+        let pid = self.child.id().unwrap().to_string();
+        assert!(
+            std::process::Command::new("kill")
+                .args([signal, &pid])
+                .status()
+                .unwrap()
+                .success()
+        );
+    }
+}
