@@ -248,10 +248,7 @@ impl Authorizer {
 
 /// A denial for a check the pipeline could not finish (never expected).
 fn fail_closed(snap: &Snapshot, req: &Request<'_>) -> Decision {
-    let (resource, action) = match req.target {
-        decision::Target::Http { method, path } => (crate::routes::strip_query(path), method),
-        decision::Target::Resource { resource, action } => (resource, action),
-    };
+    let (resource, action) = req.target.resource_action();
     let mut d = Decision::pending(resource, action, &snap.revision);
     d.conclude(
         Reason::KeyUnknown,

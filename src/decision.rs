@@ -105,6 +105,16 @@ pub enum Target<'a> {
     Resource { resource: &'a str, action: &'a str },
 }
 
+impl<'a> Target<'a> {
+    /// What the policy sees: (resource, action). For HTTP, the path without its query.
+    pub fn resource_action(&self) -> (&'a str, &'a str) {
+        match *self {
+            Target::Http { method, path } => (strip_query(path), method),
+            Target::Resource { resource, action } => (resource, action),
+        }
+    }
+}
+
 /// One check, as every transport hands it over.
 #[derive(Debug, Clone, Copy)]
 pub struct Request<'a> {
@@ -271,13 +281,10 @@ enum Stage<'s> {
 
 /// Steps 1–2: CORS preflight and public routes.
 fn before_token<'s>(snap: &'s Snapshot, req: &Request<'_>) -> Stage<'s> {
-    let (resource, action, route) = match req.target {
-        Target::Http { method, path } => (
-            strip_query(path),
-            method,
-            snap.routes.find(method, strip_query(path)),
-        ),
-        Target::Resource { resource, action } => (resource, action, None),
+    let (resource, action) = req.target.resource_action();
+    let route = match req.target {
+        Target::Http { method, .. } => snap.routes.find(method, resource),
+        Target::Resource { .. } => None,
     };
     let mut d = Decision::pending(resource, action, &snap.revision);
     d.route = route.map(|r| r.label.clone());

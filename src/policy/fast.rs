@@ -278,42 +278,32 @@ impl FastPolicy {
                 Ok(false)
             }
         };
-        let segment = Some(first_segment(q.resource));
-        match (&self.by_sub, self.terms.first()) {
-            (Some(index), Some(Term::G { .. })) => {
-                // Policy order matters (first match, explain): merge the buckets, then sort.
-                let mut candidates: Vec<u32> = closure
-                    .iter()
-                    .filter_map(|s| index.get(*s))
-                    .flat_map(|b| b.candidates(segment))
-                    .collect();
-                candidates.sort_unstable();
-                for i in candidates {
-                    if check(i as usize)? {
-                        break;
-                    }
-                }
-            }
-            (Some(index), _) => {
-                let mut candidates: Vec<u32> = index
-                    .get(q.subject)
-                    .into_iter()
-                    .flat_map(|b| b.candidates(segment))
-                    .collect();
-                candidates.sort_unstable();
-                for i in candidates {
-                    if check(i as usize)? {
-                        break;
-                    }
-                }
-            }
-            (None, _) => {
-                for i in 0..self.rules.len() {
-                    if check(i)? {
-                        break;
-                    }
-                }
-            }
+        // Indexed: the buckets of the subject (`r.sub == p.sub`) or of its whole
+        // role closure (`g`), merged and sorted, since policy order decides the
+        // first match and the explain line. Unindexed: every rule, in order.
+        let candidates = self.by_sub.as_ref().map(|index| {
+            let by_role = matches!(self.terms.first(), Some(Term::G { .. }));
+            let segment = Some(first_segment(q.resource));
+            let mut c: Vec<u32> = closure
+                .iter()
+                .filter(|s| by_role || **s == q.subject)
+                .filter_map(|s| index.get(*s))
+                .flat_map(|b| b.candidates(segment))
+                .collect();
+            c.sort_unstable();
+            c
+        });
+        let stopped = match candidates {
+            Some(c) => c
+                .into_iter()
+                .map(|i| check(i as usize))
+                .find(|r| !matches!(r, Ok(false))),
+            None => (0..self.rules.len())
+                .map(&mut check)
+                .find(|r| !matches!(r, Ok(false))),
+        };
+        if let Some(Err(e)) = stopped {
+            return Err(e);
         }
         let (allowed, at) = verdict.finish();
         Ok(Enforced {
