@@ -76,12 +76,16 @@ pub struct Enforced {
 
 /// A compiled Casbin model + policy.
 pub struct Policy {
-    enforcer: Enforcer,
+    /// casbin-rs, kept only when it is the evaluator (it holds its own copy
+    /// of every rule: about 2 KiB each at 100k rules).
+    enforcer: Option<Enforcer>,
     /// The indexed evaluator, when the model is in its subset (else casbin-rs evaluates).
     fast: Option<fast::FastPolicy>,
     /// Which evaluator runs, and why, for the load log and `authzd validate`.
     pub evaluator: String,
     fields: Vec<Field>,
+    /// `g = _, _, _`: role links (claim roles included) live in a domain.
+    g_domain: bool,
     /// Policy (`p`) rules and grouping (`g`) rules loaded.
     pub rules: usize,
     pub groupings: usize,
@@ -130,6 +134,25 @@ impl Policy {
         policy_text: &str,
         policy_name: &str,
     ) -> Result<Policy, PolicyLoadError> {
+        Self::build(model_text, model_name, policy_text, policy_name, true).await
+    }
+
+    /// Builds with casbin-rs as the evaluator whatever the model: the
+    /// reference that benchmarks and tests compare the indexed evaluator with.
+    pub async fn casbin_only(
+        model_text: &str,
+        policy_text: &str,
+    ) -> Result<Policy, PolicyLoadError> {
+        Self::build(model_text, "model", policy_text, "policy", false).await
+    }
+
+    async fn build(
+        model_text: &str,
+        model_name: &str,
+        policy_text: &str,
+        policy_name: &str,
+        indexed: bool,
+    ) -> Result<Policy, PolicyLoadError> {
         let model_err = |message: String| PolicyLoadError::Model {
             path: model_name.to_string(),
             message,
@@ -155,15 +178,37 @@ impl Policy {
                 path: policy_name.to_string(),
                 message: e.to_string(),
             })?;
-        let (fast, evaluator) = match fast::FastPolicy::compile(enforcer.get_model()) {
+        let compiled = if indexed {
+            fast::FastPolicy::compile(enforcer.get_model())
+        } else {
+            Err(fast::CompileError::Unsupported(
+                "casbin-rs was asked for".into(),
+            ))
+        };
+        let (fast, evaluator) = match compiled {
             Ok(f) => (Some(f), "indexed".to_string()),
-            Err(why) => (
+            Err(fast::CompileError::Unsupported(why)) => (
                 None,
                 format!("casbin-rs ({why} is outside the indexed subset)"),
             ),
+            Err(fast::CompileError::InvalidRule { values, message }) => {
+                let line = find_line(policy_text, &values);
+                return Err(PolicyLoadError::Line {
+                    path: policy_name.to_string(),
+                    line,
+                    message: format!("{message} (casbin-rs would panic on it)"),
+                });
+            }
         };
+        let g_domain = enforcer
+            .get_model()
+            .get_model()
+            .get("g")
+            .and_then(|g| g.get("g"))
+            .is_some_and(|g| g.value.matches('_').count() == 3);
         Ok(Policy {
-            enforcer,
+            enforcer: fast.is_none().then_some(enforcer),
+            g_domain,
             fast,
             evaluator,
             fields,
@@ -199,15 +244,19 @@ impl Policy {
                 Field::Act => q.action,
             })
             .collect();
-        let _overlay = Overlay::install(q, self.has_domain());
+        let Some(enforcer) = &self.enforcer else {
+            return Err(EvalError(
+                "casbin-rs is not kept next to the indexed evaluator".into(),
+            ));
+        };
+        let _overlay = Overlay::install(q, self.g_domain);
         // casbin-rs panics on some inputs (an invalid `regexMatch` pattern in a
         // policy line, `keyMatch` slicing a request path mid-character). A panic
         // here must be a denial, not a dropped connection: catch it and fail closed.
         // The overlay guard above still runs on unwind; casbin's parking_lot locks
         // do not poison.
-        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            self.enforcer.enforce_ex(rvals)
-        }));
+        let result =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| enforcer.enforce_ex(rvals)));
         let (allowed, matched) = match result {
             Ok(r) => r.map_err(|e| EvalError(e.to_string()))?,
             Err(panic) => {
@@ -371,6 +420,16 @@ fn check_lines(
     Ok((rules, groupings, subjects, roles))
 }
 
+/// The 1-based line of the first `p` line with these values (0 if not found).
+fn find_line(text: &str, values: &[String]) -> usize {
+    text.lines()
+        .position(|line| {
+            let mut fields = line.split(',').map(|f| f.trim().trim_matches('"'));
+            fields.next() == Some("p") && fields.eq(values.iter().map(String::as_str))
+        })
+        .map_or(0, |i| i + 1)
+}
+
 fn names(arity: &[(String, usize)]) -> String {
     arity
         .iter()
@@ -524,22 +583,32 @@ mod tests {
         };
         assert!(p.enforce(&q("/abc")).unwrap().allowed);
         // casbin-rs's key_match slices the path at the `*` offset, mid-character here.
-        let e = p.enforce_casbin(&q("/a\u{e4}")).unwrap_err().to_string();
+        let reference = Policy::casbin_only(&keymatch, "p, alice, /ab*, GET\n")
+            .await
+            .unwrap();
+        let e = reference.enforce(&q("/a\u{e4}")).unwrap_err().to_string();
         assert!(e.contains("panicked"), "{e}");
-        // The indexed evaluator refuses the same input without panicking.
+        // The indexed evaluator compares bytes there and denies, without panicking.
         assert_eq!(p.evaluator, "indexed");
-        assert!(p.enforce(&q("/a\u{e4}")).is_err());
+        assert!(!p.enforce(&q("/a\u{e4}")).unwrap().allowed);
         assert!(
             !p.enforce(&q("/xyz")).unwrap().allowed,
             "still usable after a caught panic"
         );
         let regex = RBAC.replace("r.act == p.act", "regexMatch(r.act, p.act)");
-        let p = Policy::from_text(&regex, "m", "p, alice, /a, (\n", "p")
+        // casbin-rs loads an invalid regex and panics on the first request that
+        // reaches it; the indexed evaluator refuses the line at load instead.
+        let e = Policy::from_text(&regex, "m", "p, alice, /a, GET\np, bob, /b, (\n", "p.csv")
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("p.csv` line 2") && e.contains("regex"), "{e}");
+        let reference = Policy::casbin_only(&regex, "p, alice, /a, (\n")
             .await
             .unwrap();
         assert!(
-            p.enforce(&q("/a")).is_err(),
-            "an invalid regex in a policy line fails closed"
+            reference.enforce(&q("/a")).is_err(),
+            "casbin-rs's panic on it fails closed"
         );
     }
 
