@@ -155,6 +155,44 @@ where
     }
 }
 
+/// Open loop: starts `rate` requests per second for `secs`, whatever the
+/// answers do, and records each latency from its start. Requests are started
+/// in 1 ms batches (the timer's resolution), so bursts are part of the figure.
+async fn paced<F, Fut>(rate: f64, secs: u64, op: F) -> Stats
+where
+    F: Fn(u64) -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let start = Instant::now();
+    let mut started = 0u64;
+    let mut tasks = Vec::new();
+    while start.elapsed() < Duration::from_secs(secs) {
+        let due = (start.elapsed().as_secs_f64() * rate) as u64;
+        while started < due {
+            let fut = op(started);
+            tasks.push(tokio::spawn(async move {
+                let t = Instant::now();
+                fut.await;
+                t.elapsed()
+            }));
+            started += 1;
+        }
+        tokio::time::sleep(Duration::from_micros(500)).await;
+    }
+    let mut all = Vec::with_capacity(tasks.len());
+    for t in tasks {
+        all.push(t.await.unwrap());
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    all.sort_unstable();
+    let pct = |p: f64| all[((all.len() as f64 * p) as usize).min(all.len() - 1)];
+    Stats {
+        rps: all.len() as f64 / elapsed,
+        p50: pct(0.50),
+        p99: pct(0.99),
+    }
+}
+
 fn write_config(dir: &Path, key: &SigningKey) -> std::path::PathBuf {
     std::fs::write(dir.join("jwks.json"), key.jwks().to_string()).unwrap();
     std::fs::write(
@@ -234,6 +272,7 @@ fn main() {
         );
         println!("|{}", "---|".repeat(6));
 
+        let (mut grpc_rps, mut http_rps) = (0.0, 0.0);
         for (label, busting) in [
             ("gRPC Check", false),
             ("gRPC Check, cache-busting deny", true),
@@ -268,6 +307,9 @@ fn main() {
                 best(run(grpc).await, run(grpc).await),
                 best(run(noop_g).await, run(noop_g).await),
             );
+            if !busting {
+                grpc_rps = ours.rps;
+            }
             row(label, &ours, &noop);
         }
 
@@ -305,6 +347,9 @@ fn main() {
                 best(run(http).await, run(http).await),
                 best(run(noop_h).await, run(noop_h).await),
             );
+            if !busting {
+                http_rps = ours.rps;
+            }
             row(label, &ours, &noop);
         }
 
@@ -344,5 +389,74 @@ fn main() {
             best(run(noop_g).await, run(noop_g).await),
         );
         row("Envoy ext_authz Check", &ours, &noop);
+
+        // Latency at half of authzd's saturated throughput, open loop: the
+        // same request rate offered to authzd and to the no-op server.
+        println!();
+        println!("Open loop at half of authzd's saturated throughput, {secs} s:");
+        println!(
+            "| {:<34} | {:>9} | {:>8} | {:>8} | {:>8} | {:>8} |",
+            "interface", "offered/s", "p50 µs", "p99 µs", "no-op p50", "no-op p99"
+        );
+        println!("|{}", "---|".repeat(6));
+        let grpc_paced = |addr: SocketAddr, rate: f64| {
+            let token = Arc::clone(&token);
+            async move {
+                let client = AuthorizerClient::connect(format!("http://{addr}"))
+                    .await
+                    .unwrap();
+                paced(rate, secs, move |_| {
+                    let (mut c, token) = (client.clone(), Arc::clone(&token));
+                    async move {
+                        let r = pb::CheckRequest {
+                            method: "GET".into(),
+                            path: "/AdminUser".into(),
+                            token: (*token).clone(),
+                            ..Default::default()
+                        };
+                        c.check(r).await.unwrap();
+                    }
+                })
+                .await
+            }
+        };
+        let half = grpc_rps / 2.0;
+        let (ours, noop) = (grpc_paced(grpc, half).await, grpc_paced(noop_g, half).await);
+        half_row("gRPC Check", half, &ours, &noop);
+        let http_paced = |addr: SocketAddr, rate: f64| {
+            let token = Arc::clone(&token);
+            async move {
+                let client = reqwest::Client::new();
+                paced(rate, secs, move |_| {
+                    let (c, token) = (client.clone(), Arc::clone(&token));
+                    async move {
+                        let body =
+                            format!(r#"{{"method":"GET","path":"/AdminUser","token":"{token}"}}"#);
+                        let r = c
+                            .post(format!("http://{addr}/v1/check"))
+                            .body(body)
+                            .send()
+                            .await
+                            .unwrap();
+                        r.bytes().await.unwrap();
+                    }
+                })
+                .await
+            }
+        };
+        let half = http_rps / 2.0;
+        let (ours, noop) = (http_paced(http, half).await, http_paced(noop_h, half).await);
+        half_row("POST /v1/check", half, &ours, &noop);
     });
+}
+
+fn half_row(name: &str, rate: f64, ours: &Stats, noop: &Stats) {
+    let us = |d: Duration| d.as_secs_f64() * 1e6;
+    println!(
+        "| {name:<34} | {rate:>9.0} | {:>8.0} | {:>8.0} | {:>9.0} | {:>9.0} |",
+        us(ours.p50),
+        us(ours.p99),
+        us(noop.p50),
+        us(noop.p99)
+    );
 }

@@ -474,28 +474,17 @@ pub fn authenticate(
         return verify_token(snap, raw, keys, now, allow_fetch).map(|(p, _)| p);
     };
     let digest: [u8; 32] = Sha256::digest(raw.as_bytes()).into();
-    if let Some(hit) = cache.get(&digest)
-        && hit.usable(
-            &snap.revision,
-            keys.keys(&hit.principal.issuer).as_deref(),
-            now,
-        )
-    {
-        return Ok(hit.principal.clone());
+    if let Some(hit) = cache.get(&digest) {
+        let keys = keys.keys(&hit.issuer);
+        if hit.usable(&snap.revision, keys.as_deref(), now) {
+            return Ok(hit.principal());
+        }
+        cache.remove(&digest);
     }
     let (principal, facts) = verify_token(snap, raw, keys, now, allow_fetch)?;
-    if let Some(facts) = facts {
-        cache.insert(
-            digest,
-            Verified {
-                principal: principal.clone(),
-                revision: Arc::clone(&snap.revision),
-                kid: facts.0,
-                exp: facts.1,
-                nbf: facts.2,
-                leeway: facts.3,
-            },
-        );
+    if let Some((kid, exp, nbf, leeway)) = facts {
+        let entry = Verified::new(&principal, &snap.revision, &kid, exp, nbf, leeway);
+        cache.insert(digest, entry);
     }
     Ok(principal)
 }

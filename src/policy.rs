@@ -179,7 +179,7 @@ impl Policy {
                 message: e.to_string(),
             })?;
         let compiled = if indexed {
-            fast::FastPolicy::compile(enforcer.get_model())
+            fast::FastPolicy::compile(enforcer.get_mut_model())
         } else {
             Err(fast::CompileError::Unsupported(
                 "casbin-rs was asked for".into(),

@@ -34,7 +34,7 @@
 use std::{
     collections::{HashMap, HashSet, VecDeque},
     net::IpAddr,
-    sync::OnceLock,
+    sync::{Arc, OnceLock},
 };
 
 use casbin::Model;
@@ -143,29 +143,36 @@ impl Expr {
     }
 }
 
+/// A keyMatch4 pattern: its regex and the parameter name of each group.
+struct Key4 {
+    re: Regex,
+    names: Vec<String>,
+}
+
 /// One function pattern, ready to test.
 enum Compiled {
     /// keyMatch: the text up to the first `*` is a prefix, or the whole text.
-    Prefix(String),
+    Prefix(Box<str>),
     /// A keyMatch2/3/5 pattern with no regex syntax left: matched without a regex.
-    Path(Vec<Piece>),
-    Regex(Regex),
+    Path(Box<[Piece]>),
+    /// Shared, not cloned: every `Regex` clone carries its own cache pool
+    /// (about 2.5 KiB, more once used), which at 100k rules is most of the heap.
+    Regex(Arc<Regex>),
     /// keyMatch4: a regex plus the parameter name of each capture group.
-    Key4 {
-        re: Regex,
-        names: Vec<String>,
-    },
+    Key4(Box<Key4>),
     /// A keyMatch4 pattern whose regex does not compile: casbin-rs answers false.
     Never,
-    Glob(GlobMatcher),
+    Glob(Box<GlobMatcher>),
     Net(IpNetwork),
     Addr(IpAddr),
 }
 
+/// One policy line. Small on purpose: a 100k-rule policy is 100k of these.
 struct Rule {
-    values: Vec<String>,
+    /// Interned: subjects and actions repeat across many lines.
+    values: Box<[Arc<str>]>,
     /// One compiled pattern per `Pattern::Rule` slot of the matcher.
-    patterns: Vec<Compiled>,
+    patterns: Box<[Compiled]>,
     eft: Eft,
 }
 
@@ -176,19 +183,36 @@ enum Eft {
     Indeterminate,
 }
 
-/// One subject's rules (ascending indices), split by the literal first path
-/// segment their object pattern demands; rules that demand none go to `any`.
+/// One subject's rules, split by the literal first path segment their object
+/// pattern demands; rules that demand none go to `any`.
+///
+/// Segments are kept as 32-bit hashes in one sorted array (8 bytes a rule,
+/// against about 100 for a map of strings to vectors): a collision only adds
+/// candidates, and every candidate is still evaluated in full.
 #[derive(Default)]
 struct Bucket {
-    by_segment: HashMap<String, Vec<u32>>,
+    /// `(segment hash, rule index)`, sorted.
+    by_segment: Vec<(u32, u32)>,
     any: Vec<u32>,
 }
 
 impl Bucket {
-    fn candidates<'a>(&'a self, segment: &str) -> impl Iterator<Item = u32> + 'a {
-        let hit = self.by_segment.get(segment);
-        hit.into_iter().flatten().chain(self.any.iter()).copied()
+    fn candidates(&self, segment: u32) -> impl Iterator<Item = u32> + '_ {
+        let start = self.by_segment.partition_point(|(h, _)| *h < segment);
+        self.by_segment[start..]
+            .iter()
+            .take_while(move |(h, _)| *h == segment)
+            .map(|(_, i)| *i)
+            .chain(self.any.iter().copied())
     }
+}
+
+/// A stable 32-bit hash of a path segment.
+fn segment_hash(segment: &str) -> u32 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::hash::DefaultHasher::new();
+    segment.hash(&mut h);
+    h.finish() as u32
 }
 
 /// Which conjunct fixes the first path segment of a matching request.
@@ -203,7 +227,7 @@ enum SegmentBy {
 struct Index {
     /// `g(r.sub, p.X…)`: buckets of the whole role closure; else `r.sub == p.X`: the subject's.
     by_role: bool,
-    buckets: HashMap<String, Bucket>,
+    buckets: HashMap<Arc<str>, Bucket>,
 }
 
 /// The first path segment: `/a/b` → `a`, `/` → ``; other strings are their own segment.
@@ -259,9 +283,21 @@ pub struct FastPolicy {
 /// plus one edge, which stays below it, so both answers stay identical.
 const MAX_CHAIN: usize = 4;
 
-impl FastPolicy {
-    /// Compiles the model and policy casbin-rs loaded (same rules, same order), or says why not.
-    pub fn compile(model: &dyn Model) -> Result<FastPolicy, CompileError> {
+/// Everything decided from the model and the role lines, before any rule is
+/// touched: if this fails, casbin-rs evaluates and keeps its rules.
+struct Plan {
+    effect: Effect,
+    expr: Expr,
+    /// `(function, policy field)` of each `Pattern::Rule` slot.
+    slots: Vec<(Func, usize)>,
+    eft_at: Option<usize>,
+    arity: usize,
+    graph: HashMap<String, HashMap<String, Vec<String>>>,
+    g_domain: bool,
+}
+
+impl Plan {
+    fn of(model: &dyn Model) -> Result<Plan, CompileError> {
         let m = model.get_model();
         let one = |sec: &str| -> Result<Option<&casbin::Assertion>, Unsupported> {
             match m.get(sec) {
@@ -296,32 +332,9 @@ impl FastPolicy {
             slots: Vec::new(),
         };
         let expr = parser.parse()?;
-        let slots = parser.slots;
-        let eft_at = p.tokens.iter().position(|t| t == "p_eft");
-        let mut rules = Vec::with_capacity(p.get_policy().len());
-        let mut regexes = HashMap::new();
-        for values in p.get_policy() {
-            if values.len() != p.tokens.len() {
-                return Err("policy line arity".into());
-            }
-            let patterns = slots
-                .iter()
-                .map(|(func, field)| compile(*func, &values[*field], &mut regexes))
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(|message| CompileError::InvalidRule {
-                    values: values.clone(),
-                    message,
-                })?;
-            let eft = match eft_at.map(|i| values[i].as_str()) {
-                None | Some("allow") => Eft::Allow,
-                Some("deny") => Eft::Deny,
-                Some(_) => Eft::Indeterminate,
-            };
-            rules.push(Rule {
-                values: values.clone(),
-                patterns,
-                eft,
-            });
+        if p.get_policy().is_empty() {
+            // casbin-rs evaluates the matcher once against empty values then; leave that to it.
+            return Err("an empty policy".into());
         }
         let g_domain = g_arity == Some(3);
         let mut graph: HashMap<String, HashMap<String, Vec<String>>> = HashMap::new();
@@ -341,12 +354,78 @@ impl FastPolicy {
                 .or_default()
                 .push(b.clone());
         }
-        if rules.is_empty() {
-            // casbin-rs evaluates the matcher once against empty values then; leave that to it.
-            return Err("an empty policy".into());
-        }
         if longest_chain(&graph) > MAX_CHAIN {
             return Err(format!("a role chain deeper than {MAX_CHAIN}").into());
+        }
+        Ok(Plan {
+            effect,
+            expr,
+            slots: parser.slots,
+            eft_at: p.tokens.iter().position(|t| t == "p_eft"),
+            arity: p.tokens.len(),
+            graph,
+            g_domain,
+        })
+    }
+}
+
+impl FastPolicy {
+    /// Compiles the model and policy casbin-rs loaded (same rules, same order),
+    /// or says why not. On success the policy rules have been moved out of
+    /// `model` (converted one by one, so the two copies never coexist): the
+    /// caller drops casbin-rs then. On `Unsupported`, `model` is untouched.
+    pub fn compile(model: &mut dyn Model) -> Result<FastPolicy, CompileError> {
+        let plan = Plan::of(model)?;
+        let Some(p) = model
+            .get_mut_model()
+            .get_mut("p")
+            .and_then(|m| m.get_mut("p"))
+        else {
+            return Err("no policy definition".into());
+        };
+        let lines = std::mem::take(p.get_mut_policy());
+        let Plan {
+            effect,
+            expr,
+            slots,
+            eft_at,
+            arity,
+            graph,
+            g_domain,
+        } = plan;
+        let mut rules = Vec::with_capacity(lines.len());
+        let mut regexes = HashMap::new();
+        let mut interned: HashSet<Arc<str>> = HashSet::new();
+        let mut intern = |v: String| -> Arc<str> {
+            if let Some(a) = interned.get(v.as_str()) {
+                return Arc::clone(a);
+            }
+            let a: Arc<str> = Arc::from(v);
+            interned.insert(Arc::clone(&a));
+            a
+        };
+        for values in lines {
+            if values.len() != arity {
+                return Err("policy line arity".into());
+            }
+            let patterns = slots
+                .iter()
+                .map(|(func, field)| compile(*func, &values[*field], &mut regexes))
+                .collect::<Result<Box<[_]>, _>>()
+                .map_err(|message| CompileError::InvalidRule {
+                    values: values.clone(),
+                    message,
+                })?;
+            let eft = match eft_at.map(|i| values[i].as_str()) {
+                None | Some("allow") => Eft::Allow,
+                Some("deny") => Eft::Deny,
+                Some(_) => Eft::Indeterminate,
+            };
+            rules.push(Rule {
+                values: values.into_iter().map(&mut intern).collect(),
+                patterns,
+                eft,
+            });
         }
         let is_closure = |args: &[Arg]| {
             args.first() == Some(&Arg::R(RField::Sub))
@@ -388,7 +467,7 @@ impl FastPolicy {
             // closure (`g`), merged and sorted: policy order decides the first
             // match and the explain line.
             Some(index) => {
-                let segment = first_segment(q.resource);
+                let segment = segment_hash(first_segment(q.resource));
                 let mut c: Vec<u32> = match (index.by_role, &closure) {
                     (true, Some(closure)) => closure
                         .iter()
@@ -417,7 +496,9 @@ impl FastPolicy {
         let (allowed, at) = verdict.finish();
         Ok(Enforced {
             allowed,
-            matched: at.map(|i| self.rules[i].values.clone()).unwrap_or_default(),
+            matched: at
+                .map(|i| self.rules[i].values.iter().map(|v| v.to_string()).collect())
+                .unwrap_or_default(),
         })
     }
 
@@ -560,18 +641,23 @@ fn build_index(expr: &Expr, rules: &[Rule], is_closure: &dyn Fn(&[Arg]) -> bool)
         } => Some(SegmentBy::Slot(*slot)),
         _ => None,
     });
-    let mut buckets: HashMap<String, Bucket> = HashMap::new();
+    let mut buckets: HashMap<Arc<str>, Bucket> = HashMap::new();
     for (i, r) in rules.iter().enumerate() {
-        let bucket = buckets.entry(r.values[p_sub].clone()).or_default();
+        let bucket = buckets.entry(Arc::clone(&r.values[p_sub])).or_default();
         let segment = match segment_of {
-            Some(SegmentBy::Field(i)) => Some(first_segment(&r.values[i]).to_string()),
-            Some(SegmentBy::Slot(slot)) => r.patterns[slot].segment(),
+            Some(SegmentBy::Field(i)) => Some(segment_hash(first_segment(&r.values[i]))),
+            Some(SegmentBy::Slot(slot)) => r.patterns[slot].segment().map(segment_hash),
             None => None,
         };
         match segment {
-            Some(seg) => bucket.by_segment.entry(seg).or_default().push(i as u32),
+            Some(seg) => bucket.by_segment.push((seg, i as u32)),
             None => bucket.any.push(i as u32),
         }
+    }
+    for b in buckets.values_mut() {
+        b.by_segment.sort_unstable();
+        b.by_segment.shrink_to_fit();
+        b.any.shrink_to_fit();
     }
     Some(Index { by_role, buckets })
 }
@@ -843,19 +929,20 @@ impl Parser<'_> {
 fn compile(
     func: Func,
     pattern: &str,
-    regexes: &mut HashMap<String, Regex>,
+    regexes: &mut HashMap<String, Arc<Regex>>,
 ) -> Result<Compiled, String> {
-    let mut regex = |expr: &str| -> Result<Regex, String> {
+    let mut regex = |expr: &str| -> Result<Arc<Regex>, String> {
         if let Some(re) = regexes.get(expr) {
-            return Ok(re.clone());
+            return Ok(Arc::clone(re));
         }
         let re = Regex::new(expr).map_err(|e| format!("{func:?} pattern `{pattern}`: {e}"))?;
-        regexes.insert(expr.to_string(), re.clone());
+        let re = Arc::new(re);
+        regexes.insert(expr.to_string(), Arc::clone(&re));
         Ok(re)
     };
     let slash_any = || pattern.replace("/*", "/.*");
     Ok(match func {
-        Func::KeyMatch => Compiled::Prefix(pattern.to_string()),
+        Func::KeyMatch => Compiled::Prefix(pattern.into()),
         Func::KeyMatch2 => match pieces(pattern, Params::Colon) {
             Some(p) => Compiled::Path(p),
             None => Compiled::Regex(regex(&format!(
@@ -898,7 +985,7 @@ fn compile(
                         "keyMatch4 pattern `{pattern}` has groups or alternatives of its own"
                     ));
                 }
-                Ok(re) => Compiled::Key4 { re, names },
+                Ok(re) => Compiled::Key4(Box::new(Key4 { re, names })),
                 Err(_) => Compiled::Never,
             }
         }
@@ -908,7 +995,7 @@ fn compile(
                 .literal_separator(true)
                 .build()
                 .map_err(|e| format!("globMatch pattern `{pattern}`: {e}"))?;
-            Compiled::Glob(glob.compile_matcher())
+            Compiled::Glob(Box::new(glob.compile_matcher()))
         }
         Func::Ip => {
             let bad = || format!("ipMatch pattern `{pattern}` is not an address or network");
@@ -939,12 +1026,12 @@ impl Compiled {
             Compiled::Prefix(p) => key_match(key, p),
             Compiled::Path(pieces) => path_match(pieces, key),
             Compiled::Regex(re) => re.is_match(key),
-            Compiled::Key4 { re, names } => match re.captures(key) {
+            Compiled::Key4(k4) => match k4.re.captures(key) {
                 None => false,
                 Some(caps) => {
                     let mut seen: HashMap<&str, &str> = HashMap::new();
                     let mut same = true;
-                    for (name, m) in names.iter().zip(caps.iter().skip(1)) {
+                    for (name, m) in k4.names.iter().zip(caps.iter().skip(1)) {
                         let Some(m) = m else {
                             return Err(EvalError(format!(
                                 "keyMatch4: parameter `{name}` took no part"
@@ -975,23 +1062,23 @@ impl Compiled {
     }
 
     /// The literal first path segment every key matching this pattern has, if any.
-    fn segment(&self) -> Option<String> {
-        let prefix_segment = |prefix: &str, whole: bool| -> Option<String> {
+    fn segment(&self) -> Option<&str> {
+        fn prefix_segment(prefix: &str, whole: bool) -> Option<&str> {
             match prefix
                 .strip_prefix('/')
                 .and_then(|rest| rest.split_once('/'))
             {
-                Some((seg, _)) => Some(seg.to_string()),
-                None if whole => Some(first_segment(prefix).to_string()),
+                Some((seg, _)) => Some(seg),
+                None if whole => Some(first_segment(prefix)),
                 None => None,
             }
-        };
+        }
         match self {
             Compiled::Prefix(p) => match p.find('*') {
-                None => Some(first_segment(p).to_string()),
+                None => Some(first_segment(p)),
                 Some(i) => prefix_segment(&p[..i], false),
             },
-            Compiled::Path(pieces) => match pieces.as_slice() {
+            Compiled::Path(pieces) => match &**pieces {
                 [Piece::Literal(l)] => prefix_segment(l, true),
                 [Piece::Literal(l), ..] => prefix_segment(l, false),
                 _ => None,
@@ -1018,7 +1105,7 @@ fn key_match(key1: &str, key2: &str) -> bool {
 /// A piece of a keyMatch2/3/5 pattern after casbin-rs's transformation.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Piece {
-    Literal(String),
+    Literal(Box<str>),
     /// `[^/]+`, from a parameter.
     Segment,
     /// `.*`, from `/*`: anything but a newline (regex `.`).
@@ -1038,7 +1125,7 @@ enum Params {
 
 /// Splits a pattern into pieces when its literal text holds no regex syntax
 /// (the usual `/users/:id/*`); `None` means a regex is needed.
-fn pieces(pattern: &str, params: Params) -> Option<Vec<Piece>> {
+fn pieces(pattern: &str, params: Params) -> Option<Box<[Piece]>> {
     let mut pieces = Vec::new();
     let mut literal = String::new();
     let mut rest = pattern;
@@ -1059,7 +1146,7 @@ fn pieces(pattern: &str, params: Params) -> Option<Vec<Piece>> {
             _ => None,
         };
         if let Some(len) = param_len {
-            pieces.push(Piece::Literal(std::mem::take(&mut literal)));
+            pieces.push(Piece::Literal(std::mem::take(&mut literal).into()));
             pieces.push(Piece::Segment);
             rest = &after[len..];
             continue;
@@ -1067,7 +1154,7 @@ fn pieces(pattern: &str, params: Params) -> Option<Vec<Piece>> {
         match c {
             '/' if after.starts_with('*') => {
                 literal.push('/');
-                pieces.push(Piece::Literal(std::mem::take(&mut literal)));
+                pieces.push(Piece::Literal(std::mem::take(&mut literal).into()));
                 pieces.push(Piece::Any);
                 rest = &after[1..];
                 continue;
@@ -1077,9 +1164,9 @@ fn pieces(pattern: &str, params: Params) -> Option<Vec<Piece>> {
         }
         rest = after;
     }
-    pieces.push(Piece::Literal(literal));
+    pieces.push(Piece::Literal(literal.into()));
     pieces.retain(|p| !matches!(p, Piece::Literal(l) if l.is_empty()));
-    Some(pieces)
+    Some(pieces.into_boxed_slice())
 }
 
 /// Matches `input` against pieces exactly as the anchored regex would.
@@ -1087,7 +1174,7 @@ fn path_match(pieces: &[Piece], input: &str) -> bool {
     match pieces.split_first() {
         None => input.is_empty(),
         Some((Piece::Literal(l), rest)) => input
-            .strip_prefix(l.as_str())
+            .strip_prefix(&**l)
             .is_some_and(|r| path_match(rest, r)),
         Some((Piece::Segment, rest)) => {
             // One or more non-`/` characters, then the rest: try each split point.
