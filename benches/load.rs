@@ -1,6 +1,10 @@
 //! Load benchmark: authzd against a no-op server of the same protocol, in one
 //! run, driven by the same client at the same concurrency.
 //!
+//! Three processes share the machine: the real `authzd` release binary, a
+//! no-op server (this executable started again with `AUTHZD_LOAD_NOOP` set),
+//! and the client (this process). All three use mimalloc, as authzd does.
+//!
 //! - gRPC: `authzd.v1.Authorizer/Check` vs a tonic service that answers a fixed
 //!   `CheckResponse`.
 //! - HTTP: `POST /v1/check` vs an axum handler that answers a fixed JSON body.
@@ -9,6 +13,8 @@
 //! Each side runs twice (the better run counts), `LOAD_SECS` (default 5) seconds with `LOAD_CONCURRENCY` (default
 //! 32) requests in flight, with the same cached token (the common case), and
 //! once more with a new path per request that nothing allows (cache-busting).
+//! Then an open loop offers half of authzd's saturated rate to each server and
+//! records latency from each request's scheduled start (no coordinated omission).
 //!
 //! Run: `cargo bench --bench load` (release build; prints a table).
 
@@ -40,6 +46,9 @@ use envoy_types::pb::envoy::service::auth::v3::{
     authorization_server::{Authorization, AuthorizationServer},
 };
 use tonic::{Request, Response, Status};
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 struct NoopGrpc;
 
@@ -83,9 +92,7 @@ impl Authorization for NoopEnvoy {
     }
 }
 
-async fn noop_grpc() -> SocketAddr {
-    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = l.local_addr().unwrap();
+async fn noop_grpc(l: tokio::net::TcpListener) {
     tokio::spawn(
         tonic::transport::Server::builder()
             .add_service(AuthorizerServer::new(NoopGrpc))
@@ -94,19 +101,58 @@ async fn noop_grpc() -> SocketAddr {
                 tonic::transport::server::TcpIncoming::from(l).with_nodelay(Some(true)),
             ),
     );
-    addr
 }
 
-async fn noop_http() -> SocketAddr {
-    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = l.local_addr().unwrap();
+async fn noop_http(l: tokio::net::TcpListener) {
     let body = r#"{"allowed":true,"status":200,"reason":"allowed","decision_id":"00000000-0000-0000-0000-000000000000","subject":"alice","roles":["admin"],"policy_revision":"000000000000","matched_policy":["admin","/AdminUser","GET"]}"#;
     let app = axum::Router::new().route(
         "/v1/check",
         axum::routing::post(move || async move { ([("content-type", "application/json")], body) }),
     );
     tokio::spawn(async move { axum::serve(l, app).await.unwrap() });
-    addr
+}
+
+/// The no-op process: serves until killed, on the ports in `AUTHZD_LOAD_NOOP`.
+fn noop_main(ports: &str) {
+    let (g, h) = ports.split_once(',').unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let bind = |p: &str| tokio::net::TcpListener::bind(format!("127.0.0.1:{p}"));
+        noop_grpc(bind(g).await.unwrap()).await;
+        noop_http(bind(h).await.unwrap()).await;
+        std::future::pending::<()>().await;
+    });
+}
+
+fn free_addr() -> SocketAddr {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+}
+
+/// A child process, killed when dropped.
+struct Child(std::process::Child);
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Waits until something accepts connections on `addr`.
+async fn listening(addr: SocketAddr) {
+    for _ in 0..500 {
+        if tokio::net::TcpStream::connect(addr).await.is_ok() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("nothing listens on {addr}");
 }
 
 /// Throughput and latency percentiles of one run.
@@ -155,30 +201,36 @@ where
     }
 }
 
-/// Open loop: starts `rate` requests per second for `secs`, whatever the
-/// answers do, and records each latency from its start. Requests are started
-/// in 1 ms batches (the timer's resolution), so bursts are part of the figure.
+/// Open loop: offers `rate` requests per second for `secs`, whatever the
+/// answers do. A pacing thread starts them (about every 100 µs); each latency
+/// runs from the request's scheduled start, so a stalled server is charged
+/// for the requests it delayed.
 async fn paced<F, Fut>(rate: f64, secs: u64, op: F) -> Stats
 where
-    F: Fn(u64) -> Fut + Clone + Send + 'static,
+    F: Fn(u64) -> Fut + Send + 'static,
     Fut: std::future::Future<Output = ()> + Send + 'static,
 {
-    let start = Instant::now();
-    let mut started = 0u64;
-    let mut tasks = Vec::new();
-    while start.elapsed() < Duration::from_secs(secs) {
-        let due = (start.elapsed().as_secs_f64() * rate) as u64;
-        while started < due {
-            let fut = op(started);
-            tasks.push(tokio::spawn(async move {
-                let t = Instant::now();
+    let handle = tokio::runtime::Handle::current();
+    let pacer = std::thread::spawn(move || {
+        let start = Instant::now();
+        let total = (rate * secs as f64) as u64;
+        let mut tasks = Vec::with_capacity(total as usize);
+        for n in 0..total {
+            let due = start + Duration::from_secs_f64(n as f64 / rate);
+            while Instant::now() < due {
+                std::thread::sleep(Duration::from_micros(100));
+            }
+            let fut = op(n);
+            tasks.push(handle.spawn(async move {
                 fut.await;
-                t.elapsed()
+                due.elapsed()
             }));
-            started += 1;
         }
-        tokio::time::sleep(Duration::from_micros(500)).await;
-    }
+        (tasks, start)
+    });
+    let (tasks, start) = tokio::task::spawn_blocking(move || pacer.join().unwrap())
+        .await
+        .unwrap();
     let mut all = Vec::with_capacity(tasks.len());
     for t in tasks {
         all.push(t.await.unwrap());
@@ -193,7 +245,12 @@ where
     }
 }
 
-fn write_config(dir: &Path, key: &SigningKey) -> std::path::PathBuf {
+fn write_config(
+    dir: &Path,
+    key: &SigningKey,
+    grpc: SocketAddr,
+    http: SocketAddr,
+) -> std::path::PathBuf {
     std::fs::write(dir.join("jwks.json"), key.jwks().to_string()).unwrap();
     std::fs::write(
         dir.join("model.conf"),
@@ -206,7 +263,9 @@ fn write_config(dir: &Path, key: &SigningKey) -> std::path::PathBuf {
     }
     policy.push_str("p, admin, /AdminUser, GET\n");
     std::fs::write(dir.join("policy.csv"), policy).unwrap();
-    let cfg = "[server]\ngrpc_addr = \"127.0.0.1:0\"\nhttp_addr = \"127.0.0.1:0\"\n[[issuer]]\nissuer = \"https://bench.example\"\njwks_file = \"jwks.json\"\n[policy]\nmodel = \"model.conf\"\npolicy = \"policy.csv\"\n[decision_log]\noutput = \"off\"\n";
+    let cfg = format!(
+        "[server]\ngrpc_addr = \"{grpc}\"\nhttp_addr = \"{http}\"\n[[issuer]]\nissuer = \"https://bench.example\"\njwks_file = \"jwks.json\"\n[policy]\nmodel = \"model.conf\"\npolicy = \"policy.csv\"\n[decision_log]\noutput = \"off\"\n"
+    );
     let path = dir.join("authzd.toml");
     std::fs::write(&path, cfg).unwrap();
     path
@@ -229,6 +288,9 @@ fn row(name: &str, ours: &Stats, noop: &Stats) {
 }
 
 fn main() {
+    if let Ok(ports) = std::env::var("AUTHZD_LOAD_NOOP") {
+        return noop_main(&ports);
+    }
     let secs: u64 = std::env::var("LOAD_SECS")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -248,11 +310,29 @@ fn main() {
             std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/rsa.pem"))
                 .unwrap();
         let key = SigningKey::from_pem(&pem, "rsa.pem").unwrap();
-        let config = write_config(dir.path(), &key);
-        let server = authzd::transport::Server::bind(&config).await.unwrap();
-        let (grpc, http) = (server.grpc_addr().unwrap(), server.http_addr().unwrap());
-        tokio::spawn(server.run(std::future::pending()));
-        let (noop_g, noop_h) = (noop_grpc().await, noop_http().await);
+        let (grpc, http, noop_g, noop_h) = (free_addr(), free_addr(), free_addr(), free_addr());
+        let config = write_config(dir.path(), &key, grpc, http);
+        let _authzd = Child(
+            std::process::Command::new(env!("CARGO_BIN_EXE_authzd"))
+                .args(["serve", "--config"])
+                .arg(&config)
+                .env("RUST_LOG", "warn")
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .unwrap(),
+        );
+        let _noop = Child(
+            std::process::Command::new(std::env::current_exe().unwrap())
+                .env(
+                    "AUTHZD_LOAD_NOOP",
+                    format!("{},{}", noop_g.port(), noop_h.port()),
+                )
+                .spawn()
+                .unwrap(),
+        );
+        for addr in [grpc, http, noop_g, noop_h] {
+            listening(addr).await;
+        }
         let claims = Claims {
             iss: "https://bench.example".into(),
             sub: "alice".into(),
@@ -447,7 +527,158 @@ fn main() {
         let half = http_rps / 2.0;
         let (ours, noop) = (http_paced(http, half).await, http_paced(noop_h, half).await);
         half_row("POST /v1/check", half, &ours, &noop);
+
+        if std::process::Command::new("h2load")
+            .arg("--version")
+            .output()
+            .is_ok()
+        {
+            h2load_section(dir.path(), &token, [grpc, noop_g], [http, noop_h], secs);
+        } else {
+            println!(
+                "\n(h2load not found: `apt-get install nghttp2-client` adds the h2load table)"
+            );
+        }
     });
+}
+
+/// One h2load run; returns (requests per second, sorted latencies).
+fn h2load(args: &[String], log: &Path) -> (f64, Vec<Duration>) {
+    let out = std::process::Command::new("h2load")
+        .args(args)
+        .arg(format!("--log-file={}", log.display()))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let rps = text
+        .lines()
+        .find_map(|l| l.strip_prefix("finished in "))
+        .and_then(|l| l.split(", ").nth(1))
+        .and_then(|r| r.strip_suffix(" req/s"))
+        .and_then(|r| r.parse().ok())
+        .unwrap_or_else(|| panic!("h2load said:\n{text}"));
+    let failed = text
+        .lines()
+        .find(|l| l.starts_with("requests:"))
+        .is_some_and(|l| !l.contains(" 0 failed"));
+    assert!(!failed, "h2load saw failures:\n{text}");
+    let mut lat: Vec<Duration> = std::fs::read_to_string(log)
+        .unwrap()
+        .lines()
+        .filter_map(|l| l.split('\t').nth(2)?.parse().ok())
+        .map(Duration::from_micros)
+        .collect();
+    lat.sort_unstable();
+    (rps, lat)
+}
+
+/// The same comparison with h2load, a C client in its own process: saturated
+/// throughput, then latency with h2load pacing half of authzd's saturated rate.
+fn h2load_section(
+    dir: &Path,
+    token: &str,
+    grpc: [SocketAddr; 2],
+    http: [SocketAddr; 2],
+    secs: u64,
+) {
+    use prost::Message;
+    let msg = pb::CheckRequest {
+        method: "GET".into(),
+        path: "/AdminUser".into(),
+        token: token.to_string(),
+        ..Default::default()
+    }
+    .encode_to_vec();
+    let mut framed = vec![0u8];
+    framed.extend_from_slice(&(msg.len() as u32).to_be_bytes());
+    framed.extend_from_slice(&msg);
+    std::fs::write(dir.join("check.grpc"), framed).unwrap();
+    std::fs::write(
+        dir.join("check.json"),
+        format!(r#"{{"method":"GET","path":"/AdminUser","token":"{token}"}}"#),
+    )
+    .unwrap();
+    let log = dir.join("h2load.log");
+    let pct = |lat: &[Duration], p: f64| {
+        lat[((lat.len() as f64 * p) as usize).min(lat.len() - 1)].as_secs_f64() * 1e6
+    };
+    println!();
+    println!("h2load (nghttp2), {secs} s per run; latency at half of authzd's saturated rate:");
+    println!(
+        "| {:<28} | {:>9} | {:>9} | {:>6} | {:>9} | {:>7} | {:>7} | {:>9} | {:>9} |",
+        "interface",
+        "authzd/s",
+        "no-op/s",
+        "ratio",
+        "offered/s",
+        "p50 µs",
+        "p99 µs",
+        "no-op p50",
+        "no-op p99"
+    );
+    println!("|{}", "---|".repeat(9));
+    for (name, addrs, clients, streams, extra) in [
+        (
+            "gRPC Check (4 conns × 8)",
+            grpc,
+            4u32,
+            8u32,
+            vec![
+                "-d".to_string(),
+                dir.join("check.grpc").display().to_string(),
+                "-H".into(),
+                "content-type: application/grpc".into(),
+                "-H".into(),
+                "te: trailers".into(),
+            ],
+        ),
+        (
+            "POST /v1/check (32 × HTTP/1.1)",
+            http,
+            32,
+            1,
+            vec![
+                "--h1".to_string(),
+                "-d".into(),
+                dir.join("check.json").display().to_string(),
+                "-H".into(),
+                "content-type: application/json".into(),
+            ],
+        ),
+    ] {
+        let path = if name.starts_with("gRPC") {
+            "/authzd.v1.Authorizer/Check"
+        } else {
+            "/v1/check"
+        };
+        let run = |addr: SocketAddr, rps: Option<f64>| {
+            let mut args = vec![
+                format!("http://{addr}{path}"),
+                format!("-D{secs}"),
+                format!("-c{clients}"),
+                format!("-m{streams}"),
+                "-t1".into(),
+            ];
+            args.extend(extra.iter().cloned());
+            if let Some(r) = rps {
+                args.push(format!("--rps={}", (r / f64::from(clients)).max(1.0)));
+            }
+            h2load(&args, &log)
+        };
+        let (ours, _) = run(addrs[0], None);
+        let (noop, _) = run(addrs[1], None);
+        let half = ours / 2.0;
+        let (_, lat) = run(addrs[0], Some(half));
+        let (_, noop_lat) = run(addrs[1], Some(half));
+        println!(
+            "| {name:<28} | {ours:>9.0} | {noop:>9.0} | {:>4.0} % | {half:>9.0} | {:>7.0} | {:>7.0} | {:>9.0} | {:>9.0} |",
+            100.0 * ours / noop,
+            pct(&lat, 0.5),
+            pct(&lat, 0.99),
+            pct(&noop_lat, 0.5),
+            pct(&noop_lat, 0.99),
+        );
+    }
 }
 
 fn half_row(name: &str, rate: f64, ours: &Stats, noop: &Stats) {
