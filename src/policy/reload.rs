@@ -18,7 +18,7 @@ use arc_swap::ArcSwap;
 use notify::{RecursiveMode, Watcher as _};
 use parking_lot::{Mutex, RwLock};
 
-use super::snapshot::{Snapshot, SnapshotError};
+use super::snapshot::{Snapshot, SnapshotError, Sources};
 use crate::config::Config;
 
 /// The live snapshot plus what the last reload attempt said.
@@ -83,12 +83,25 @@ impl PolicyStore {
     /// Rebuilds from disk and swaps the result in if its content differs.
     /// `Ok(None)`: nothing changed. On failure the current snapshot keeps serving.
     pub async fn reload(&self) -> Result<Option<Arc<Snapshot>>, SnapshotError> {
-        match Snapshot::load(&self.config_path).await {
-            Ok(next) if next.revision == self.load().revision => {
+        // Reading and hashing the files is cheap; building the snapshot is not
+        // (~0.3 s and a second copy of the rules at 100k rules), so it only
+        // happens when the content changed, and off the runtime's worker
+        // threads, which keep answering from the current snapshot.
+        let built = match Sources::read(&self.config_path) {
+            Ok(sources) if sources.revision == self.load().revision => {
                 // Reverting a bad edit to the serving content clears the error.
                 *self.last_error.lock() = None;
-                Ok(None)
+                return Ok(None);
             }
+            Ok(sources) => {
+                let handle = tokio::runtime::Handle::current();
+                tokio::task::spawn_blocking(move || handle.block_on(sources.build()))
+                    .await
+                    .unwrap_or_else(|e| Err(SnapshotError::Aborted(e.to_string())))
+            }
+            Err(e) => Err(e),
+        };
+        match built {
             Ok(next) => {
                 let next = Arc::new(next);
                 self.note_restart_settings(&next.config);

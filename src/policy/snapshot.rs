@@ -22,6 +22,8 @@ pub enum SnapshotError {
     Policy(#[from] PolicyLoadError),
     #[error(transparent)]
     Route(#[from] RouteError),
+    #[error("building the snapshot did not finish: {0}")]
+    Aborted(String),
 }
 
 /// An immutable, fully built revision. Requests hold an `Arc` to the one they
@@ -39,45 +41,12 @@ pub struct Snapshot {
 impl Snapshot {
     /// Reads the config at `path` and everything it names, and builds a snapshot.
     pub async fn load(path: &Path) -> Result<Snapshot, SnapshotError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.to_owned(),
-            source,
-        })?;
-        Self::build(&text, path).await
+        Sources::read(path)?.build().await
     }
 
     /// Builds from config `text` as if read from `path` (relative paths resolve against it).
     pub async fn build(text: &str, path: &Path) -> Result<Snapshot, SnapshotError> {
-        let config = Config::from_toml(text, path)?;
-        let read = |p: &PathBuf| {
-            std::fs::read_to_string(p).map_err(|source| PolicyLoadError::Read {
-                path: p.display().to_string(),
-                source,
-            })
-        };
-        let model = read(&config.policy.model)?;
-        let policy_text = read(&config.policy.policy)?;
-        let policy = Policy::from_text(
-            &model,
-            &config.policy.model.display().to_string(),
-            &policy_text,
-            &config.policy.policy.display().to_string(),
-        )
-        .await?;
-        let routes = RouteTable::compile(&config.routes)?;
-        let mut h = Sha256::new();
-        for part in [text, &model, &policy_text] {
-            h.update((part.len() as u64).to_be_bytes());
-            h.update(part.as_bytes());
-        }
-        let revision: Arc<str> = Arc::from(&hex::encode(h.finalize())[..12]);
-        Ok(Snapshot {
-            config,
-            routes,
-            policy,
-            revision,
-            loaded_at: SystemTime::now(),
-        })
+        Sources::parse(text, path)?.build().await
     }
 
     /// Operator warnings that do not stop loading (SPEC §7).
@@ -94,5 +63,75 @@ impl Snapshot {
             }
         }
         out
+    }
+}
+
+/// The files a snapshot is built from, read and hashed but not yet compiled:
+/// cheap enough to tell whether anything changed before building.
+pub struct Sources {
+    config: Config,
+    model: String,
+    policy: String,
+    /// What the snapshot's `revision` will be.
+    pub revision: Arc<str>,
+}
+
+impl Sources {
+    /// Reads the config at `path` and the model and policy it names.
+    pub fn read(path: &Path) -> Result<Sources, SnapshotError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::parse(&text, path)
+    }
+
+    fn parse(text: &str, path: &Path) -> Result<Sources, SnapshotError> {
+        let config = Config::from_toml(text, path)?;
+        let read = |p: &PathBuf| {
+            std::fs::read_to_string(p).map_err(|source| PolicyLoadError::Read {
+                path: p.display().to_string(),
+                source,
+            })
+        };
+        let model = read(&config.policy.model)?;
+        let policy = read(&config.policy.policy)?;
+        let mut h = Sha256::new();
+        for part in [text, &model, &policy] {
+            h.update((part.len() as u64).to_be_bytes());
+            h.update(part.as_bytes());
+        }
+        let revision: Arc<str> = Arc::from(&hex::encode(h.finalize())[..12]);
+        Ok(Sources {
+            config,
+            model,
+            policy,
+            revision,
+        })
+    }
+
+    /// Compiles the policy and routes: the expensive part.
+    pub async fn build(self) -> Result<Snapshot, SnapshotError> {
+        let Sources {
+            config,
+            model,
+            policy,
+            revision,
+        } = self;
+        let policy = Policy::from_text(
+            &model,
+            &config.policy.model.display().to_string(),
+            &policy,
+            &config.policy.policy.display().to_string(),
+        )
+        .await?;
+        let routes = RouteTable::compile(&config.routes)?;
+        Ok(Snapshot {
+            config,
+            routes,
+            policy,
+            revision,
+            loaded_at: SystemTime::now(),
+        })
     }
 }
