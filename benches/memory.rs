@@ -7,8 +7,8 @@
 //!    Ed25519 token (a different subject and claim role), so each lands in
 //!    the verified-token cache; reads the resident set again.
 //! 3. Appends a rule to the policy file and times the live reload until
-//!    `/v1/policy` names the new revision (checks keep being answered from
-//!    the old revision meanwhile).
+//!    `/v1/policy` names the new revision, while 4 clients keep checking:
+//!    their latency shows whether the rebuild stalls the request path.
 //!
 //! RSS and peak (VmHWM) come from `/proc/<pid>/status` (Linux).
 //! Run: `cargo bench --bench memory`.
@@ -173,7 +173,44 @@ fn main() {
         assert_eq!(allowed, tokens, "every check is an allow");
         let (rss_tokens, peak) = memory(pid);
 
-        // A live reload of the whole policy, timed until it is served.
+        // A live reload of the whole policy, timed until it is served, while
+        // 4 clients keep checking (cached tokens): their latencies show
+        // whether the rebuild stalls the request path.
+        let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let probes: Vec<_> = (0..4)
+            .map(|w| {
+                let (client, base, minted, done) = (
+                    client.clone(),
+                    base.clone(),
+                    Arc::clone(&minted),
+                    Arc::clone(&done),
+                );
+                tokio::spawn(async move {
+                    let mut lat = Vec::new();
+                    let mut i = w;
+                    while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                        let body = format!(
+                            r#"{{"method":"GET","path":"/res{}/7","token":"{}"}}"#,
+                            i % 100,
+                            minted[i % minted.len()]
+                        );
+                        let t = Instant::now();
+                        let r = client
+                            .post(format!("{base}/v1/check"))
+                            .body(body)
+                            .send()
+                            .await
+                            .unwrap();
+                        assert_eq!(r.status(), 200, "an allow during the reload");
+                        r.bytes().await.unwrap();
+                        lat.push(t.elapsed());
+                        i += 4;
+                    }
+                    lat
+                })
+            })
+            .collect();
+        tokio::time::sleep(Duration::from_millis(200)).await;
         let edited = Instant::now();
         policy.push_str("p, role0, /extra, GET\n");
         std::fs::write(d.join("policy.csv"), &policy).unwrap();
@@ -183,7 +220,19 @@ fn main() {
             }
             tokio::time::sleep(Duration::from_millis(5)).await;
         };
+        done.store(true, std::sync::atomic::Ordering::Relaxed);
+        let mut during = Vec::new();
+        for p in probes {
+            during.extend(p.await.unwrap());
+        }
+        during.sort_unstable();
+        let pct = |p: f64| {
+            during[((during.len() as f64 * p) as usize).min(during.len() - 1)].as_secs_f64() * 1e3
+        };
         let (rss_after, peak_reload) = memory(pid);
+        // mimalloc returns the old snapshot's pages lazily; look again later.
+        tokio::time::sleep(Duration::from_secs(15)).await;
+        let (rss_later, _) = memory(pid);
         println!("authzd serve, {rules} rules, {tokens} distinct Ed25519 tokens, this machine");
         println!("| measure | value |");
         println!("|---|---|");
@@ -205,6 +254,14 @@ fn main() {
         );
         println!(
             "| RSS after the reload / peak during it | {rss_after:.1} / {peak_reload:.1} MiB |"
+        );
+        println!("| RSS 15 s after the reload | {rss_later:.1} MiB |");
+        println!(
+            "| {} checks during the reload: p50 / p99 / max | {:.2} / {:.2} / {:.1} ms |",
+            during.len(),
+            pct(0.5),
+            pct(0.99),
+            pct(1.0)
         );
     });
     drop(child);
