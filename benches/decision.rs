@@ -1,8 +1,12 @@
 //! Criterion benches for the decision core.
 //!
-//! - `decide/{allow,deny}/N`: the whole pure pipeline (token parse + verify,
-//!   route, scopes, Casbin) for N policy rules, keys already cached.
-//! - `token/*`: parse + verify alone, next to a bare jsonwebtoken verify.
+//! - `decide/{allow,deny}_{cached,new}_token/N`: the whole pure pipeline
+//!   (token, route, scopes, roles, Casbin) for N policy rules, keys already
+//!   fetched; the token either in the verified-token cache or verified afresh.
+//! - `token/*`, per key type (RS256, ES256, ES384, EdDSA): authzd's parse +
+//!   verify, the whole pipeline on a token it has not seen, and a bare
+//!   jsonwebtoken verify of the same token.
+//! - `policy/*`: the policy step alone, indexed evaluator vs casbin-rs.
 //!
 //! Run: `cargo bench --bench decision` (add `-- --quick` for a fast pass).
 
@@ -61,7 +65,7 @@ fn snapshot(dir: &Path, rules: usize, keys: &[&SigningKey]) -> Snapshot {
     let jwks = json!({"keys": keys.iter().map(|k| serde_json::to_value(&k.jwk).unwrap()).collect::<Vec<_>>()});
     std::fs::write(dir.join("jwks.json"), jwks.to_string()).unwrap();
     let cfg = format!(
-        "[[issuer]]\nissuer = \"{ISS}\"\naudiences = [\"app\"]\njwks_file = \"jwks.json\"\nalgorithms = [\"RS256\", \"ES256\"]\n[policy]\nmodel = \"model.conf\"\npolicy = \"policy.csv\"\n"
+        "[[issuer]]\nissuer = \"{ISS}\"\naudiences = [\"app\"]\njwks_file = \"jwks.json\"\nalgorithms = [\"RS256\", \"ES256\", \"ES384\", \"EdDSA\"]\n[policy]\nmodel = \"model.conf\"\npolicy = \"policy.csv\"\n"
     );
     std::fs::write(dir.join("authzd.toml"), cfg).unwrap();
     let rt = tokio::runtime::Runtime::new().unwrap();
@@ -165,23 +169,49 @@ fn bench_decide(c: &mut Criterion) {
 fn bench_token(c: &mut Criterion) {
     let mut group = c.benchmark_group("token");
     let dir = tempfile::tempdir().unwrap();
-    let rsa = signing_key("rsa.pem");
-    let ec = signing_key("ec256.pem");
-    let snap = snapshot(dir.path(), 10, &[&rsa, &ec]);
-    let keys = keyset(&[&rsa, &ec]);
+    let signers = ["rsa.pem", "ec256.pem", "ec384.pem", "ed25519.pem"].map(signing_key);
+    let all: Vec<&SigningKey> = signers.iter().collect();
+    let snap = snapshot(dir.path(), 10, &all);
+    let keys = keyset(&all);
     let issuer = &snap.config.issuers[0];
-    for key in [&rsa, &ec] {
+    for key in &signers {
+        let alg = key.alg.name();
         let t = mint(key, &["role1"]);
-        group.bench_function(format!("authzd_verify/{}", key.alg.name()), |b| {
+        group.bench_function(format!("authzd_verify/{alg}"), |b| {
             b.iter(|| {
                 let parsed = token::parse(black_box(&t)).unwrap();
                 token::verify(parsed, issuer, &keys.0, SystemTime::now()).unwrap()
             })
         });
+        // First sight: the whole pipeline with a token it has not verified before.
+        let req = Request {
+            target: Target::Http {
+                method: "GET",
+                path: "/res1/42",
+            },
+            token: Some(&t),
+            authorization: None,
+            origin: None,
+            access_control_request_method: None,
+            domain: None,
+        };
+        group.bench_function(format!("decide_first_sight/{alg}"), |b| {
+            b.iter(|| {
+                match decision::decide(
+                    black_box(&snap),
+                    black_box(&req),
+                    sources(&keys, None),
+                    SystemTime::now(),
+                ) {
+                    Step::Done(d) => assert!(d.allowed, "{alg}: {}", d.detail),
+                    Step::NeedKeys(_) | Step::NeedRoles(_) => panic!("keys are cached"),
+                }
+            })
+        });
         let decoding = jsonwebtoken::DecodingKey::from_jwk(&key.jwk).unwrap();
         let mut validation = jsonwebtoken::Validation::new(key.alg.to_jwt());
         validation.set_audience(&["app"]);
-        group.bench_function(format!("jsonwebtoken_decode/{}", key.alg.name()), |b| {
+        group.bench_function(format!("jsonwebtoken_decode/{alg}"), |b| {
             b.iter(|| {
                 jsonwebtoken::decode::<serde_json::Value>(black_box(&t), &decoding, &validation)
                     .unwrap()
