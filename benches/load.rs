@@ -10,11 +10,16 @@
 //! - HTTP: `POST /v1/check` vs an axum handler that answers a fixed JSON body.
 //! - Envoy: `envoy.service.auth.v3.Authorization/Check` vs a no-op of the same.
 //!
-//! Each side runs twice (the better run counts), `LOAD_SECS` (default 5) seconds with `LOAD_CONCURRENCY` (default
-//! 32) requests in flight, with the same cached token (the common case), and
-//! once more with a new path per request that nothing allows (cache-busting).
-//! Then an open loop offers half of authzd's saturated rate to each server and
-//! records latency from each request's scheduled start (no coordinated omission).
+//! Each side runs twice (the better run counts), `LOAD_SECS` (default 5)
+//! seconds with `LOAD_CONCURRENCY` (default 32) requests in flight: the same
+//! cached token (the common case), a new path per request that nothing allows,
+//! and (gRPC) a forged token per request, each a full signature check and 401.
+//!
+//! When `h2load` (Debian `nghttp2-client`) is installed, it drives both
+//! servers again from its own process: saturated throughput, then latency at
+//! half of authzd's saturated rate (`--rps`). h2load paces on its event loop's
+//! millisecond timer, so it sends bursts of rate/1000 requests each
+//! millisecond; the no-op column shows what that costs any server.
 //!
 //! Run: `cargo bench --bench load` (release build; prints a table).
 
@@ -201,50 +206,6 @@ where
     }
 }
 
-/// Open loop: offers `rate` requests per second for `secs`, whatever the
-/// answers do. A pacing thread starts them (about every 100 µs); each latency
-/// runs from the request's scheduled start, so a stalled server is charged
-/// for the requests it delayed.
-async fn paced<F, Fut>(rate: f64, secs: u64, op: F) -> Stats
-where
-    F: Fn(u64) -> Fut + Send + 'static,
-    Fut: std::future::Future<Output = ()> + Send + 'static,
-{
-    let handle = tokio::runtime::Handle::current();
-    let pacer = std::thread::spawn(move || {
-        let start = Instant::now();
-        let total = (rate * secs as f64) as u64;
-        let mut tasks = Vec::with_capacity(total as usize);
-        for n in 0..total {
-            let due = start + Duration::from_secs_f64(n as f64 / rate);
-            while Instant::now() < due {
-                std::thread::sleep(Duration::from_micros(100));
-            }
-            let fut = op(n);
-            tasks.push(handle.spawn(async move {
-                fut.await;
-                due.elapsed()
-            }));
-        }
-        (tasks, start)
-    });
-    let (tasks, start) = tokio::task::spawn_blocking(move || pacer.join().unwrap())
-        .await
-        .unwrap();
-    let mut all = Vec::with_capacity(tasks.len());
-    for t in tasks {
-        all.push(t.await.unwrap());
-    }
-    let elapsed = start.elapsed().as_secs_f64();
-    all.sort_unstable();
-    let pct = |p: f64| all[((all.len() as f64 * p) as usize).min(all.len() - 1)];
-    Stats {
-        rps: all.len() as f64 / elapsed,
-        p50: pct(0.50),
-        p99: pct(0.99),
-    }
-}
-
 fn write_config(
     dir: &Path,
     key: &SigningKey,
@@ -269,6 +230,16 @@ fn write_config(
     let path = dir.join("authzd.toml");
     std::fs::write(&path, cfg).unwrap();
     path
+}
+
+#[derive(Clone, Copy)]
+enum Load {
+    /// The same allowed request, its token already verified.
+    Cached,
+    /// A new path per request, all denied: nothing to reuse but the token.
+    NewPath,
+    /// A new forged token per request.
+    Forged,
 }
 
 /// The better of two runs (the first also warms connections and caches).
@@ -352,29 +323,47 @@ fn main() {
         );
         println!("|{}", "---|".repeat(6));
 
-        let (mut grpc_rps, mut http_rps) = (0.0, 0.0);
-        for (label, busting) in [
-            ("gRPC Check", false),
-            ("gRPC Check, cache-busting deny", true),
+        // A forged token per request: a real header and signature over a
+        // payload naming a new subject. Every one misses the token cache and
+        // costs a full RS256 verification before its 401.
+        let forged = {
+            use base64::Engine;
+            let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+            let mut parts = token.split('.');
+            let (header, payload, sig) = (
+                parts.next().unwrap().to_string(),
+                String::from_utf8(b64.decode(parts.next().unwrap()).unwrap()).unwrap(),
+                parts.next().unwrap().to_string(),
+            );
+            assert!(payload.contains(r#""sub":"alice""#), "{payload}");
+            Arc::new(move |n: u64| {
+                let p = payload.replace(r#""sub":"alice""#, &format!(r#""sub":"m{n}""#));
+                format!("{header}.{}.{sig}", b64.encode(p))
+            })
+        };
+        for (label, load) in [
+            ("gRPC Check", Load::Cached),
+            ("gRPC Check, cache-busting deny", Load::NewPath),
+            ("gRPC Check, forged token each (401)", Load::Forged),
         ] {
             let run = |addr: SocketAddr| {
-                let token = Arc::clone(&token);
+                let (token, forged) = (Arc::clone(&token), Arc::clone(&forged));
                 async move {
                     let client = AuthorizerClient::connect(format!("http://{addr}"))
                         .await
                         .unwrap();
                     drive(conc, secs, move |n| {
                         let (mut c, token) = (client.clone(), Arc::clone(&token));
+                        let (path, token) = match load {
+                            Load::Cached => ("/AdminUser".to_string(), (*token).clone()),
+                            Load::NewPath => (format!("/nothing/{n}"), (*token).clone()),
+                            Load::Forged => ("/AdminUser".to_string(), forged(n)),
+                        };
                         async move {
-                            let path = if busting {
-                                format!("/nothing/{n}")
-                            } else {
-                                "/AdminUser".into()
-                            };
                             let r = pb::CheckRequest {
                                 method: "GET".into(),
                                 path,
-                                token: (*token).clone(),
+                                token,
                                 ..Default::default()
                             };
                             c.check(r).await.unwrap();
@@ -387,9 +376,6 @@ fn main() {
                 best(run(grpc).await, run(grpc).await),
                 best(run(noop_g).await, run(noop_g).await),
             );
-            if !busting {
-                grpc_rps = ours.rps;
-            }
             row(label, &ours, &noop);
         }
 
@@ -427,9 +413,6 @@ fn main() {
                 best(run(http).await, run(http).await),
                 best(run(noop_h).await, run(noop_h).await),
             );
-            if !busting {
-                http_rps = ours.rps;
-            }
             row(label, &ours, &noop);
         }
 
@@ -469,64 +452,6 @@ fn main() {
             best(run(noop_g).await, run(noop_g).await),
         );
         row("Envoy ext_authz Check", &ours, &noop);
-
-        // Latency at half of authzd's saturated throughput, open loop: the
-        // same request rate offered to authzd and to the no-op server.
-        println!();
-        println!("Open loop at half of authzd's saturated throughput, {secs} s:");
-        println!(
-            "| {:<34} | {:>9} | {:>8} | {:>8} | {:>8} | {:>8} |",
-            "interface", "offered/s", "p50 µs", "p99 µs", "no-op p50", "no-op p99"
-        );
-        println!("|{}", "---|".repeat(6));
-        let grpc_paced = |addr: SocketAddr, rate: f64| {
-            let token = Arc::clone(&token);
-            async move {
-                let client = AuthorizerClient::connect(format!("http://{addr}"))
-                    .await
-                    .unwrap();
-                paced(rate, secs, move |_| {
-                    let (mut c, token) = (client.clone(), Arc::clone(&token));
-                    async move {
-                        let r = pb::CheckRequest {
-                            method: "GET".into(),
-                            path: "/AdminUser".into(),
-                            token: (*token).clone(),
-                            ..Default::default()
-                        };
-                        c.check(r).await.unwrap();
-                    }
-                })
-                .await
-            }
-        };
-        let half = grpc_rps / 2.0;
-        let (ours, noop) = (grpc_paced(grpc, half).await, grpc_paced(noop_g, half).await);
-        half_row("gRPC Check", half, &ours, &noop);
-        let http_paced = |addr: SocketAddr, rate: f64| {
-            let token = Arc::clone(&token);
-            async move {
-                let client = reqwest::Client::new();
-                paced(rate, secs, move |_| {
-                    let (c, token) = (client.clone(), Arc::clone(&token));
-                    async move {
-                        let body =
-                            format!(r#"{{"method":"GET","path":"/AdminUser","token":"{token}"}}"#);
-                        let r = c
-                            .post(format!("http://{addr}/v1/check"))
-                            .body(body)
-                            .send()
-                            .await
-                            .unwrap();
-                        r.bytes().await.unwrap();
-                    }
-                })
-                .await
-            }
-        };
-        let half = http_rps / 2.0;
-        let (ours, noop) = (http_paced(http, half).await, http_paced(noop_h, half).await);
-        half_row("POST /v1/check", half, &ours, &noop);
 
         if std::process::Command::new("h2load")
             .arg("--version")
@@ -593,6 +518,39 @@ fn h2load_section(
     framed.extend_from_slice(&(msg.len() as u32).to_be_bytes());
     framed.extend_from_slice(&msg);
     std::fs::write(dir.join("check.grpc"), framed).unwrap();
+    // As Envoy sends it: method, path and headers under attributes.request.http.
+    let envoy = EnvoyRequest {
+        attributes: Some(AttributeContext {
+            request: Some(attribute_context::Request {
+                http: Some(attribute_context::HttpRequest {
+                    method: "GET".into(),
+                    path: "/AdminUser?tab=1".into(),
+                    host: "api.example.com".into(),
+                    protocol: "HTTP/1.1".into(),
+                    headers: [
+                        (":authority".to_string(), "api.example.com".to_string()),
+                        (":method".into(), "GET".into()),
+                        (":path".into(), "/AdminUser?tab=1".into()),
+                        ("authorization".into(), format!("Bearer {token}")),
+                        ("user-agent".into(), "curl/8.5.0".into()),
+                        (
+                            "x-request-id".into(),
+                            "5f0c6a7e-2b1d-4c1e-9a57-0d3a3c2f1b9e".into(),
+                        ),
+                    ]
+                    .into(),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+    }
+    .encode_to_vec();
+    let mut framed = vec![0u8];
+    framed.extend_from_slice(&(envoy.len() as u32).to_be_bytes());
+    framed.extend_from_slice(&envoy);
+    std::fs::write(dir.join("envoy.grpc"), framed).unwrap();
     std::fs::write(
         dir.join("check.json"),
         format!(r#"{{"method":"GET","path":"/AdminUser","token":"{token}"}}"#),
@@ -633,6 +591,20 @@ fn h2load_section(
             ],
         ),
         (
+            "Envoy Check (4 conns × 8)",
+            grpc,
+            4,
+            8,
+            vec![
+                "-d".to_string(),
+                dir.join("envoy.grpc").display().to_string(),
+                "-H".into(),
+                "content-type: application/grpc".into(),
+                "-H".into(),
+                "te: trailers".into(),
+            ],
+        ),
+        (
             "POST /v1/check (32 × HTTP/1.1)",
             http,
             32,
@@ -646,10 +618,10 @@ fn h2load_section(
             ],
         ),
     ] {
-        let path = if name.starts_with("gRPC") {
-            "/authzd.v1.Authorizer/Check"
-        } else {
-            "/v1/check"
+        let path = match name.split(' ').next() {
+            Some("gRPC") => "/authzd.v1.Authorizer/Check",
+            Some("Envoy") => "/envoy.service.auth.v3.Authorization/Check",
+            _ => "/v1/check",
         };
         let run = |addr: SocketAddr, rps: Option<f64>| {
             let mut args = vec![
@@ -665,8 +637,11 @@ fn h2load_section(
             }
             h2load(&args, &log)
         };
-        let (ours, _) = run(addrs[0], None);
-        let (noop, _) = run(addrs[1], None);
+        // Saturated: the better of two runs each, as above.
+        let (ours, noop) = (
+            run(addrs[0], None).0.max(run(addrs[0], None).0),
+            run(addrs[1], None).0.max(run(addrs[1], None).0),
+        );
         let half = ours / 2.0;
         let (_, lat) = run(addrs[0], Some(half));
         let (_, noop_lat) = run(addrs[1], Some(half));
@@ -679,15 +654,4 @@ fn h2load_section(
             pct(&noop_lat, 0.99),
         );
     }
-}
-
-fn half_row(name: &str, rate: f64, ours: &Stats, noop: &Stats) {
-    let us = |d: Duration| d.as_secs_f64() * 1e6;
-    println!(
-        "| {name:<34} | {rate:>9.0} | {:>8.0} | {:>8.0} | {:>9.0} | {:>9.0} |",
-        us(ours.p50),
-        us(ours.p99),
-        us(noop.p50),
-        us(noop.p99)
-    );
 }
