@@ -167,6 +167,11 @@ struct Stats {
     p99: Duration,
 }
 
+/// The `p` quantile of sorted latencies.
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    sorted[((sorted.len() as f64 * p) as usize).min(sorted.len() - 1)]
+}
+
 /// Runs `op` with `concurrency` loops for `secs`, recording latencies.
 async fn drive<F, Fut>(concurrency: usize, secs: u64, op: F) -> Stats
 where
@@ -198,11 +203,10 @@ where
     }
     let elapsed = start.elapsed().as_secs_f64();
     all.sort_unstable();
-    let pct = |p: f64| all[((all.len() as f64 * p) as usize).min(all.len() - 1)];
     Stats {
         rps: all.len() as f64 / elapsed,
-        p50: pct(0.50),
-        p99: pct(0.99),
+        p50: percentile(&all, 0.50),
+        p99: percentile(&all, 0.99),
     }
 }
 
@@ -499,6 +503,49 @@ fn h2load(args: &[String], log: &Path) -> (f64, Vec<Duration>) {
     (rps, lat)
 }
 
+/// A gRPC message with its length-prefixed frame, as an h2load request body.
+fn grpc_frame(msg: &[u8]) -> Vec<u8> {
+    let mut framed = vec![0u8];
+    framed.extend_from_slice(&(msg.len() as u32).to_be_bytes());
+    framed.extend_from_slice(msg);
+    framed
+}
+
+/// One h2load workload: where it posts, what, and over how many connections.
+struct H2Load {
+    name: &'static str,
+    path: &'static str,
+    body: std::path::PathBuf,
+    clients: u32,
+    streams: u32,
+}
+
+impl H2Load {
+    /// h2load's arguments for `secs` against `addr`; `rps` is the total rate.
+    fn args(&self, addr: SocketAddr, secs: u64, rps: Option<f64>) -> Vec<String> {
+        let grpc = self.body.extension().is_some_and(|e| e == "grpc");
+        let mut args = vec![
+            format!("http://{addr}{}", self.path),
+            format!("-D{secs}"),
+            format!("-c{}", self.clients),
+            format!("-m{}", self.streams),
+            "-t1".into(),
+            "-d".into(),
+            self.body.display().to_string(),
+            "-H".into(),
+        ];
+        if grpc {
+            args.extend(["content-type: application/grpc", "-H", "te: trailers"].map(String::from));
+        } else {
+            args.extend(["content-type: application/json", "--h1"].map(String::from));
+        }
+        if let Some(r) = rps {
+            args.push(format!("--rps={}", (r / f64::from(self.clients)).max(1.0)));
+        }
+        args
+    }
+}
+
 /// The same comparison with h2load, a C client in its own process: saturated
 /// throughput, then latency with h2load pacing half of authzd's saturated rate.
 fn h2load_section(
@@ -516,10 +563,7 @@ fn h2load_section(
         ..Default::default()
     }
     .encode_to_vec();
-    let mut framed = vec![0u8];
-    framed.extend_from_slice(&(msg.len() as u32).to_be_bytes());
-    framed.extend_from_slice(&msg);
-    std::fs::write(dir.join("check.grpc"), framed).unwrap();
+    std::fs::write(dir.join("check.grpc"), grpc_frame(&msg)).unwrap();
     // As Envoy sends it: method, path and headers under attributes.request.http.
     let envoy = EnvoyRequest {
         attributes: Some(AttributeContext {
@@ -549,19 +593,14 @@ fn h2load_section(
         }),
     }
     .encode_to_vec();
-    let mut framed = vec![0u8];
-    framed.extend_from_slice(&(envoy.len() as u32).to_be_bytes());
-    framed.extend_from_slice(&envoy);
-    std::fs::write(dir.join("envoy.grpc"), framed).unwrap();
+    std::fs::write(dir.join("envoy.grpc"), grpc_frame(&envoy)).unwrap();
     std::fs::write(
         dir.join("check.json"),
         format!(r#"{{"method":"GET","path":"/AdminUser","token":"{token}"}}"#),
     )
     .unwrap();
     let log = dir.join("h2load.log");
-    let pct = |lat: &[Duration], p: f64| {
-        lat[((lat.len() as f64 * p) as usize).min(lat.len() - 1)].as_secs_f64() * 1e6
-    };
+    let us = |lat: &[Duration], p: f64| percentile(lat, p).as_secs_f64() * 1e6;
     println!();
     println!("h2load (nghttp2), {secs} s per run; latency at half of authzd's saturated rate:");
     println!(
@@ -577,68 +616,37 @@ fn h2load_section(
         "no-op p99"
     );
     println!("|{}", "---|".repeat(9));
-    for (name, addrs, clients, streams, extra) in [
+    let http_check = |name, clients, streams| H2Load {
+        name,
+        path: "/v1/check",
+        body: dir.join("check.json"),
+        clients,
+        streams,
+    };
+    for (load, addrs) in [
         (
-            "gRPC Check (4 conns × 8)",
+            H2Load {
+                name: "gRPC Check (4 conns × 8)",
+                path: "/authzd.v1.Authorizer/Check",
+                body: dir.join("check.grpc"),
+                clients: 4,
+                streams: 8,
+            },
             grpc,
-            4u32,
-            8u32,
-            vec![
-                "-d".to_string(),
-                dir.join("check.grpc").display().to_string(),
-                "-H".into(),
-                "content-type: application/grpc".into(),
-                "-H".into(),
-                "te: trailers".into(),
-            ],
         ),
         (
-            "Envoy Check (4 conns × 8)",
+            H2Load {
+                name: "Envoy Check (4 conns × 8)",
+                path: "/envoy.service.auth.v3.Authorization/Check",
+                body: dir.join("envoy.grpc"),
+                clients: 4,
+                streams: 8,
+            },
             grpc,
-            4,
-            8,
-            vec![
-                "-d".to_string(),
-                dir.join("envoy.grpc").display().to_string(),
-                "-H".into(),
-                "content-type: application/grpc".into(),
-                "-H".into(),
-                "te: trailers".into(),
-            ],
         ),
-        (
-            "POST /v1/check (32 × HTTP/1.1)",
-            http,
-            32,
-            1,
-            vec![
-                "--h1".to_string(),
-                "-d".into(),
-                dir.join("check.json").display().to_string(),
-                "-H".into(),
-                "content-type: application/json".into(),
-            ],
-        ),
+        (http_check("POST /v1/check (32 × HTTP/1.1)", 32, 1), http),
     ] {
-        let path = match name.split(' ').next() {
-            Some("gRPC") => "/authzd.v1.Authorizer/Check",
-            Some("Envoy") => "/envoy.service.auth.v3.Authorization/Check",
-            _ => "/v1/check",
-        };
-        let run = |addr: SocketAddr, rps: Option<f64>| {
-            let mut args = vec![
-                format!("http://{addr}{path}"),
-                format!("-D{secs}"),
-                format!("-c{clients}"),
-                format!("-m{streams}"),
-                "-t1".into(),
-            ];
-            args.extend(extra.iter().cloned());
-            if let Some(r) = rps {
-                args.push(format!("--rps={}", (r / f64::from(clients)).max(1.0)));
-            }
-            h2load(&args, &log)
-        };
+        let run = |addr: SocketAddr, rps: Option<f64>| h2load(&load.args(addr, secs, rps), &log);
         // Saturated: the better of two runs each, as above.
         let (ours, noop) = (
             run(addrs[0], None).0.max(run(addrs[0], None).0),
@@ -648,41 +656,26 @@ fn h2load_section(
         let (_, lat) = run(addrs[0], Some(half));
         let (_, noop_lat) = run(addrs[1], Some(half));
         println!(
-            "| {name:<28} | {ours:>9.0} | {noop:>9.0} | {:>4.0} % | {half:>9.0} | {:>7.0} | {:>7.0} | {:>9.0} | {:>9.0} |",
+            "| {:<28} | {ours:>9.0} | {noop:>9.0} | {:>4.0} % | {half:>9.0} | {:>7.0} | {:>7.0} | {:>9.0} | {:>9.0} |",
+            load.name,
             100.0 * ours / noop,
-            pct(&lat, 0.5),
-            pct(&lat, 0.99),
-            pct(&noop_lat, 0.5),
-            pct(&noop_lat, 0.99),
+            us(&lat, 0.5),
+            us(&lat, 0.99),
+            us(&noop_lat, 0.5),
+            us(&noop_lat, 0.99),
         );
     }
 
     // The bursts above are h2load's, not the servers': at a rate whose
     // bursts are small, the same request shows the servers' own latency.
-    let light = |addr: SocketAddr| {
-        h2load(
-            &[
-                format!("http://{addr}/v1/check"),
-                format!("-D{secs}"),
-                "-c4".into(),
-                "-t1".into(),
-                "--rps=3000".into(),
-                "--h1".into(),
-                "-d".into(),
-                dir.join("check.json").display().to_string(),
-                "-H".into(),
-                "content-type: application/json".into(),
-            ],
-            &log,
-        )
-        .1
-    };
-    let (ours, noop) = (light(http[0]), light(http[1]));
+    let light = http_check("POST /v1/check, light", 4, 1);
+    let run = |addr| h2load(&light.args(addr, secs, Some(12_000.0)), &log).1;
+    let (ours, noop) = (run(http[0]), run(http[1]));
     println!(
         "POST /v1/check at 12,000 req/s over 4 HTTP/1.1 connections: p50 {:.0} µs, p99 {:.0} µs (no-op: {:.0} µs, {:.0} µs)",
-        pct(&ours, 0.5),
-        pct(&ours, 0.99),
-        pct(&noop, 0.5),
-        pct(&noop, 0.99),
+        us(&ours, 0.5),
+        us(&ours, 0.99),
+        us(&noop, 0.5),
+        us(&noop, 0.99),
     );
 }

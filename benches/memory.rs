@@ -63,6 +63,23 @@ impl Drop for Kill {
     }
 }
 
+/// `POST /v1/check` for `/res{i % 100}/7` with `token`; whether it was allowed.
+async fn check(client: &reqwest::Client, base: &str, i: usize, token: &str) -> bool {
+    let body = format!(
+        r#"{{"method":"GET","path":"/res{}/7","token":"{token}"}}"#,
+        i % 100
+    );
+    let r = client
+        .post(format!("{base}/v1/check"))
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    let allowed = r.status() == 200;
+    r.bytes().await.unwrap();
+    allowed
+}
+
 fn main() {
     let rules = env_or("MEMORY_RULES", 100_000);
     let tokens = env_or("MEMORY_TOKENS", 100_000);
@@ -147,19 +164,7 @@ fn main() {
                 tokio::spawn(async move {
                     let mut allowed = 0usize;
                     for i in (w..minted.len()).step_by(conc) {
-                        let body = format!(
-                            r#"{{"method":"GET","path":"/res{}/7","token":"{}"}}"#,
-                            i % 100,
-                            minted[i]
-                        );
-                        let r = client
-                            .post(format!("{base}/v1/check"))
-                            .body(body)
-                            .send()
-                            .await
-                            .unwrap();
-                        allowed += usize::from(r.status() == 200);
-                        r.bytes().await.unwrap();
+                        allowed += usize::from(check(&client, &base, i, &minted[i]).await);
                     }
                     allowed
                 })
@@ -189,20 +194,9 @@ fn main() {
                     let mut lat = Vec::new();
                     let mut i = w;
                     while !done.load(std::sync::atomic::Ordering::Relaxed) {
-                        let body = format!(
-                            r#"{{"method":"GET","path":"/res{}/7","token":"{}"}}"#,
-                            i % 100,
-                            minted[i % minted.len()]
-                        );
                         let t = Instant::now();
-                        let r = client
-                            .post(format!("{base}/v1/check"))
-                            .body(body)
-                            .send()
-                            .await
-                            .unwrap();
-                        assert_eq!(r.status(), 200, "an allow during the reload");
-                        r.bytes().await.unwrap();
+                        let allowed = check(&client, &base, i, &minted[i % minted.len()]).await;
+                        assert!(allowed, "an allow during the reload");
                         lat.push(t.elapsed());
                         i += 4;
                     }
