@@ -108,6 +108,8 @@ pub enum TokenError {
     Expired(i64),
     #[error("token is not valid for another {0} s")]
     NotYetValid(i64),
+    #[error("token was issued {0} s in the future (`iat`)")]
+    IssuedInFuture(i64),
     #[error("token audience does not match: {0}")]
     AudienceMismatch(String),
     #[error("token_use is `{got}`, this issuer requires `{want}`")]
@@ -127,7 +129,9 @@ impl TokenError {
             TokenError::KeyUnknown(_) => Reason::KeyUnknown,
             TokenError::SignatureInvalid => Reason::SignatureInvalid,
             TokenError::Expired(_) => Reason::TokenExpired,
-            TokenError::NotYetValid(_) => Reason::TokenNotYetValid,
+            TokenError::NotYetValid(_) | TokenError::IssuedInFuture(_) => {
+                Reason::TokenNotYetValid
+            }
             TokenError::AudienceMismatch(_) => Reason::AudienceMismatch,
             TokenError::TokenUseMismatch { .. } => Reason::TokenUseMismatch,
         }
@@ -204,14 +208,19 @@ pub fn parse(raw: &str) -> Result<ParsedToken<'_>, TokenError> {
             "a JWT has three dot-separated parts (JWE is not accepted)",
         ));
     };
-    if s.is_empty() {
-        return Err(malformed("the signature part is empty"));
-    }
     let header_bytes = URL_SAFE_NO_PAD
         .decode(h)
         .map_err(|e| malformed(format!("header is not base64url: {e}")))?;
     let header: Header = serde_json::from_slice(&header_bytes)
         .map_err(|e| malformed(format!("header is not a JOSE header: {e}")))?;
+    // An unsigned token is an algorithm-confusion attempt whatever else is
+    // wrong with it (its signature part is usually empty): name it so.
+    if header.alg.trim().eq_ignore_ascii_case("none") {
+        return Err(TokenError::AlgorithmNotAllowed(clip(&header.alg)));
+    }
+    if s.is_empty() {
+        return Err(malformed("the signature part is empty"));
+    }
     if let Some(typ) = &header.typ
         && !ACCEPTED_TYP.iter().any(|t| t.eq_ignore_ascii_case(typ))
     {
@@ -361,6 +370,13 @@ fn check_claims(
     {
         return Err(TokenError::NotYetValid(nbf - now));
     }
+    // API Gateway also requires `iat` in the past: a token from the future was
+    // minted with a wrong clock or forged ahead of time.
+    if let Some(iat) = numeric_date(claims, "iat")?
+        && now.saturating_add(leeway) < iat
+    {
+        return Err(TokenError::IssuedInFuture(iat - now));
+    }
     if !issuer.audiences.is_empty() {
         check_audience(claims, &issuer.audiences)?;
     }
@@ -450,6 +466,38 @@ mod tests {
         ] {
             let e = parse(&bad).unwrap_err();
             assert_eq!(e.reason(), Reason::TokenMalformed, "{bad:.80}: {e}");
+        }
+    }
+
+    #[test]
+    fn alg_none_in_any_spelling_is_not_allowed() {
+        let p = b64(r#"{"iss":"x"}"#);
+        for alg in ["none", "None", "NONE", "nOnE", " none"] {
+            let h = b64(&format!(r#"{{"alg":"{alg}"}}"#));
+            for sig in ["", "c2ln"] {
+                let e = parse(&format!("{h}.{p}.{sig}")).unwrap_err();
+                assert_eq!(e.reason(), Reason::AlgorithmNotAllowed, "{alg} {sig:?}: {e}");
+            }
+        }
+    }
+
+    #[test]
+    fn dates_must_be_numbers_and_iat_in_the_past() {
+        let mut issuer: IssuerConfig = toml::from_str("issuer = \"x\"").unwrap();
+        issuer.leeway_secs = 60;
+        let now = UNIX_EPOCH + std::time::Duration::from_secs(1_800_000_000);
+        let check = |v: Value| check_claims(v.as_object().unwrap(), &issuer, now);
+        let t = 1_800_000_000_i64;
+        assert!(check(serde_json::json!({"exp": t + 600, "iat": t - 10})).is_ok());
+        assert!(check(serde_json::json!({"exp": t + 600, "iat": t + 59})).is_ok());
+        let e = check(serde_json::json!({"exp": t + 600, "iat": t + 86_400})).unwrap_err();
+        assert_eq!(e.reason(), Reason::TokenNotYetValid, "{e}");
+        for claim in ["exp", "nbf", "iat"] {
+            let mut c = serde_json::json!({"exp": t + 600});
+            c[claim] = serde_json::json!("yesterday");
+            let e = check(c).unwrap_err();
+            assert_eq!(e.reason(), Reason::TokenMalformed, "{claim}: {e}");
+            assert!(e.to_string().contains(claim), "{e}");
         }
     }
 

@@ -295,8 +295,8 @@ async fn every_token_reason_code() {
     );
     assert_eq!(
         reason_of(&f, &none).await.0,
-        "token_malformed",
-        "empty signature"
+        "algorithm_not_allowed",
+        "unsigned, empty signature: still named as the algorithm attack it is"
     );
     let none_sig = format!("{none}AAAA");
     assert_eq!(reason_of(&f, &none_sig).await.0, "algorithm_not_allowed");
