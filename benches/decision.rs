@@ -119,6 +119,7 @@ fn bench_decide(c: &mut Criterion) {
                 origin: None,
                 access_control_request_method: None,
                 domain: None,
+                method_overrides: [None; 3],
             };
             let expect_allow = name == "allow";
             match decision::decide(&snap, &req, sources(&keys, Some(&cache)), SystemTime::now()) {
@@ -194,6 +195,7 @@ fn bench_token(c: &mut Criterion) {
             origin: None,
             access_control_request_method: None,
             domain: None,
+            method_overrides: [None; 3],
         };
         group.bench_function(format!("decide_first_sight/{alg}"), |b| {
             b.iter(|| {

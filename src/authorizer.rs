@@ -12,6 +12,7 @@ use crate::{
     audit::{AuditSink, Outcome, Source},
     decision::{self, AuthFailure, Decision, Principal, Reason, Request, RolesStep, Sources, Step},
     policy::{reload::PolicyStore, snapshot::Snapshot},
+    request,
     roles::{FailedLookup, RoleLookup, RoleSource},
     token::{jwks::Jwks, verified::VerifiedCache},
 };
@@ -125,6 +126,7 @@ impl Authorizer {
             origin: None,
             access_control_request_method: None,
             domain,
+            method_overrides: [None; 3],
         };
         let raw = decision::bearer_token(&probe);
         let fingerprint = raw.as_ref().ok().map(|r| decision::token_fingerprint(r));
@@ -135,12 +137,23 @@ impl Authorizer {
         items
             .iter()
             .map(|item| {
-                let mut d = Decision::pending(&item.resource, &item.action, &snap.revision);
+                // Step 0 for each item: a resource that is a URL path is put in canonical form.
+                let resource =
+                    match request::canonical_resource(&item.resource, &snap.config.request) {
+                        Ok(r) => r,
+                        Err(why) => {
+                            let mut d =
+                                decision::rejected(&snap, &item.resource, &item.action, &why);
+                            d.token_sha256 = fingerprint.clone();
+                            return self.emit(d, source, started);
+                        }
+                    };
+                let mut d = Decision::pending(&resource, &item.action, &snap.revision);
                 d.token_sha256 = fingerprint.clone();
                 match &principal {
                     Ok(p) => {
                         let (reason, detail, matched) =
-                            decision::authorize(&snap, p, &item.resource, &item.action, domain);
+                            decision::authorize(&snap, p, &resource, &item.action, domain);
                         d.set_principal(p);
                         d.matched_policy = matched;
                         d.conclude(reason, detail);
@@ -248,7 +261,7 @@ impl Authorizer {
 
 /// A denial for a check the pipeline could not finish (never expected).
 fn fail_closed(snap: &Snapshot, req: &Request<'_>) -> Decision {
-    let (resource, action) = req.target.resource_action();
+    let (resource, action) = req.target.raw_resource_action();
     let mut d = Decision::pending(resource, action, &snap.revision);
     d.conclude(
         Reason::KeyUnknown,

@@ -1,11 +1,12 @@
-//! THE decision pipeline of SPEC §2: pure, synchronous, no I/O, clock passed in.
+//! THE decision pipeline (`docs/pipeline.md`): pure, synchronous, no I/O,
+//! clock passed in.
 //!
 //! A deny is a [`Decision`] carrying its [`Reason`], never an `Err`. The one
 //! thing this module cannot do without I/O is obtain an issuer's keys; when
 //! they are missing it returns [`Step::NeedKeys`] and the caller
 //! ([`crate::authorizer`]) fetches them and runs the pipeline again.
 
-use std::{sync::Arc, time::SystemTime};
+use std::{borrow::Cow, sync::Arc, time::SystemTime};
 
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -13,8 +14,9 @@ use sha2::{Digest, Sha256};
 use crate::{
     config::{CorsPreflight, IssuerConfig},
     policy::{Query, snapshot::Snapshot},
+    request::{self, Overrides},
     roles::{Lookup, RoleLookup, RoleSource},
-    routes::{Route, strip_query},
+    routes::Route,
     token::{
         self, TokenError, claims,
         jwks::KeySet,
@@ -26,6 +28,7 @@ use crate::{
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Reason {
+    RequestRejected,
     Allowed,
     CorsPreflight,
     PublicRoute,
@@ -45,7 +48,8 @@ pub enum Reason {
 }
 
 impl Reason {
-    pub const ALL: [Reason; 16] = [
+    pub const ALL: [Reason; 17] = [
+        Reason::RequestRejected,
         Reason::Allowed,
         Reason::CorsPreflight,
         Reason::PublicRoute,
@@ -66,6 +70,7 @@ impl Reason {
 
     pub fn as_str(self) -> &'static str {
         match self {
+            Reason::RequestRejected => "request_rejected",
             Reason::Allowed => "allowed",
             Reason::CorsPreflight => "cors_preflight",
             Reason::PublicRoute => "public_route",
@@ -85,9 +90,10 @@ impl Reason {
         }
     }
 
-    /// HTTP semantics of the outcome (SPEC §2).
+    /// HTTP semantics of the outcome (`docs/pipeline.md`).
     pub fn status(self) -> u16 {
         match self {
+            Reason::RequestRejected => 400,
             Reason::Allowed | Reason::CorsPreflight | Reason::PublicRoute => 200,
             Reason::ScopeMissing | Reason::PolicyDenied => 403,
             Reason::RoleLookupFailed => 503,
@@ -106,10 +112,11 @@ pub enum Target<'a> {
 }
 
 impl<'a> Target<'a> {
-    /// What the policy sees: (resource, action). For HTTP, the path without its query.
-    pub fn resource_action(&self) -> (&'a str, &'a str) {
+    /// (resource, action) as received, for the log of a request refused at step 0:
+    /// for HTTP, the path without its query (which may carry credentials).
+    pub fn raw_resource_action(&self) -> (&'a str, &'a str) {
         match *self {
-            Target::Http { method, path } => (strip_query(path), method),
+            Target::Http { method, path } => (request::split_query(path).0, method),
             Target::Resource { resource, action } => (resource, action),
         }
     }
@@ -128,6 +135,19 @@ pub struct Request<'a> {
     pub access_control_request_method: Option<&'a str>,
     /// Casbin domain for four-field models; falls back to the issuer's `domain_claim`.
     pub domain: Option<&'a str>,
+    /// Method-override headers, in the order of [`request::METHOD_OVERRIDE_HEADERS`].
+    pub method_overrides: Overrides<'a>,
+}
+
+/// Step 0's result: what the rest of the pipeline decides on.
+#[derive(Debug)]
+struct Resolved<'a> {
+    resource: Cow<'a, str>,
+    action: Cow<'a, str>,
+    /// An HTTP request (the route table runs), not a direct question.
+    http: bool,
+    /// The method a method override asks for (`method_override = "authorize"`).
+    overridden: Option<String>,
 }
 
 /// The outcome of a check, with everything the log and the transports need.
@@ -212,9 +232,92 @@ impl KeySource for crate::token::jwks::Jwks {
     }
 }
 
-/// Runs SPEC §2 steps 1–7 for `req` against `snap`.
+/// Runs the pipeline (steps 0–7) for `req` against `snap`.
 pub fn decide(snap: &Snapshot, req: &Request<'_>, src: Sources<'_>, now: SystemTime) -> Step {
-    let (mut d, route) = match before_token(snap, req) {
+    let resolved = match resolve(snap, req) {
+        Ok(r) => r,
+        Err(rejected) => return Step::Done(*rejected),
+    };
+    with_override(&resolved, |action| {
+        decide_resolved(snap, req, &resolved, action, src, now)
+    })
+}
+
+/// Runs `run` for the request's method and, when a method override is to be
+/// authorized as well and the first answer allows, for the overridden method:
+/// the first denial decides.
+fn with_override(resolved: &Resolved<'_>, mut run: impl FnMut(&str) -> Step) -> Step {
+    let first = run(&resolved.action);
+    let Some(method) = &resolved.overridden else {
+        return first;
+    };
+    match &first {
+        Step::Done(d) if d.allowed => {}
+        _ => return first,
+    }
+    match run(method) {
+        Step::Done(mut d) if !d.allowed => {
+            d.detail = format!(
+                "method override to `{method}` (sent as `{}`): {}",
+                resolved.action, d.detail
+            );
+            Step::Done(d)
+        }
+        Step::Done(_) => first,
+        need => need,
+    }
+}
+
+/// Step 0: the method, path or resource in canonical form, or a refusal
+/// (`request_rejected`) naming what was wrong.
+fn resolve<'a>(snap: &Snapshot, req: &Request<'a>) -> Result<Resolved<'a>, Box<Decision>> {
+    let rules = &snap.config.request;
+    let resolved = match req.target {
+        Target::Http { method, path } => {
+            request::canonical(method, path, &req.method_overrides, rules).map(|c| Resolved {
+                resource: c.path,
+                action: c.method,
+                http: true,
+                overridden: c.overridden,
+            })
+        }
+        Target::Resource { resource, action } => {
+            request::canonical_resource(resource, rules).map(|resource| Resolved {
+                resource,
+                action: Cow::Borrowed(action),
+                http: false,
+                overridden: None,
+            })
+        }
+    };
+    resolved.map_err(|why| {
+        let (resource, action) = req.target.raw_resource_action();
+        Box::new(rejected(snap, resource, action, &why))
+    })
+}
+
+/// The decision for a request refused at step 0.
+pub fn rejected(
+    snap: &Snapshot,
+    resource: &str,
+    action: &str,
+    why: &request::Rejected,
+) -> Decision {
+    let mut d = Decision::pending(resource, action, &snap.revision);
+    d.conclude(Reason::RequestRejected, why.to_string());
+    d
+}
+
+/// Steps 1–7 for a request in canonical form, deciding on `action`.
+fn decide_resolved(
+    snap: &Snapshot,
+    req: &Request<'_>,
+    resolved: &Resolved<'_>,
+    action: &str,
+    src: Sources<'_>,
+    now: SystemTime,
+) -> Step {
+    let (mut d, route) = match before_token(snap, req, resolved, action) {
         Stage::Decided(early) => return Step::Done(early),
         Stage::Pending(d, route) => (d, route),
     };
@@ -246,18 +349,24 @@ pub fn decide(snap: &Snapshot, req: &Request<'_>, src: Sources<'_>, now: SystemT
 /// Steps 1, 2 and 5–7 for a principal given directly (policy tests: no token,
 /// and its roles stand in for claim and looked-up roles alike).
 pub fn decide_for(snap: &Snapshot, req: &Request<'_>, principal: &Principal) -> Decision {
-    let done = match before_token(snap, req) {
-        Stage::Decided(early) => return early,
-        Stage::Pending(d, route) => after_token(
-            snap,
-            d,
-            route,
-            principal.clone(),
-            req.domain,
-            &crate::roles::NoLookup,
-            false,
-        ),
+    let resolved = match resolve(snap, req) {
+        Ok(r) => r,
+        Err(rejected) => return *rejected,
     };
+    let done = with_override(&resolved, |action| {
+        match before_token(snap, req, &resolved, action) {
+            Stage::Decided(early) => Step::Done(early),
+            Stage::Pending(d, route) => after_token(
+                snap,
+                d,
+                route,
+                principal.clone(),
+                req.domain,
+                &crate::roles::NoLookup,
+                false,
+            ),
+        }
+    });
     match done {
         Step::Done(d) => d,
         // INVARIANT: NoLookup always answers, and no keys are involved.
@@ -280,18 +389,24 @@ enum Stage<'s> {
 }
 
 /// Steps 1–2: CORS preflight and public routes.
-fn before_token<'s>(snap: &'s Snapshot, req: &Request<'_>) -> Stage<'s> {
-    let (resource, action) = req.target.resource_action();
-    let route = match req.target {
-        Target::Http { method, .. } => snap.routes.find(method, resource),
-        Target::Resource { .. } => None,
+fn before_token<'s>(
+    snap: &'s Snapshot,
+    req: &Request<'_>,
+    resolved: &Resolved<'_>,
+    action: &str,
+) -> Stage<'s> {
+    let resource = &*resolved.resource;
+    let route = if resolved.http {
+        snap.routes.find(action, resource)
+    } else {
+        None
     };
     let mut d = Decision::pending(resource, action, &snap.revision);
     d.route = route.map(|r| r.label.clone());
     // 1. CORS preflight.
-    if let Target::Http { method, .. } = req.target
+    if resolved.http
         && snap.config.cors_preflight == CorsPreflight::Allow
-        && method.eq_ignore_ascii_case("OPTIONS")
+        && action == "OPTIONS"
         && req.origin.is_some()
         && req.access_control_request_method.is_some()
     {
@@ -648,6 +763,7 @@ mod tests {
             origin: None,
             access_control_request_method: None,
             domain: None,
+            method_overrides: [None; 3],
         }
     }
 
@@ -678,7 +794,7 @@ mod tests {
         assert_eq!(codes.len(), Reason::ALL.len());
         for r in Reason::ALL {
             assert_eq!(serde_json::to_value(r).unwrap(), r.as_str());
-            assert!(matches!(r.status(), 200 | 401 | 403 | 503));
+            assert!(matches!(r.status(), 200 | 400 | 401 | 403 | 503));
         }
         assert_eq!(Reason::TokenExpired.status(), 401);
         assert_eq!(Reason::ScopeMissing.status(), 403);

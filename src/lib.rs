@@ -1,8 +1,8 @@
 //! authzd: a policy decision service for HTTP APIs protected by OAuth 2.0 /
 //! OpenID Connect JWTs. It verifies the token against the issuer's JWKS,
 //! enforces coarse route scopes the way API Gateway does, and decides with a
-//! Casbin model over (subject, resource, action). See `SPEC.md` for the
-//! contract and `README.md` for use.
+//! Casbin model over (subject, resource, action). `docs/` is the users'
+//! reference and `README.md` the way in.
 //!
 //! # Layout
 //!
@@ -11,13 +11,14 @@
 //!   issuer keys; [`token::claims`] reads claims through JSON Pointers;
 //!   [`token::verified`] caches verified tokens by SHA-256.
 //! - [`roles`]: looked-up roles from an HTTP directory, cached in moka.
+//! - [`request`]: the canonical form of what the upstream will execute: path and method (pure).
 //! - [`routes`]: the route table, API Gateway path syntax, most-specific match (pure).
 //! - [`policy`]: Casbin behind our own type, per-request roles as a thread-local
 //!   overlay; [`policy::snapshot`] is one consistent revision,
 //!   [`policy::reload`] swaps revisions atomically and watches the files,
 //!   [`policy::cases`] runs policy test cases (`authzd test`),
 //!   [`policy::fast`] is the indexed evaluator with casbin-rs semantics.
-//! - [`decision`]: THE pipeline of SPEC §2 — pure, synchronous, clock passed in.
+//! - [`decision`]: THE pipeline (`docs/pipeline.md`) — pure, synchronous, clock passed in.
 //! - [`authorizer`]: the async driver: live snapshot, key fetches, ids, logging, metrics.
 //! - [`transport`]: adapters only — [`transport::grpc`] (`authzd.v1`, health,
 //!   reflection), [`transport::envoy`] (ext_authz gRPC v3 and HTTP mode),
@@ -36,6 +37,7 @@ pub mod devtoken;
 pub mod metrics;
 pub mod policy;
 pub mod probe;
+pub mod request;
 pub mod roles;
 pub mod routes;
 pub mod token;

@@ -261,6 +261,7 @@ async fn check(
         origin: None,
         access_control_request_method: None,
         domain,
+        method_overrides: [None; 3],
     };
     let outcome = authorizer.check(&req, Source::Cli).await;
     println!("{}", outcome.to_json_line());

@@ -134,7 +134,35 @@ impl Policy {
         policy_text: &str,
         policy_name: &str,
     ) -> Result<Policy, PolicyLoadError> {
-        Self::build(model_text, model_name, policy_text, policy_name, true).await
+        Self::build(
+            model_text,
+            model_name,
+            policy_text,
+            policy_name,
+            true,
+            false,
+        )
+        .await
+    }
+
+    /// Builds from text for a config whose `[request] path_case` is `fold_case`
+    /// (`true`: object patterns are lower-cased, as request paths are).
+    pub async fn from_text_for(
+        model_text: &str,
+        model_name: &str,
+        policy_text: &str,
+        policy_name: &str,
+        fold_case: bool,
+    ) -> Result<Policy, PolicyLoadError> {
+        Self::build(
+            model_text,
+            model_name,
+            policy_text,
+            policy_name,
+            true,
+            fold_case,
+        )
+        .await
     }
 
     /// Builds with casbin-rs as the evaluator whatever the model: the
@@ -143,7 +171,7 @@ impl Policy {
         model_text: &str,
         policy_text: &str,
     ) -> Result<Policy, PolicyLoadError> {
-        Self::build(model_text, "model", policy_text, "policy", false).await
+        Self::build(model_text, "model", policy_text, "policy", false, false).await
     }
 
     async fn build(
@@ -152,6 +180,7 @@ impl Policy {
         policy_text: &str,
         policy_name: &str,
         indexed: bool,
+        fold_case: bool,
     ) -> Result<Policy, PolicyLoadError> {
         let model_err = |message: String| PolicyLoadError::Model {
             path: model_name.to_string(),
@@ -171,6 +200,9 @@ impl Policy {
                 path: policy_name.to_string(),
                 message: e.to_string(),
             })?;
+        if fold_case {
+            fold_object_case(enforcer.get_mut_model(), policy_text, policy_name)?;
+        }
         let rm: Arc<RwLock<dyn RoleManager>> = Arc::new(RwLock::new(OverlayRoleManager::default()));
         enforcer
             .set_role_manager(rm)
@@ -273,6 +305,59 @@ impl Policy {
             matched: matched.into_iter().next().unwrap_or_default(),
         })
     }
+}
+
+/// Rewrites every `p` line of `model` through `f` (which may refuse a line).
+fn rewrite_lines(
+    model: &mut dyn Model,
+    mut f: impl FnMut(&str, &[String], Vec<Vec<String>>) -> Result<Vec<Vec<String>>, PolicyLoadError>,
+) -> Result<(), PolicyLoadError> {
+    let Some(types) = model.get_mut_model().get_mut("p") else {
+        return Ok(());
+    };
+    for (ptype, ast) in types.iter_mut() {
+        let lines: Vec<Vec<String>> = std::mem::take(ast.get_mut_policy()).into_iter().collect();
+        let lines = f(ptype, &ast.tokens, lines)?;
+        let set = ast.get_mut_policy();
+        for line in lines {
+            set.insert(line);
+        }
+    }
+    Ok(())
+}
+
+/// `path_case = "insensitive"`: object patterns are lower-cased, as request
+/// paths are. A regex escape whose meaning depends on case (`\D`, `\W`,
+/// `\S`, `\B`, `\P{..}`) is refused rather than silently changed.
+fn fold_object_case(model: &mut dyn Model, text: &str, name: &str) -> Result<(), PolicyLoadError> {
+    rewrite_lines(model, |ptype, tokens, lines| {
+        let field = format!("{ptype}_obj");
+        let Some(at) = tokens.iter().position(|t| *t == field) else {
+            return Ok(lines);
+        };
+        let mut out = Vec::with_capacity(lines.len());
+        for mut line in lines {
+            let Some(v) = line.get(at) else {
+                out.push(line);
+                continue;
+            };
+            let b = v.as_bytes();
+            if b.windows(2)
+                .any(|w| w[0] == b'\\' && w[1].is_ascii_uppercase())
+            {
+                return Err(PolicyLoadError::Line {
+                    path: name.to_string(),
+                    line: find_line(text, &line),
+                    message: format!(
+                        "pattern `{v}` has a case-sensitive regex escape; with `path_case = \"insensitive\"` write it without one"
+                    ),
+                });
+            }
+            line[at] = v.to_lowercase();
+            out.push(line);
+        }
+        Ok(out)
+    })
 }
 
 /// The effects casbin-rs implements; any other makes its enforce panic, so it is refused at load.

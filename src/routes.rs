@@ -1,8 +1,9 @@
 //! The route table: API Gateway path syntax and most-specific matching (SPEC §5).
 //!
 //! Pure: compiled once per snapshot, matched per request without allocation.
-//! Paths are compared segment by segment exactly as sent (no decoding, no
-//! collapsing of `//`), so the path a route sees is the path the policy sees.
+//! Paths arrive in canonical form ([`crate::request`]) and are compared
+//! segment by segment as they are, so the path a route sees is the path the
+//! policy sees.
 
 use crate::config::{RouteAuth, RouteConfig};
 
@@ -145,9 +146,21 @@ pub struct RouteTable {
 
 impl RouteTable {
     pub fn compile(cfgs: &[RouteConfig]) -> Result<RouteTable, RouteError> {
-        Ok(RouteTable {
-            routes: cfgs.iter().map(Route::compile).collect::<Result<_, _>>()?,
-        })
+        Self::compile_folded(cfgs, false)
+    }
+
+    /// With `fold_case`, literal segments are lower-cased to match the
+    /// lower-cased request paths of `path_case = "insensitive"`.
+    pub fn compile_folded(cfgs: &[RouteConfig], fold_case: bool) -> Result<RouteTable, RouteError> {
+        let mut routes: Vec<Route> = cfgs.iter().map(Route::compile).collect::<Result<_, _>>()?;
+        if fold_case {
+            for seg in routes.iter_mut().flat_map(|r| r.segments.iter_mut()) {
+                if let Segment::Literal(l) = seg {
+                    *l = l.to_lowercase();
+                }
+            }
+        }
+        Ok(RouteTable { routes })
     }
 
     pub fn len(&self) -> usize {
@@ -165,11 +178,6 @@ impl RouteTable {
             .filter(|r| r.matches(method, path))
             .max_by(|a, b| a.specificity().cmp(&b.specificity()))
     }
-}
-
-/// `path` without its query string or fragment.
-pub fn strip_query(path: &str) -> &str {
-    path.split(['?', '#']).next().unwrap_or(path)
 }
 
 #[cfg(test)]
@@ -257,12 +265,6 @@ mod tests {
             assert!(e.contains(why) && e.contains(p), "{p}: {e}");
         }
         assert!(Route::compile(&route("GE T", "/")).is_err());
-    }
-
-    #[test]
-    fn query_is_stripped() {
-        assert_eq!(strip_query("/a/b?x=1#f"), "/a/b");
-        assert_eq!(strip_query("/a#f?x"), "/a");
     }
 
     proptest! {

@@ -129,9 +129,7 @@ impl TokenError {
             TokenError::KeyUnknown(_) => Reason::KeyUnknown,
             TokenError::SignatureInvalid => Reason::SignatureInvalid,
             TokenError::Expired(_) => Reason::TokenExpired,
-            TokenError::NotYetValid(_) | TokenError::IssuedInFuture(_) => {
-                Reason::TokenNotYetValid
-            }
+            TokenError::NotYetValid(_) | TokenError::IssuedInFuture(_) => Reason::TokenNotYetValid,
             TokenError::AudienceMismatch(_) => Reason::AudienceMismatch,
             TokenError::TokenUseMismatch { .. } => Reason::TokenUseMismatch,
         }
@@ -476,7 +474,11 @@ mod tests {
             let h = b64(&format!(r#"{{"alg":"{alg}"}}"#));
             for sig in ["", "c2ln"] {
                 let e = parse(&format!("{h}.{p}.{sig}")).unwrap_err();
-                assert_eq!(e.reason(), Reason::AlgorithmNotAllowed, "{alg} {sig:?}: {e}");
+                assert_eq!(
+                    e.reason(),
+                    Reason::AlgorithmNotAllowed,
+                    "{alg} {sig:?}: {e}"
+                );
             }
         }
     }

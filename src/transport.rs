@@ -23,6 +23,7 @@ use crate::{
         reload::{self, PolicyStore},
         snapshot::{Snapshot, SnapshotError},
     },
+    request::{METHOD_OVERRIDE_HEADERS, Overrides},
     roles::RoleLookup,
     token::jwks::Jwks,
 };
@@ -272,7 +273,13 @@ pub fn check_request(m: &crate::pb::CheckRequest) -> Result<Request<'_>, BadRequ
         origin: header(&m.headers, "origin"),
         access_control_request_method: header(&m.headers, "access-control-request-method"),
         domain: Some(m.domain.as_str()).filter(|d| !d.is_empty()),
+        method_overrides: method_overrides(|name| header(&m.headers, name)),
     })
+}
+
+/// The method-override headers a request carries, looked up by lower-case name.
+pub fn method_overrides<'a>(get: impl Fn(&str) -> Option<&'a str>) -> Overrides<'a> {
+    METHOD_OVERRIDE_HEADERS.map(get)
 }
 
 /// Maps an outcome to an `authzd.v1.CheckResponse`.
@@ -317,7 +324,7 @@ impl HttpAnswer {
                 headers.push((SUBJECT_HEADER, header_value(s)));
             }
             if !d.roles.is_empty() {
-                headers.push((ROLES_HEADER, header_value(&d.roles.join(","))));
+                headers.push((ROLES_HEADER, roles_value(&d.roles)));
             }
             headers.push((DECISION_ID_HEADER, o.decision_id.clone()));
             return HttpAnswer {
@@ -327,6 +334,7 @@ impl HttpAnswer {
             };
         }
         let body = match d.status {
+            400 => r#"{"message":"Bad Request"}"#,
             401 => r#"{"message":"Unauthorized"}"#,
             503 => r#"{"message":"Service Unavailable"}"#,
             _ => r#"{"message":"Forbidden"}"#,
@@ -351,6 +359,17 @@ impl HttpAnswer {
         }
     }
 
+    /// The answer for a proxy that understands only 401 and 403 (nginx
+    /// `auth_request`, Traefik ForwardAuth turn anything else into a 500):
+    /// a refused request (400) becomes a 403.
+    pub fn for_forward_auth(mut self) -> HttpAnswer {
+        if self.status == 400 {
+            self.status = 403;
+            self.body = r#"{"message":"Forbidden"}"#;
+        }
+        self
+    }
+
     /// The names of `client_headers` that look like ours but that this answer does not set:
     /// they must be removed before the request goes upstream.
     pub fn spoofed<'a>(&self, client_headers: impl Iterator<Item = &'a str>) -> Vec<String> {
@@ -371,12 +390,35 @@ impl HttpAnswer {
     }
 }
 
-/// A header-safe rendering of a claim value: visible ASCII and spaces pass,
-/// anything else (control characters, non-ASCII, `%`) is percent-encoded, so
-/// a subject can never inject a header line.
+/// What an upstream could split, trim or unfold in a header value: control
+/// characters, non-ASCII, `%` (the escape itself), the list separator `,`,
+/// space (trimmed around list items and values), `"` (quoted strings) and `;`
+/// (parameters). Each is percent-encoded, so one claim value stays one value.
+const HEADER_UNSAFE: &percent_encoding::AsciiSet = &percent_encoding::CONTROLS
+    .add(b'%')
+    .add(b',')
+    .add(b' ')
+    .add(b'"')
+    .add(b';');
+
+/// A header-safe rendering of a claim value: a subject can never inject a
+/// header line, and an upstream that trims or splits the value sees it whole.
 pub fn header_value(s: &str) -> String {
-    const UNSAFE: &percent_encoding::AsciiSet = &percent_encoding::CONTROLS.add(b'%');
-    percent_encoding::utf8_percent_encode(s, UNSAFE).to_string()
+    percent_encoding::utf8_percent_encode(s, HEADER_UNSAFE).to_string()
+}
+
+/// `x-authz-roles`: each role encoded as by [`header_value`], joined with `,`,
+/// so a role named `x,admin` or ` admin` reaches the upstream as one role that
+/// is not `admin`.
+pub fn roles_value(roles: &[String]) -> String {
+    let mut out = String::new();
+    for (i, r) in roles.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.extend(percent_encoding::utf8_percent_encode(r, HEADER_UNSAFE));
+    }
+    out
 }
 
 #[cfg(test)]
@@ -388,9 +430,25 @@ mod tests {
         assert_eq!(header_value("alice"), "alice");
         assert_eq!(
             header_value("a\r\nx-authz-subject: root"),
-            "a%0D%0Ax-authz-subject: root"
+            "a%0D%0Ax-authz-subject:%20root"
         );
-        assert_eq!(header_value("jürgen 100%"), "j%C3%BCrgen 100%25");
+        assert_eq!(header_value("jürgen 100%"), "j%C3%BCrgen%20100%25");
+        assert_eq!(header_value(" admin"), "%20admin");
+    }
+
+    #[test]
+    fn each_role_stays_one_role() {
+        let roles = |r: &[&str]| roles_value(&r.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+        assert_eq!(roles(&["regular", "editor"]), "regular,editor");
+        let smuggled = roles(&["regular", "x,admin", " admin", "a;q=admin", "\"admin\""]);
+        assert_eq!(
+            smuggled,
+            "regular,x%2Cadmin,%20admin,a%3Bq=admin,%22admin%22"
+        );
+        // However an upstream splits and trims, no item is `admin`.
+        for item in smuggled.split([',', ';']).map(str::trim) {
+            assert_ne!(item.trim_matches('"'), "admin", "{smuggled}");
+        }
     }
 
     #[test]

@@ -57,6 +57,7 @@ fuzz_target!(|data: &[u8]| {
         origin: None,
         access_control_request_method: None,
         domain: None,
+        method_overrides: [None; 3],
     };
     let src = Sources { keys, roles: &NoLookup, fetch_keys: false, fetch_roles: false, tokens: None };
     match decision::decide(snap, &req, src, SystemTime::now()) {

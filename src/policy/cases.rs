@@ -159,6 +159,7 @@ pub async fn run(path: &Path) -> Result<(Snapshot, Vec<CaseResult>), CasesError>
             origin: None,
             access_control_request_method: None,
             domain: case.domain.as_deref(),
+            method_overrides: [None; 3],
         };
         let decision = decision::decide_for(&snap, &req, &principal);
         let allowed_ok = decision.allowed == (case.expect == Expect::Allow);

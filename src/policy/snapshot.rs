@@ -10,7 +10,7 @@ use sha2::{Digest, Sha256};
 
 use super::{Policy, PolicyLoadError};
 use crate::{
-    config::{Config, ConfigError},
+    config::{Config, ConfigError, PathCase},
     routes::{RouteError, RouteTable},
 };
 
@@ -118,14 +118,16 @@ impl Sources {
             policy,
             revision,
         } = self;
-        let policy = Policy::from_text(
+        let fold_case = config.request.path_case == PathCase::Insensitive;
+        let policy = Policy::from_text_for(
             &model,
             &config.policy.model.display().to_string(),
             &policy,
             &config.policy.policy.display().to_string(),
+            fold_case,
         )
         .await?;
-        let routes = RouteTable::compile(&config.routes)?;
+        let routes = RouteTable::compile_folded(&config.routes, fold_case)?;
         Ok(Snapshot {
             config,
             routes,

@@ -39,6 +39,7 @@ use crate::{
     audit::Source,
     authorizer::Authorizer,
     decision::{self, Target},
+    request::METHOD_OVERRIDE_HEADERS,
 };
 
 /// `envoy.service.auth.v3.Authorization`.
@@ -79,6 +80,7 @@ impl Authorization for EnvoyGrpc {
         let authorization = headers.get("authorization");
         let origin = headers.get("origin");
         let acrm = headers.get("access-control-request-method");
+        let overrides = METHOD_OVERRIDE_HEADERS.map(|name| headers.get(name));
         let req = decision::Request {
             target: Target::Http {
                 method: &method,
@@ -89,6 +91,7 @@ impl Authorization for EnvoyGrpc {
             origin: origin.as_deref(),
             access_control_request_method: acrm.as_deref(),
             domain: None,
+            method_overrides: [0, 1, 2].map(|i| overrides[i].as_deref()),
         };
         let outcome = self.0.check(&req, Source::EnvoyGrpc).await;
         let answer = HttpAnswer::of(&outcome);
@@ -180,6 +183,7 @@ fn to_check_response(answer: HttpAnswer, spoofed: Vec<String>) -> CheckResponse 
         };
     }
     let code = match answer.status {
+        400 => INVALID_ARGUMENT,
         401 => UNAUTHENTICATED,
         503 => UNAVAILABLE,
         _ => PERMISSION_DENIED,

@@ -8,7 +8,11 @@
 
 use std::sync::Arc;
 
-use axum::{extract::State, http::HeaderMap, response::Response};
+use axum::{
+    extract::State,
+    http::HeaderMap,
+    response::{IntoResponse, Response},
+};
 
 use super::{HttpAnswer, envoy::to_http_response};
 use crate::{audit::Source, authorizer::Authorizer, decision::Target};
@@ -41,11 +45,11 @@ pub async fn forward_auth(State(app): State<Arc<Authorizer>>, headers: HeaderMap
     let (method, uri) = match parts {
         Ok((Some(m), Some(u))) => (m, u),
         Ok(_) => {
-            return super::http::bad_request(
+            return refused(
                 "forward auth needs the original method and URI: X-Forwarded-Method and X-Forwarded-Uri (Traefik) or X-Original-Method and X-Original-URI (nginx)",
             );
         }
-        Err(e) => return super::http::bad_request(e),
+        Err(e) => return refused(&e),
     };
     let outcome = super::http::check_headers(
         &app,
@@ -54,5 +58,16 @@ pub async fn forward_auth(State(app): State<Arc<Authorizer>>, headers: HeaderMap
         Source::ForwardAuth,
     )
     .await;
-    to_http_response(HttpAnswer::of(&outcome))
+    to_http_response(HttpAnswer::of(&outcome).for_forward_auth())
+}
+
+/// A call that cannot be checked at all: 403 (a 400 would reach the client as
+/// nginx's 500), with the reason for the operator in the body and the log.
+fn refused(why: &str) -> Response {
+    tracing::warn!(why, "forward-auth call refused");
+    (
+        axum::http::StatusCode::FORBIDDEN,
+        axum::Json(serde_json::json!({"error": why})),
+    )
+        .into_response()
 }

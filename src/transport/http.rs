@@ -93,6 +93,9 @@ pub(super) async fn check_headers(
         origin: get(header::ORIGIN),
         access_control_request_method: get(header::ACCESS_CONTROL_REQUEST_METHOD),
         domain: None,
+        method_overrides: super::method_overrides(|name| {
+            headers.get(name).and_then(|v| v.to_str().ok())
+        }),
     };
     app.check(&req, source).await
 }

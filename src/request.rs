@@ -1,0 +1,680 @@
+//! The canonical form of what the upstream will execute: its path and its
+//! method (`docs/security.md`, "Canonical paths"). Pure, allocation-free for
+//! paths that are already canonical, and fuzzed (`fuzz/fuzz_targets/path.rs`).
+//!
+//! Gateways hand authzd the raw request path, and upstream servers resolve it
+//! their own way: dot segments, percent-encoding, `;` parameters, backslashes,
+//! repeated slashes. A path that matches an allowed pattern literally but
+//! resolves elsewhere is an authorization bypass, so a path is either in one
+//! canonical spelling or it is refused; it is never matched as a raw string.
+//!
+//! The canonical spelling, and what the policy sees:
+//! - it starts with `/`; the query string was removed before this module;
+//! - no segment is `.` or `..`, plain or percent-encoded in any case mix, and
+//!   no segment ends with `.` or a space (Windows servers drop those);
+//! - no empty segment (`//`); one trailing `/` is folded away unless
+//!   `trailing_slash = "distinct"`;
+//! - no raw `\` or `;`, and no percent-encoded `/`, `\` or `;`;
+//! - no control character (raw or encoded), no malformed escape (`%`, `%4`,
+//!   `%zz`), and the decoded bytes are UTF-8 (so overlong forms like `%c0%ae`
+//!   are refused);
+//! - no `%25` that decodes into another escape (`%252e`): double decoding;
+//! - no fullwidth or look-alike slash and dot characters, which Unicode
+//!   normalization (NFKC) in some upstreams turns into `/` and `.`;
+//! - in `reject` mode, no percent-encoded unreserved character (`%61` for `a`).
+//!
+//! Legitimate escapes keep working and are decoded for the policy:
+//! `/files/my%20file` is decided as `/files/my file`, `/caf%C3%A9` and a raw
+//! `/café` both as `/café`, `/100%25` as `/100%`. Routes and policy patterns
+//! are written in that decoded form. With `path_case = "insensitive"` the
+//! decoded path is lower-cased (and so are route and policy patterns).
+//!
+//! `normalize` mode (for gateways that normalize and forward the normalized
+//! path) resolves what RFC 3986 normalization does instead of refusing it:
+//! encoded unreserved characters are decoded, dot segments removed, repeated
+//! slashes merged. Everything whose meaning differs between upstreams stays
+//! refused in every mode.
+
+use std::borrow::Cow;
+
+use crate::config::{MethodOverride, Noncanonical, PathCase, RequestConfig, TrailingSlash};
+
+/// Headers that common frameworks execute as the request's method
+/// (Rails, Express `method-override`, Laravel, Spring's `HiddenHttpMethodFilter`).
+pub const METHOD_OVERRIDE_HEADERS: [&str; 3] = [
+    "x-http-method-override",
+    "x-http-method",
+    "x-method-override",
+];
+
+/// The query parameter that Rails, Laravel and Express `method-override` read.
+const METHOD_OVERRIDE_PARAM: &str = "_method";
+
+/// Why a request is not in canonical form. `Display` is the decision's detail.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Rejected {
+    #[error("path does not start with `/`")]
+    NotAbsolute,
+    #[error("path has a `.` or `..` segment (plain or percent-encoded)")]
+    DotSegment,
+    #[error("path has a segment ending in `.` or a space")]
+    TrailingDot,
+    #[error("path has an empty segment (`//`)")]
+    EmptySegment,
+    #[error("path has a backslash")]
+    Backslash,
+    #[error("path has an encoded `/` or `\\` (`%2F`, `%5C`)")]
+    EncodedSlash,
+    #[error("path has a `;` parameter (raw or `%3B`)")]
+    Semicolon,
+    #[error("path has a control character (raw or encoded)")]
+    Control,
+    #[error("path has a malformed percent-escape")]
+    BadEscape,
+    #[error("path is not UTF-8 once decoded")]
+    NotUtf8,
+    #[error("path percent-encodes an unreserved character (`{0}`)")]
+    EncodedUnreserved(char),
+    #[error("path has a double-encoded escape (`%25` followed by hex digits)")]
+    DoubleEncoded,
+    #[error("path has a character that Unicode normalization turns into ASCII (`{0}`)")]
+    Lookalike(char),
+    #[error("method `{0}` is not an upper-case HTTP method name")]
+    Method(String),
+    #[error("`{0}` asks the upstream to execute another method")]
+    MethodOverride(String),
+    #[error("method overrides disagree: `{0}` and `{1}`")]
+    ConflictingOverrides(String, String),
+}
+
+/// A request's method and path in canonical form.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Canonical<'a> {
+    pub method: Cow<'a, str>,
+    pub path: Cow<'a, str>,
+    /// With `method_override = "authorize"`: the method the upstream will execute instead.
+    pub overridden: Option<String>,
+}
+
+/// The method-override values a request carries, by header (see
+/// [`METHOD_OVERRIDE_HEADERS`]); the `_method` query parameter is read from the path.
+pub type Overrides<'a> = [Option<&'a str>; 3];
+
+/// Canonical method and path of an HTTP request (`raw_path` may carry a query).
+pub fn canonical<'a>(
+    method: &'a str,
+    raw_path: &'a str,
+    overrides: &Overrides<'a>,
+    rules: &RequestConfig,
+) -> Result<Canonical<'a>, Rejected> {
+    let (path, query) = split_query(raw_path);
+    let method = canonical_method(method, rules)?;
+    let path = canonical_path(path, rules)?;
+    let overridden = override_method(overrides, query, rules)?;
+    Ok(Canonical {
+        method,
+        path,
+        overridden,
+    })
+}
+
+/// The resource of a direct check: a URL path (starting with `/`) gets the
+/// same protection as a request path; anything else is taken as it is.
+pub fn canonical_resource<'a>(
+    resource: &'a str,
+    rules: &RequestConfig,
+) -> Result<Cow<'a, str>, Rejected> {
+    if resource.starts_with('/') {
+        canonical_path(split_query(resource).0, rules)
+    } else {
+        Ok(Cow::Borrowed(resource))
+    }
+}
+
+/// `(path, query)`: the query (without `?`) is `None` when absent. A fragment is dropped.
+pub fn split_query(raw: &str) -> (&str, Option<&str>) {
+    let raw = raw.split('#').next().unwrap_or(raw);
+    match raw.split_once('?') {
+        Some((p, q)) => (p, Some(q)),
+        None => (raw, None),
+    }
+}
+
+/// An HTTP method is a token (RFC 9110 §9.1). Upstreams differ on case, so a
+/// lower-case method is refused (or upper-cased in `normalize` mode): a deny
+/// rule on `DELETE` then holds for `delete`.
+fn canonical_method<'a>(method: &'a str, rules: &RequestConfig) -> Result<Cow<'a, str>, Rejected> {
+    let bad = || Rejected::Method(crate::token::clip(method));
+    if method.is_empty() || !method.bytes().all(is_tchar) {
+        return Err(bad());
+    }
+    if !method.bytes().any(|b| b.is_ascii_lowercase()) {
+        return Ok(Cow::Borrowed(method));
+    }
+    match rules.noncanonical {
+        Noncanonical::Reject => Err(bad()),
+        Noncanonical::Normalize => Ok(Cow::Owned(method.to_ascii_uppercase())),
+    }
+}
+
+fn is_tchar(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
+/// The method an override asks for, or a refusal (`method_override = "reject"`).
+fn override_method(
+    headers: &Overrides<'_>,
+    query: Option<&str>,
+    rules: &RequestConfig,
+) -> Result<Option<String>, Rejected> {
+    let from_query = query.and_then(query_override);
+    let named = METHOD_OVERRIDE_HEADERS
+        .iter()
+        .zip(headers)
+        .filter_map(|(name, v)| v.map(|v| ((*name).to_string(), Cow::Borrowed(v))))
+        .chain(from_query.map(|v| (format!("?{METHOD_OVERRIDE_PARAM}="), v)));
+    let mut found: Option<(String, String)> = None;
+    for (name, value) in named {
+        if rules.method_override == MethodOverride::Reject {
+            return Err(Rejected::MethodOverride(name));
+        }
+        let method = canonical_method(value.trim(), rules)?.into_owned();
+        match &found {
+            Some((_, m)) if *m != method => {
+                return Err(Rejected::ConflictingOverrides(m.clone(), method));
+            }
+            _ => found = Some((name, method)),
+        }
+    }
+    Ok(found.map(|(_, m)| m))
+}
+
+/// The value of `_method` in a query string (name matched after decoding, any case).
+fn query_override(query: &str) -> Option<Cow<'_, str>> {
+    query.split(['&', ';']).find_map(|pair| {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        let k = percent_encoding::percent_decode_str(k).decode_utf8_lossy();
+        k.eq_ignore_ascii_case(METHOD_OVERRIDE_PARAM)
+            .then(|| percent_encoding::percent_decode_str(v).decode_utf8_lossy())
+    })
+}
+
+/// RFC 3986 §2.3.
+fn is_unreserved(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~')
+}
+
+fn hex(b: u8) -> Option<u8> {
+    match b {
+        b'0'..=b'9' => Some(b - b'0'),
+        b'a'..=b'f' => Some(b - b'a' + 10),
+        b'A'..=b'F' => Some(b - b'A' + 10),
+        _ => None,
+    }
+}
+
+/// The canonical, decoded form of `path` (no query), or why there is none.
+pub fn canonical_path<'a>(path: &'a str, rules: &RequestConfig) -> Result<Cow<'a, str>, Rejected> {
+    let Some(rest) = path.strip_prefix('/') else {
+        return Err(Rejected::NotAbsolute);
+    };
+    let normalize = rules.noncanonical == Noncanonical::Normalize;
+    // Fast path: most paths have nothing to decode, resolve or fold.
+    if is_plain(rest, rules) {
+        return Ok(Cow::Borrowed(path));
+    }
+    let mut out: Vec<u8> = Vec::with_capacity(path.len());
+    // Byte offsets in `out` where each kept segment starts (for `..` in normalize mode).
+    let mut starts: Vec<usize> = Vec::new();
+    let segments: Vec<&str> = rest.split('/').collect();
+    let last = segments.len() - 1;
+    let mut trailing = false;
+    for (i, raw) in segments.iter().enumerate() {
+        let (seg, encoded_unreserved) = decode_segment(raw)?;
+        if seg.is_empty() {
+            if i == last {
+                trailing = i > 0;
+                continue;
+            }
+            if normalize {
+                continue;
+            }
+            return Err(Rejected::EmptySegment);
+        }
+        match seg.as_slice() {
+            b"." | b".." if !normalize => return Err(Rejected::DotSegment),
+            b"." => {
+                trailing = i == last;
+                continue;
+            }
+            b".." => {
+                if let Some(start) = starts.pop() {
+                    out.truncate(start);
+                }
+                trailing = i == last;
+                continue;
+            }
+            s if s.ends_with(b".") || s.ends_with(b" ") => return Err(Rejected::TrailingDot),
+            _ => {}
+        }
+        if let Some(c) = encoded_unreserved
+            && !normalize
+        {
+            return Err(Rejected::EncodedUnreserved(c));
+        }
+        starts.push(out.len());
+        out.push(b'/');
+        out.extend_from_slice(&seg);
+    }
+    // The root, or a trailing `/` kept distinct.
+    if out.is_empty() || (trailing && rules.trailing_slash == TrailingSlash::Distinct) {
+        out.push(b'/');
+    }
+    let decoded = String::from_utf8(out).map_err(|_| Rejected::NotUtf8)?;
+    check_chars(&decoded)?;
+    Ok(Cow::Owned(match rules.path_case {
+        PathCase::Sensitive => decoded,
+        PathCase::Insensitive => decoded.to_lowercase(),
+    }))
+}
+
+/// True when `rest` (the path after its leading `/`) is already canonical as
+/// it stands: printable ASCII without `%`, `\`, `;`, no empty, dot or
+/// trailing-dot segment, no trailing `/` to fold, no upper case to fold.
+fn is_plain(rest: &str, rules: &RequestConfig) -> bool {
+    let b = rest.as_bytes();
+    let ok_byte = |c: &u8| (0x21..0x7f).contains(c) && !matches!(c, b'%' | b'\\' | b';');
+    if !b.iter().all(ok_byte) {
+        return false;
+    }
+    if rules.path_case == PathCase::Insensitive && b.iter().any(u8::is_ascii_uppercase) {
+        return false;
+    }
+    if rest.is_empty() {
+        return true;
+    }
+    let mut segs = rest.split('/').peekable();
+    while let Some(s) = segs.next() {
+        let last = segs.peek().is_none();
+        if s.is_empty() {
+            // A trailing `/` is plain only where it stays distinct.
+            if !(last && rules.trailing_slash == TrailingSlash::Distinct) {
+                return false;
+            }
+        } else if s.ends_with('.') {
+            return false;
+        }
+    }
+    true
+}
+
+/// Decodes one segment's escapes, refusing what upstreams resolve
+/// differently; also says which unreserved character, if any, was encoded.
+fn decode_segment(raw: &str) -> Result<(Vec<u8>, Option<char>), Rejected> {
+    let b = raw.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut encoded_unreserved = None;
+    let mut i = 0;
+    while i < b.len() {
+        let c = b[i];
+        match c {
+            b'\\' => return Err(Rejected::Backslash),
+            b';' => return Err(Rejected::Semicolon),
+            0..=0x1f | 0x7f => return Err(Rejected::Control),
+            b'%' => {
+                let (Some(h), Some(l)) = (
+                    b.get(i + 1).copied().and_then(hex),
+                    b.get(i + 2).copied().and_then(hex),
+                ) else {
+                    return Err(Rejected::BadEscape);
+                };
+                let v = h * 16 + l;
+                match v {
+                    b'/' | b'\\' => return Err(Rejected::EncodedSlash),
+                    b';' => return Err(Rejected::Semicolon),
+                    0..=0x1f | 0x7f => return Err(Rejected::Control),
+                    b'%' if b.get(i + 3).copied().and_then(hex).is_some()
+                        && b.get(i + 4).copied().and_then(hex).is_some() =>
+                    {
+                        return Err(Rejected::DoubleEncoded);
+                    }
+                    v if is_unreserved(v) => {
+                        encoded_unreserved.get_or_insert(char::from(v));
+                    }
+                    _ => {}
+                }
+                out.push(v);
+                i += 3;
+            }
+            _ => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    Ok((out, encoded_unreserved))
+}
+
+/// Characters that are not ASCII but that upstreams may turn into ASCII
+/// path syntax: C1 controls, the fullwidth ASCII block (NFKC maps `／` to
+/// `/`, `．` to `.`, `ａ` to `a`), and other slash, backslash and dot look-alikes.
+fn check_chars(decoded: &str) -> Result<(), Rejected> {
+    for c in decoded.chars().filter(|c| !c.is_ascii()) {
+        match c {
+            '\u{80}'..='\u{9f}' => return Err(Rejected::Control),
+            '\u{ff01}'..='\u{ff5e}'
+            | '\u{2024}'..='\u{2026}'
+            | '\u{2044}'
+            | '\u{2215}'
+            | '\u{2216}'
+            | '\u{fe52}'
+            | '\u{fe68}'
+            | '\u{2e2e}' => return Err(Rejected::Lookalike(c)),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn rules(noncanonical: Noncanonical) -> RequestConfig {
+        RequestConfig {
+            noncanonical,
+            ..RequestConfig::default()
+        }
+    }
+
+    fn reject(p: &str) -> Result<String, Rejected> {
+        canonical_path(p, &RequestConfig::default()).map(Cow::into_owned)
+    }
+
+    fn normalize(p: &str) -> Result<String, Rejected> {
+        canonical_path(p, &rules(Noncanonical::Normalize)).map(Cow::into_owned)
+    }
+
+    #[test]
+    fn canonical_paths_pass_unchanged_and_borrowed() {
+        for p in [
+            "/",
+            "/admin/secret",
+            "/a-b_c~d/e.json",
+            "/v1.2/x",
+            "/api/items/7",
+            "/a:b@c!$&'()*+,=",
+            "/.well-known/jwks.json",
+            "/..a/b..c",
+        ] {
+            let got = canonical_path(p, &RequestConfig::default()).unwrap();
+            assert!(matches!(got, Cow::Borrowed(_)), "{p}");
+            assert_eq!(got, p);
+        }
+    }
+
+    #[test]
+    fn legitimate_escapes_are_decoded() {
+        assert_eq!(reject("/files/my%20file").unwrap(), "/files/my file");
+        assert_eq!(reject("/caf%C3%A9").unwrap(), "/café");
+        assert_eq!(reject("/caf%c3%a9").unwrap(), "/café");
+        assert_eq!(reject("/café").unwrap(), "/café");
+        assert_eq!(reject("/100%25").unwrap(), "/100%");
+        assert_eq!(reject("/100%25x").unwrap(), "/100%x");
+        assert_eq!(reject("/a%3Fb%23c").unwrap(), "/a?b#c");
+        assert_eq!(reject("/%E6%97%A5%E6%9C%AC").unwrap(), "/日本");
+    }
+
+    #[test]
+    fn trailing_slash_is_folded_by_default() {
+        assert_eq!(reject("/admin/secret/").unwrap(), "/admin/secret");
+        let distinct = RequestConfig {
+            trailing_slash: TrailingSlash::Distinct,
+            ..RequestConfig::default()
+        };
+        assert_eq!(canonical_path("/a/", &distinct).unwrap(), "/a/");
+        assert_eq!(reject("/").unwrap(), "/");
+        assert_eq!(reject("//"), Err(Rejected::EmptySegment));
+    }
+
+    #[test]
+    fn case_folding_when_insensitive() {
+        let ci = RequestConfig {
+            path_case: PathCase::Insensitive,
+            ..RequestConfig::default()
+        };
+        assert_eq!(
+            canonical_path("/Admin/SECRET", &ci).unwrap(),
+            "/admin/secret"
+        );
+        assert_eq!(canonical_path("/ÄDMIN", &ci).unwrap(), "/ädmin");
+        assert_eq!(reject("/Admin").unwrap(), "/Admin");
+    }
+
+    /// Every spelling an attacker would try, and what it is refused as.
+    #[test]
+    fn hostile_paths_are_refused() {
+        use Rejected::*;
+        let cases: &[(&str, Rejected)] = &[
+            ("admin", NotAbsolute),
+            ("", NotAbsolute),
+            ("*", NotAbsolute),
+            ("http://x/admin", NotAbsolute),
+            ("/public/../admin/secret", DotSegment),
+            ("/public/./admin", DotSegment),
+            ("/public/..", DotSegment),
+            ("/..", DotSegment),
+            ("/public/%2e%2e/admin/secret", DotSegment),
+            ("/public/%2E%2e/admin", DotSegment),
+            ("/public/.%2E/admin", DotSegment),
+            ("/public/%2e/admin", DotSegment),
+            ("/public/.../admin", TrailingDot),
+            ("/admin./secret", TrailingDot),
+            ("/admin%20/secret", TrailingDot),
+            ("//admin/secret", EmptySegment),
+            ("/admin//secret", EmptySegment),
+            ("/public%2F..%2Fadmin", EncodedSlash),
+            ("/public%2f..%2fadmin", EncodedSlash),
+            ("/public%5C..%5Cadmin", EncodedSlash),
+            ("/public\\..\\admin", Backslash),
+            ("/admin\\secret", Backslash),
+            ("/admin;x/secret", Semicolon),
+            ("/public/..;/admin", Semicolon),
+            ("/admin%3Bx/secret", Semicolon),
+            ("/admin/secret;jsessionid=1", Semicolon),
+            ("/admin%00/secret", Control),
+            ("/admin\0/secret", Control),
+            ("/admin%0a", Control),
+            ("/admin%0D%0Ax-authz-subject:root", Control),
+            ("/admin\t", Control),
+            ("/admin%7f", Control),
+            ("/a%C2%85", Control),
+            ("/admin%", BadEscape),
+            ("/admin%4", BadEscape),
+            ("/admin%zz", BadEscape),
+            ("/admin%%32%65", BadEscape),
+            ("/public/%c0%ae%c0%ae/admin", NotUtf8),
+            ("/%ff", NotUtf8),
+            ("/%e0%80%af", NotUtf8),
+            ("/%61dmin/secret", EncodedUnreserved('a')),
+            ("/admin/%73ecret", EncodedUnreserved('s')),
+            ("/a%2Db", EncodedUnreserved('-')),
+            ("/a%7e", EncodedUnreserved('~')),
+            ("/public/%252e%252e/admin", DoubleEncoded),
+            ("/admin%252fsecret", DoubleEncoded),
+            ("/%EF%BC%8Fadmin", Lookalike('／')),
+            ("/public/%EF%BC%8E%EF%BC%8E/admin", Lookalike('．')),
+            ("/ａｄｍｉｎ/secret", Lookalike('ａ')),
+            ("/a\u{2215}b", Lookalike('\u{2215}')),
+            ("/public/\u{2025}/admin", Lookalike('\u{2025}')),
+        ];
+        for (p, want) in cases {
+            assert_eq!(reject(p).as_ref(), Err(want), "{p:?}");
+        }
+    }
+
+    #[test]
+    fn normalize_mode_resolves_what_rfc_3986_resolves() {
+        assert_eq!(
+            normalize("/public/../admin/secret").unwrap(),
+            "/admin/secret"
+        );
+        assert_eq!(normalize("/public/%2e%2e/admin").unwrap(), "/admin");
+        assert_eq!(normalize("/a/./b/").unwrap(), "/a/b");
+        assert_eq!(normalize("//admin//secret").unwrap(), "/admin/secret");
+        assert_eq!(normalize("/%61dmin").unwrap(), "/admin");
+        assert_eq!(normalize("/../../etc/passwd").unwrap(), "/etc/passwd");
+        assert_eq!(normalize("/a/..").unwrap(), "/");
+        assert_eq!(normalize("/a/b/..").unwrap(), "/a");
+        // What upstreams resolve differently stays refused.
+        for p in [
+            "/public%2F..%2Fadmin",
+            "/a\\b",
+            "/admin;x",
+            "/a%00",
+            "/a%zz",
+            "/%c0%ae",
+            "/%252e",
+            "/admin./x",
+            "/%EF%BC%8F",
+        ] {
+            assert!(normalize(p).is_err(), "{p}");
+        }
+    }
+
+    #[test]
+    fn methods_are_tokens_in_upper_case() {
+        let r = RequestConfig::default();
+        assert_eq!(canonical_method("GET", &r).unwrap(), "GET");
+        assert_eq!(canonical_method("M-SEARCH", &r).unwrap(), "M-SEARCH");
+        for bad in ["get", "Delete", "", "GE T", "GET\r\n", "GÉT"] {
+            assert!(canonical_method(bad, &r).is_err(), "{bad:?}");
+        }
+        let n = rules(Noncanonical::Normalize);
+        assert_eq!(canonical_method("delete", &n).unwrap(), "DELETE");
+        assert!(canonical_method("GE T", &n).is_err());
+    }
+
+    #[test]
+    fn method_overrides_are_refused_or_authorized() {
+        let r = RequestConfig::default();
+        let none: Overrides<'_> = [None, None, None];
+        assert_eq!(canonical("POST", "/a", &none, &r).unwrap().overridden, None);
+        for h in 0..3 {
+            let mut o: Overrides<'_> = [None, None, None];
+            o[h] = Some("DELETE");
+            let e = canonical("POST", "/a", &o, &r).unwrap_err();
+            assert_eq!(
+                e,
+                Rejected::MethodOverride(METHOD_OVERRIDE_HEADERS[h].into())
+            );
+        }
+        for q in [
+            "/a?_method=DELETE",
+            "/a?x=1&_METHOD=delete",
+            "/a?%5Fmethod=PUT",
+        ] {
+            assert!(
+                matches!(
+                    canonical("POST", q, &none, &r),
+                    Err(Rejected::MethodOverride(_))
+                ),
+                "{q}"
+            );
+        }
+        let auth = RequestConfig {
+            method_override: MethodOverride::Authorize,
+            ..RequestConfig::default()
+        };
+        let c = canonical(
+            "POST",
+            "/a?_method=DELETE",
+            &[Some(" DELETE "), None, None],
+            &auth,
+        );
+        assert_eq!(c.unwrap().overridden.as_deref(), Some("DELETE"));
+        assert!(matches!(
+            canonical("POST", "/a", &[Some("DELETE"), Some("PUT"), None], &auth),
+            Err(Rejected::ConflictingOverrides(..))
+        ));
+        assert!(matches!(
+            canonical("POST", "/a", &[Some("delete"), None, None], &auth),
+            Err(Rejected::Method(_))
+        ));
+    }
+
+    #[test]
+    fn query_and_fragment_are_split_off() {
+        assert_eq!(split_query("/a/b?x=1#f"), ("/a/b", Some("x=1")));
+        assert_eq!(split_query("/a#f?x"), ("/a", None));
+        assert_eq!(split_query("/a?"), ("/a", Some("")));
+    }
+
+    #[test]
+    fn resources_that_are_paths_are_canonicalized() {
+        let r = RequestConfig::default();
+        assert_eq!(canonical_resource("doc:42", &r).unwrap(), "doc:42");
+        assert_eq!(canonical_resource("/a/b?x=1", &r).unwrap(), "/a/b");
+        assert_eq!(
+            canonical_resource("/public/../admin", &r),
+            Err(Rejected::DotSegment)
+        );
+    }
+
+    /// RFC 3986 §5.2.4 plus decoding, as an upstream resolves a path: the
+    /// reference the property below compares with.
+    fn resolve(path: &str) -> String {
+        let decoded = percent_encoding::percent_decode_str(path).decode_utf8_lossy();
+        let decoded = decoded.replace('\\', "/");
+        let mut out: Vec<&str> = Vec::new();
+        for seg in decoded.split('/') {
+            let seg = seg.split(';').next().unwrap_or("");
+            match seg {
+                "" | "." => {}
+                ".." => {
+                    out.pop();
+                }
+                s => out.push(s),
+            }
+        }
+        format!("/{}", out.join("/"))
+    }
+
+    fn piece() -> impl Strategy<Value = &'static str> {
+        prop::sample::select(vec![
+            "a", "admin", "public", "secret", ".", "..", "%2e", "%2E%2e", "%2f", "%5c", "\\", ";x",
+            "%3b", "%00", "%25", "%252e", "%61", "%20", "%", "%zz", "/", "//", "~",
+        ])
+    }
+
+    proptest! {
+        /// Whatever a path spells, the canonical form the policy sees is where
+        /// an upstream lands (so a rule on that form holds for the upstream).
+        #[test]
+        fn accepted_paths_resolve_to_their_canonical_form(
+            pieces in prop::collection::vec(piece(), 0..8),
+            normalize_mode in any::<bool>(),
+        ) {
+            let path = format!("/{}", pieces.concat());
+            let r = rules(if normalize_mode { Noncanonical::Normalize } else { Noncanonical::Reject });
+            if let Ok(c) = canonical_path(&path, &r) {
+                prop_assert_eq!(resolve(&path), c.as_ref(), "{}", path);
+            }
+        }
+
+        /// No panic on any input; the output is canonical (accepted unchanged).
+        #[test]
+        fn canonical_output_is_a_fixed_point(path in "/\\PC{0,30}") {
+            let r = RequestConfig::default();
+            if let Ok(c) = canonical_path(&path, &r) {
+                // The output is decoded; re-encode `%` so it reads as the same path.
+                let again = c.replace('%', "%25");
+                let twice = canonical_path(&again, &r).map(Cow::into_owned);
+                if !c.contains(['?', '#', ' ']) {
+                    prop_assert_eq!(twice.as_deref(), Ok(c.as_ref()));
+                }
+            }
+        }
+    }
+}
