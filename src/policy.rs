@@ -203,6 +203,7 @@ impl Policy {
         if fold_case {
             fold_object_case(enforcer.get_mut_model(), policy_text, policy_name)?;
         }
+        sort_by_priority(enforcer.get_mut_model());
         let rm: Arc<RwLock<dyn RoleManager>> = Arc::new(RwLock::new(OverlayRoleManager::default()));
         enforcer
             .set_role_manager(rm)
@@ -324,6 +325,27 @@ fn rewrite_lines(
         }
     }
     Ok(())
+}
+
+/// Casbin's documented priority semantics (the Priority Model page; Go and
+/// Python Casbin): with a `priority` field in `p`, lines are evaluated by
+/// priority, smaller first, non-numeric last, ties in file order. casbin-rs
+/// 2.20 evaluates in file order, so both evaluators are handed the lines
+/// already sorted.
+fn sort_by_priority(model: &mut dyn Model) {
+    let sorted = rewrite_lines(model, |ptype, tokens, mut lines| {
+        let field = format!("{ptype}_priority");
+        if let Some(at) = tokens.iter().position(|t| *t == field) {
+            // A stable sort: ties keep file order.
+            lines.sort_by_key(|l| match l.get(at).map(|v| v.trim().parse::<i64>()) {
+                Some(Ok(n)) => (0, n),
+                _ => (1, 0),
+            });
+        }
+        Ok(lines)
+    });
+    // INVARIANT: the closure above never refuses a line.
+    debug_assert!(sorted.is_ok());
 }
 
 /// `path_case = "insensitive"`: object patterns are lower-cased, as request
