@@ -60,7 +60,7 @@ fn attacks(k: &SigningKey, attacker: &SigningKey) -> Vec<(String, String, &'stat
         add(
             &format!("alg {none}, no signature"),
             unsigned(&h, &good, ""),
-            "token_malformed",
+            "algorithm_not_allowed",
         );
         add(
             &format!("alg {none}, junk signature"),
@@ -300,6 +300,33 @@ fn attacks(k: &SigningKey, attacker: &SigningKey) -> Vec<(String, String, &'stat
         ("exp null", "exp", Value::Null, "token_malformed"),
         ("exp past (float)", "exp", json!(1.5e9), "token_expired"),
         ("nbf as string", "nbf", json!("0"), "token_malformed"),
+        // API Gateway requires `iat` in the past, and a NumericDate.
+        (
+            "iat a day in the future",
+            "iat",
+            json!(now() + 86_400),
+            "token_not_yet_valid",
+        ),
+        (
+            "iat beyond the leeway",
+            "iat",
+            json!(now() + 600),
+            "token_not_yet_valid",
+        ),
+        (
+            "iat as a word",
+            "iat",
+            json!("yesterday"),
+            "token_malformed",
+        ),
+        (
+            "iat as a numeric string",
+            "iat",
+            json!("0"),
+            "token_malformed",
+        ),
+        ("iat null", "iat", Value::Null, "token_malformed"),
+        ("iat bool", "iat", json!(true), "token_malformed"),
         (
             "nbf far future",
             "nbf",
@@ -375,7 +402,36 @@ async fn every_attack_gets_its_401_reason_through_every_interface() {
     assert_eq!(r["reason"], "allowed");
     let list = attacks(&rsa, &attacker);
     assert!(list.len() > 60, "{}", list.len());
+    let mut grpc = srv.grpc_client().await;
+    let mut envoy = envoy_client(&srv).await;
     for (name, t, want) in &list {
+        // authzd.v1 gRPC, with the token in the field.
+        let r = grpc
+            .check(authzd::pb::CheckRequest {
+                token: t.clone(),
+                method: "GET".into(),
+                path: "/AdminUser".into(),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(
+            (r.reason.as_str(), r.status, r.allowed),
+            (*want, 401, false),
+            "{name} via gRPC"
+        );
+        // Envoy ext_authz gRPC, with the token in the header as Envoy sends it.
+        let r = envoy
+            .check(envoy_request(
+                "GET",
+                "/AdminUser",
+                &[("authorization", &format!("Bearer {t}"))],
+            ))
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(r.status.map(|s| s.code), Some(16), "{name} via Envoy gRPC");
         let r = srv
             .check(json!({"method": "GET", "path": "/AdminUser", "token": t}))
             .await;

@@ -266,3 +266,40 @@ async fn kubernetes_example_is_consistent_and_its_policy_loads() {
         .collect();
     assert_eq!(svc_ports, [u64::from(grpc), u64::from(http)]);
 }
+
+/// The gateways resolve paths before authzd and the upstream see them, so the
+/// two agree on one spelling (docs/security.md, "Canonical paths").
+#[test]
+fn gateway_examples_canonicalize_paths() {
+    for file in ["envoy/envoy.yaml", "envoy/envoy-http.yaml"] {
+        let doc = yaml(file);
+        let hcm = find(&doc, "normalize_path");
+        assert_eq!(hcm.len(), 1, "{file}: one HTTP connection manager");
+        assert_eq!(hcm[0].as_bool(), Some(true), "{file}: normalize_path");
+        assert_eq!(
+            find(&doc, "merge_slashes")[0].as_bool(),
+            Some(true),
+            "{file}"
+        );
+        assert_eq!(
+            find(&doc, "path_with_escaped_slashes_action")[0].as_str(),
+            Some("REJECT_REQUEST"),
+            "{file}"
+        );
+    }
+    let stat = yaml("traefik/traefik.yaml");
+    let http = &stat["entryPoints"]["web"]["http"];
+    assert_eq!(http["sanitizePath"].as_bool(), Some(true));
+    let enc = http["encodedCharacters"].as_mapping().unwrap();
+    assert!(enc.len() >= 7);
+    assert!(enc.values().all(|v| v.as_bool() == Some(false)), "{enc:?}");
+    // nginx forwards the raw URI it sent authzd: `proxy_pass` without a URI part.
+    let nginx = std::fs::read_to_string(example("nginx/nginx.conf")).unwrap();
+    let directives: Vec<&str> = nginx
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.starts_with('#'))
+        .collect();
+    assert!(directives.contains(&"proxy_pass http://api;"));
+    assert!(!directives.iter().any(|l| l.starts_with("proxy_pass http://api/")));
+}

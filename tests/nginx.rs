@@ -58,6 +58,83 @@ fn free_port() -> u16 {
         .port()
 }
 
+/// The nginx example as shipped, pointed at this test's authzd and upstream,
+/// plus what running unprivileged from a temporary prefix needs.
+struct Nginx {
+    base: String,
+    child: tokio::process::Child,
+    stop: Stop,
+}
+
+impl Nginx {
+    async fn start(nginx: &str, env: &Env, srv: &Running, up: SocketAddr) -> Nginx {
+        let port = free_port();
+        let dir = env.dir.path();
+        let example = std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/nginx/nginx.conf"),
+        )
+        .unwrap();
+        let conf = example
+            .replace("http://127.0.0.1:8181/", &format!("http://{}/", srv.http))
+            .replace("listen 8080;", &format!("listen 127.0.0.1:{port};"))
+            .replace("server 127.0.0.1:9000;", &format!("server {up};"))
+            .replace(
+                "http {",
+                &format!(
+                    "http {{\n    access_log off;\n    client_body_temp_path {d}/body;\n    proxy_temp_path {d}/proxy;\n    fastcgi_temp_path {d}/fastcgi;\n    uwsgi_temp_path {d}/uwsgi;\n    scgi_temp_path {d}/scgi;\n",
+                    d = dir.display()
+                ),
+            );
+        assert_ne!(
+            conf, example,
+            "the example's ports changed; update this test"
+        );
+        let conf = format!(
+            "pid {d}/nginx.pid;\nerror_log {d}/error.log;\n{conf}",
+            d = dir.display()
+        );
+        std::fs::write(dir.join("nginx.conf"), conf).unwrap();
+        let child = tokio::process::Command::new(nginx)
+            .args([
+                "-p",
+                dir.to_str().unwrap(),
+                "-c",
+                dir.join("nginx.conf").to_str().unwrap(),
+                "-g",
+                "daemon off;",
+            ])
+            .spawn()
+            .unwrap();
+        let stop = Stop(child.id().unwrap());
+        let base = format!("http://127.0.0.1:{port}");
+        let start = std::time::Instant::now();
+        while tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_err()
+        {
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "nginx never came up: {:?}",
+                std::fs::read_to_string(dir.join("error.log"))
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Nginx { base, child, stop }
+    }
+
+    fn port(&self) -> u16 {
+        self.base.rsplit(':').next().unwrap().parse().unwrap()
+    }
+
+    async fn stop(mut self) {
+        drop(self.stop);
+        tokio::time::timeout(Duration::from_secs(10), self.child.wait())
+            .await
+            .unwrap()
+            .unwrap();
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_nginx_example_enforces_authzd_decisions() {
     let Some(nginx) = nginx_binary() else {
@@ -73,63 +150,9 @@ async fn the_nginx_example_enforces_authzd_decisions() {
     env.write("rsa-jwks.json", &jwks_of(&[&rsa]).to_string());
     let srv = Running::start(&env.config()).await;
     let up = upstream().await;
-    let port = free_port();
-    let dir = env.dir.path();
-    // The example as shipped, pointed at this test's ports, plus what running
-    // unprivileged from a temporary prefix needs.
-    let example = std::fs::read_to_string(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/nginx/nginx.conf"),
-    )
-    .unwrap();
-    let conf = example
-        .replace("http://127.0.0.1:8181/", &format!("http://{}/", srv.http))
-        .replace("listen 8080;", &format!("listen 127.0.0.1:{port};"))
-        .replace("server 127.0.0.1:9000;", &format!("server {up};"))
-        .replace(
-            "http {",
-            &format!(
-                "http {{\n    access_log off;\n    client_body_temp_path {d}/body;\n    proxy_temp_path {d}/proxy;\n    fastcgi_temp_path {d}/fastcgi;\n    uwsgi_temp_path {d}/uwsgi;\n    scgi_temp_path {d}/scgi;\n",
-                d = dir.display()
-            ),
-        );
-    assert_ne!(
-        conf, example,
-        "the example's ports changed; update this test"
-    );
-    let conf = format!(
-        "pid {d}/nginx.pid;\nerror_log {d}/error.log;\n{conf}",
-        d = dir.display()
-    );
-    std::fs::write(dir.join("nginx.conf"), conf).unwrap();
-    let mut child = tokio::process::Command::new(nginx)
-        .args([
-            "-p",
-            dir.to_str().unwrap(),
-            "-c",
-            dir.join("nginx.conf").to_str().unwrap(),
-            "-g",
-            "daemon off;",
-        ])
-        .spawn()
-        .unwrap();
-    let stop = Stop(child.id().unwrap());
-    let base = format!("http://127.0.0.1:{port}");
+    let nginx = Nginx::start(nginx, &env, &srv, up).await;
+    let base = nginx.base.clone();
     let http = reqwest::Client::new();
-    let start = std::time::Instant::now();
-    while http
-        .get(format!("{base}/wish-list-service"))
-        .send()
-        .await
-        .is_err()
-    {
-        assert!(
-            start.elapsed() < Duration::from_secs(10),
-            "nginx never came up: {:?}",
-            std::fs::read_to_string(dir.join("error.log"))
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-
     let mut c = claims(ISS, "alice");
     c["cognito:groups"] = json!(["admin"]);
     let admin = token(&rsa, &c);
@@ -185,11 +208,7 @@ async fn the_nginx_example_enforces_authzd_decisions() {
         .await
         .unwrap();
     assert_eq!(resp.status(), 401);
-    drop(stop);
-    tokio::time::timeout(Duration::from_secs(10), child.wait())
-        .await
-        .unwrap()
-        .unwrap();
+    nginx.stop().await;
     srv.stop().await;
     let log = env.log_lines();
     assert!(log.iter().all(|l| l["source"] == "forward_auth"));
@@ -199,4 +218,151 @@ async fn the_nginx_example_enforces_authzd_decisions() {
         (last["resource"].as_str(), last["reason"].as_str()),
         (Some("/AdminUser"), Some("token_missing"))
     );
+}
+
+/// How permissive upstream servers resolve a request path, all at once:
+/// percent-decoding (twice, as a double-decoding server does), `\` as `/`,
+/// `;` parameters stripped (Tomcat, Spring), `.`/`..` and empty segments
+/// resolved, and case folded (Express, ASP.NET Core, Windows file systems).
+fn resolve_like_upstreams(target: &str) -> String {
+    let path = target.split('?').next().unwrap_or(target);
+    let once = percent_encoding::percent_decode_str(path).decode_utf8_lossy();
+    let twice = percent_encoding::percent_decode_str(&once)
+        .decode_utf8_lossy()
+        .replace('\\', "/");
+    let mut out: Vec<&str> = Vec::new();
+    for seg in twice.split('/') {
+        match seg
+            .split(';')
+            .next()
+            .unwrap_or("")
+            .trim_end_matches(['.', ' '])
+        {
+            "" if seg.starts_with("..") => {
+                out.pop();
+            }
+            "" => {}
+            s => out.push(s),
+        }
+    }
+    format!("/{}", out.join("/")).to_lowercase()
+}
+
+/// A static file server that resolves paths as above and serves two files.
+async fn resolving_upstream() -> SocketAddr {
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    let app = Router::new().fallback(any(|uri: axum::http::Uri| async move {
+        let raw = uri.path_and_query().map_or("/", |p| p.as_str());
+        match resolve_like_upstreams(raw).as_str() {
+            "/admin/secret" => (axum::http::StatusCode::OK, "ADMIN SECRET"),
+            "/public/hello" => (axum::http::StatusCode::OK, "PUBLIC HELLO"),
+            _ => (axum::http::StatusCode::NOT_FOUND, "not found"),
+        }
+    }));
+    tokio::spawn(async move { axum::serve(l, app).await.unwrap() });
+    addr
+}
+
+/// One request sent byte for byte (no client-side path resolution); the whole response.
+async fn raw_get(port: u16, target: &str, token: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    let req = format!(
+        "GET {target} HTTP/1.1\r\nhost: test\r\nauthorization: Bearer {token}\r\nconnection: close\r\n\r\n"
+    );
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf).await.unwrap();
+    String::from_utf8_lossy(&buf).into_owned()
+}
+
+/// The reported bypass, end to end: a real nginx with the shipped example, a
+/// real upstream that resolves paths, and every spelling of the admin file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_spelling_reaches_a_denied_file_through_nginx() {
+    let Some(nginx) = nginx_binary() else {
+        eprintln!("nginx is not installed: skipping (.ci/run installs it)");
+        return;
+    };
+    assert_eq!(
+        resolve_like_upstreams("/public/%252e%252e/Admin;x/secret"),
+        "/admin/secret"
+    );
+    let rsa = key("rsa.pem");
+    let mut c = claims(ISS, "bob");
+    c["cognito:groups"] = json!(["regular"]);
+    let regular = token(&rsa, &c);
+    let mut c = claims(ISS, "alice");
+    c["cognito:groups"] = json!(["admin"]);
+    let admin = token(&rsa, &c);
+    let up = resolving_upstream().await;
+    // An allowed prefix; then allow-all with a deny rule, on a case-folding
+    // upstream, as its operator must declare it.
+    let deny_model = RBAC_MODEL
+        .replace("p = sub, obj, act", "p = sub, obj, act, eft")
+        .replace(
+            "e = some(where (p.eft == allow))",
+            "e = some(where (p.eft == allow)) && !some(where (p.eft == deny))",
+        );
+    let setups = [
+        (
+            None,
+            "p, regular, /public/*, GET\np, admin, /admin/*, GET\n",
+            "",
+        ),
+        (
+            Some(deny_model.as_str()),
+            "p, regular, /*, GET, allow\np, admin, /*, GET, allow\np, regular, /admin/*, GET, deny\n",
+            "[request]\npath_case = \"insensitive\"\n",
+        ),
+    ];
+    let hostile: Vec<&str> = HOSTILE_PATHS
+        .iter()
+        .copied()
+        .chain(["/Admin/secret", "/ADMIN/SECRET", "/admin/SECRET/"])
+        .collect();
+    for (model, policy, extra) in setups {
+        let env = Env::new(
+            &file_issuer(ISS, "rsa-jwks.json", "\"RS256\"", ""),
+            policy,
+            extra,
+        );
+        if let Some(m) = model {
+            env.write("model.conf", m);
+        }
+        env.write("rsa-jwks.json", &jwks_of(&[&rsa]).to_string());
+        let srv = Running::start(&env.config()).await;
+        let nginx = Nginx::start(nginx, &env, &srv, up).await;
+        let port = nginx.port();
+        // The controls: the files are reachable by their canonical names.
+        assert!(
+            raw_get(port, "/public/hello", &regular)
+                .await
+                .ends_with("PUBLIC HELLO")
+        );
+        assert!(
+            raw_get(port, "/admin/secret", &admin)
+                .await
+                .ends_with("ADMIN SECRET")
+        );
+        let direct = raw_get(port, "/admin/secret", &regular).await;
+        assert!(direct.starts_with("HTTP/1.1 403"), "{direct}");
+        let mut reached = Vec::new();
+        for path in &hostile {
+            let resp = raw_get(port, path, &regular).await;
+            assert!(!resp.starts_with("HTTP/1.1 5"), "{path}: {resp}");
+            if resp.contains("ADMIN SECRET") {
+                reached.push(*path);
+            }
+        }
+        assert!(
+            reached.is_empty(),
+            "BYPASS through nginx ({policy:?}): {reached:?}"
+        );
+        nginx.stop().await;
+        srv.stop().await;
+    }
 }

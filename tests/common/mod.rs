@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 use std::{
+    collections::HashMap,
     net::SocketAddr,
     path::{Path, PathBuf},
     sync::{
@@ -14,6 +15,10 @@ use std::{
 
 use axum::{Json, Router, extract::State, http::StatusCode, response::IntoResponse, routing::get};
 use base64::{Engine as _, engine::general_purpose::URL_SAFE_NO_PAD};
+use envoy_types::pb::envoy::service::auth::v3::{
+    AttributeContext, CheckRequest, CheckResponse, attribute_context,
+    authorization_client::AuthorizationClient,
+};
 use parking_lot::Mutex;
 use serde_json::{Value, json};
 
@@ -159,6 +164,49 @@ async fn jwks(State(idp): State<Idp>) -> axum::response::Response {
     }
     resp
 }
+
+/// Spellings of `/admin/secret` and `/billing/export` that upstreams resolve
+/// to them (or that some upstream might), sent by a `regular` user.
+pub const HOSTILE_PATHS: &[&str] = &[
+    "/public/../admin/secret",
+    "/public/%2e%2e/admin/secret",
+    "/public/%2E%2E/admin/secret",
+    "/public/.%2e/admin/secret",
+    "/public/%2e./admin/secret",
+    "/public/./../admin/secret",
+    "/public/../admin/secret?x=1",
+    "/public/..%2Fadmin/secret",
+    "/public%2F..%2Fadmin%2Fsecret",
+    "/public/..%5Cadmin/secret",
+    "/public/..%5cadmin%5csecret",
+    "/public/..\\admin/secret",
+    "/public/..;/admin/secret",
+    "/public;x/../admin/secret",
+    "/public/%252e%252e/admin/secret",
+    "/public/%c0%ae%c0%ae/admin/secret",
+    "/public/%EF%BC%8E%EF%BC%8E/admin/secret",
+    "/public/.../admin/secret",
+    "/public/%2e%2e%2fadmin/secret",
+    "/public/..%00/admin/secret",
+    "/public/%0a/../admin/secret",
+    "/public/%/../admin/secret",
+    "//admin/secret",
+    "/admin//secret",
+    "/./admin/secret",
+    "/%61dmin/secret",
+    "/admin;/secret",
+    "/admin./secret",
+    "/admin%20/secret",
+    "/billing/export/",
+    "/billing//export",
+    "/billing/./export",
+    "/billing/export;.css",
+    "/billing/export%2F",
+    "/billing/%65xport",
+    "/billing/export/.",
+    "/billing/export/x/..",
+    "/billing\\export",
+];
 
 /// A config directory with model, policy and `authzd.toml`.
 pub struct Env {
@@ -377,4 +425,56 @@ impl Binary {
                 .success()
         );
     }
+}
+
+/// An Envoy ext_authz v3 client on the server's gRPC port.
+pub async fn envoy_client(srv: &Running) -> AuthorizationClient<tonic::transport::Channel> {
+    AuthorizationClient::connect(format!("http://{}", srv.grpc))
+        .await
+        .unwrap()
+}
+
+/// A CheckRequest as Envoy builds it: lower-case header keys, pseudo-headers,
+/// `host` from `:authority`, the path with its query.
+pub fn envoy_request(method: &str, path: &str, headers: &[(&str, &str)]) -> CheckRequest {
+    let mut map: HashMap<String, String> = [
+        (":authority", "api.example.com"),
+        (":method", method),
+        (":path", path),
+        (":scheme", "https"),
+        ("user-agent", "curl/8.5.0"),
+        ("x-request-id", "5b8e5d8a-1234"),
+        ("x-forwarded-proto", "https"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    for (k, v) in headers {
+        map.insert(k.to_string(), v.to_string());
+    }
+    CheckRequest {
+        attributes: Some(AttributeContext {
+            request: Some(attribute_context::Request {
+                http: Some(attribute_context::HttpRequest {
+                    id: "12345".into(),
+                    method: method.into(),
+                    headers: map,
+                    path: path.into(),
+                    host: "api.example.com".into(),
+                    scheme: "https".into(),
+                    protocol: "HTTP/2".into(),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+    }
+}
+
+pub async fn envoy_check(srv: &Running, req: CheckRequest) -> CheckResponse {
+    let mut client = AuthorizationClient::connect(format!("http://{}", srv.grpc))
+        .await
+        .unwrap();
+    client.check(req).await.unwrap().into_inner()
 }
