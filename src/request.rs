@@ -333,11 +333,6 @@ fn decode_segment(raw: &str) -> Result<(Vec<u8>, Option<char>), Rejected> {
                     b'/' | b'\\' => return Err(Rejected::EncodedSlash),
                     b';' => return Err(Rejected::Semicolon),
                     0..=0x1f | 0x7f => return Err(Rejected::Control),
-                    b'%' if b.get(i + 3).copied().and_then(hex).is_some()
-                        && b.get(i + 4).copied().and_then(hex).is_some() =>
-                    {
-                        return Err(Rejected::DoubleEncoded);
-                    }
                     v if is_unreserved(v) => {
                         encoded_unreserved.get_or_insert(char::from(v));
                     }
@@ -351,6 +346,16 @@ fn decode_segment(raw: &str) -> Result<(Vec<u8>, Option<char>), Rejected> {
                 i += 1;
             }
         }
+    }
+    // Decoded once, the segment must hold no escape of its own: a
+    // double-decoding upstream would decode it again (`%252e` and, once
+    // unreserved characters are decoded, `%25%32%65` both become `%2e`).
+    // Checked on the output, not the input (found by fuzz/path).
+    if out
+        .windows(3)
+        .any(|w| w[0] == b'%' && hex(w[1]).is_some() && hex(w[2]).is_some())
+    {
+        return Err(Rejected::DoubleEncoded);
     }
     Ok((out, encoded_unreserved))
 }
@@ -503,6 +508,8 @@ mod tests {
             ("/a%7e", EncodedUnreserved('~')),
             ("/public/%252e%252e/admin", DoubleEncoded),
             ("/admin%252fsecret", DoubleEncoded),
+            ("/a%25%32%65", DoubleEncoded),
+            ("/a%25%41%42", DoubleEncoded),
             ("/%EF%BC%8Fadmin", Lookalike('／')),
             ("/public/%EF%BC%8E%EF%BC%8E/admin", Lookalike('．')),
             ("/ａｄｍｉｎ/secret", Lookalike('ａ')),
@@ -529,6 +536,9 @@ mod tests {
         assert_eq!(normalize("/a/b/..").unwrap(), "/a");
         // What upstreams resolve differently stays refused.
         for p in [
+            "/public/%25%32%65%25%32%65/admin",
+            "/25%25%25%25%25%455%25",
+            "/%25%45%35",
             "/public%2F..%2Fadmin",
             "/a\\b",
             "/admin;x",
@@ -645,6 +655,7 @@ mod tests {
         prop::sample::select(vec![
             "a", "admin", "public", "secret", ".", "..", "%2e", "%2E%2e", "%2f", "%5c", "\\", ";x",
             "%3b", "%00", "%25", "%252e", "%61", "%20", "%", "%zz", "/", "//", "~",
+            "%25%32%65", "%25%45", "2", "e",
         ])
     }
 

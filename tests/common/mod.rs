@@ -183,6 +183,7 @@ pub const HOSTILE_PATHS: &[&str] = &[
     "/public/..;/admin/secret",
     "/public;x/../admin/secret",
     "/public/%252e%252e/admin/secret",
+    "/public/%25%32%65%25%32%65/admin/secret",
     "/public/%c0%ae%c0%ae/admin/secret",
     "/public/%EF%BC%8E%EF%BC%8E/admin/secret",
     "/public/.../admin/secret",
