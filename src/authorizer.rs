@@ -79,6 +79,11 @@ impl Authorizer {
         }
     }
 
+    /// The decision log sink (SIGHUP reopens its file).
+    pub fn audit(&self) -> &AuditSink {
+        &self.audit
+    }
+
     /// Runs one check end to end and logs it.
     pub async fn check(&self, req: &Request<'_>, source: Source) -> Arc<Outcome> {
         let started = Instant::now();

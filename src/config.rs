@@ -59,7 +59,7 @@ pub struct Config {
     pub source: PathBuf,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ServerConfig {
     #[serde(default = "default_grpc_addr")]
@@ -69,6 +69,20 @@ pub struct ServerConfig {
     /// Path prefix of the Envoy ext_authz HTTP service mode (Envoy's `path_prefix`).
     #[serde(default = "default_ext_authz_prefix")]
     pub ext_authz_prefix: String,
+    /// A connection must send a complete request head within this time of
+    /// being accepted (and, on HTTP/1, of starting a new head), or it is closed.
+    #[serde(default = "default_header_read_timeout")]
+    pub header_read_timeout_secs: u64,
+    /// A connection with no request in flight is closed this long after its last one.
+    #[serde(default = "default_idle_timeout")]
+    pub idle_timeout_secs: u64,
+    /// Open connections per port; past this, new ones wait to be accepted.
+    /// Keep it below the process's descriptor limit (`ulimit -n`).
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+    /// Concurrent HTTP/2 streams (requests) per connection.
+    #[serde(default = "default_max_concurrent_streams")]
+    pub max_concurrent_streams: u32,
 }
 
 impl Default for ServerConfig {
@@ -77,8 +91,25 @@ impl Default for ServerConfig {
             grpc_addr: default_grpc_addr(),
             http_addr: default_http_addr(),
             ext_authz_prefix: default_ext_authz_prefix(),
+            header_read_timeout_secs: default_header_read_timeout(),
+            idle_timeout_secs: default_idle_timeout(),
+            max_connections: default_max_connections(),
+            max_concurrent_streams: default_max_concurrent_streams(),
         }
     }
+}
+
+fn default_header_read_timeout() -> u64 {
+    10
+}
+fn default_idle_timeout() -> u64 {
+    60
+}
+fn default_max_connections() -> usize {
+    4096
+}
+fn default_max_concurrent_streams() -> u32 {
+    256
 }
 
 fn default_grpc_addr() -> SocketAddr {
@@ -156,7 +187,7 @@ pub enum CorsPreflight {
     Check,
 }
 
-/// One trusted token issuer (SPEC §4).
+/// One trusted token issuer (`docs/pipeline.md`).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct IssuerConfig {
@@ -232,7 +263,7 @@ fn default_refresh_max() -> u64 {
     86_400
 }
 
-/// One row of the route table (SPEC §5).
+/// One row of the route table (`docs/configuration.md`).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RouteConfig {
@@ -257,7 +288,7 @@ pub enum RouteAuth {
     None,
 }
 
-/// Casbin model and policy (SPEC §7).
+/// Casbin model and policy (`docs/pipeline.md`).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PolicyConfig {
@@ -281,7 +312,7 @@ fn default_true() -> bool {
     true
 }
 
-/// Where roles come from besides token claims (SPEC §6).
+/// Where roles come from besides token claims (`docs/configuration.md`).
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RolesConfig {
@@ -473,6 +504,23 @@ impl Config {
                         "not a valid HTTP header",
                     ));
                 }
+            }
+        }
+        let s = &self.server;
+        for (key, value) in [
+            (
+                "server.header_read_timeout_secs",
+                s.header_read_timeout_secs,
+            ),
+            ("server.idle_timeout_secs", s.idle_timeout_secs),
+            ("server.max_connections", s.max_connections as u64),
+            (
+                "server.max_concurrent_streams",
+                u64::from(s.max_concurrent_streams),
+            ),
+        ] {
+            if value == 0 {
+                return Err(self.invalid(key, "must be at least 1"));
             }
         }
         if self.decision_log.buffer == 0 {

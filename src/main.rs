@@ -77,7 +77,7 @@ enum Command {
         #[arg(long)]
         online: bool,
     },
-    /// Run policy test cases (SPEC §8); exit 1 if any fails, 2 if the file is invalid.
+    /// Run policy test cases (`docs/interfaces.md`); exit 1 if any fails, 2 if the file is invalid.
     Test { file: PathBuf },
     /// Mint a signed development JWT and print it.
     Token {

@@ -1,4 +1,4 @@
-//! Prometheus metrics (SPEC §10), declared once with help text.
+//! Prometheus metrics (`docs/metrics.md`), declared once with help text.
 //!
 //! Process-wide, like the process they describe: every counter is reachable
 //! through the functions below, and [`render`] writes the text format.
@@ -122,12 +122,12 @@ pub fn jwks_fetched(issuer: &str, ok: bool) {
     metrics().jwks_fetch.get_or_create(&labels).inc();
 }
 
-pub fn policy_reloaded(ok: bool, serving: &str) {
+/// A reload attempt: `result` is `ok` (a new revision serves), `error` (rejected,
+/// the previous one keeps serving) or `unchanged` (the content was the same).
+pub fn policy_reloaded(result: &'static str, serving: &str) {
     metrics()
         .reloads
-        .get_or_create(&ResultLabels {
-            result: if ok { "ok" } else { "error" },
-        })
+        .get_or_create(&ResultLabels { result })
         .inc();
     revision_serving(serving);
 }

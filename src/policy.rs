@@ -1,4 +1,4 @@
-//! Casbin behind our own type (SPEC §7). casbin-rs's quirks stay in this file.
+//! Casbin behind our own type (`docs/pipeline.md`). casbin-rs's quirks stay in this file.
 //!
 //! [`Policy`] is immutable once built and shared by every request thread
 //! without a lock of ours: casbin-rs's `enforce` takes `&self`.
@@ -89,7 +89,7 @@ pub struct Policy {
     /// Policy (`p`) rules and grouping (`g`) rules loaded.
     pub rules: usize,
     pub groupings: usize,
-    /// Policy subjects that are also role names (SPEC §7 warning when no prefixes are set).
+    /// Policy subjects that are also role names (warned about when no prefixes are set).
     pub subjects: Vec<String>,
     pub role_names: Vec<String>,
 }

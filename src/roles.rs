@@ -1,4 +1,4 @@
-//! Looked-up roles (SPEC §6): an HTTP role directory behind a moka cache.
+//! Looked-up roles (`docs/configuration.md`): an HTTP role directory behind a moka cache.
 //!
 //! The request path reads the cache synchronously ([`RoleSource::lookup`]);
 //! a miss makes the pipeline return [`crate::decision::Step::NeedRoles`] and

@@ -1,4 +1,4 @@
-//! The route table: API Gateway path syntax and most-specific matching (SPEC §5).
+//! The route table: API Gateway path syntax and most-specific matching (`docs/configuration.md`).
 //!
 //! Pure: compiled once per snapshot, matched per request without allocation.
 //! Paths arrive in canonical form ([`crate::request`]) and are compared

@@ -1,4 +1,4 @@
-//! JWT parsing and verification (SPEC §4).
+//! JWT parsing and verification (`docs/pipeline.md`).
 //!
 //! [`parse`] splits and decodes a compact JWS once; [`verify`] checks it
 //! against one issuer's configuration and key set, synchronously and without

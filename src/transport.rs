@@ -6,6 +6,7 @@
 //! [`Server`] binds both listeners, serves until shutdown, then flushes the
 //! decision log.
 
+pub mod conn;
 pub mod envoy;
 pub mod forward_auth;
 pub mod grpc;
@@ -43,7 +44,7 @@ pub enum ServeError {
         source: std::io::Error,
     },
     #[error("gRPC server failed: {0}")]
-    Grpc(#[from] tonic::transport::Error),
+    Grpc(std::io::Error),
     #[error("HTTP server failed: {0}")]
     Http(std::io::Error),
 }
@@ -116,9 +117,13 @@ impl Server {
             authorizer,
             audit_writer,
         } = self;
-        tracing::info!(grpc = ?grpc.local_addr().ok(), http = ?http.local_addr().ok(), "authzd serving");
+        let addr = |l: &TcpListener| {
+            l.local_addr()
+                .map_or_else(|e| format!("unknown ({e})"), |a| a.to_string())
+        };
+        tracing::info!(grpc = %addr(&grpc), http = %addr(&http), "authzd serving");
         let refresher = refresh_keys(&authorizer);
-        reload_on_sighup(&authorizer);
+        let sighup = reload_on_sighup(&authorizer);
         let watcher = if authorizer.store.load().config.policy.watch {
             let (jwks, roles) = (Arc::clone(&authorizer.jwks), Arc::clone(&authorizer.roles));
             reload::watch(Arc::clone(&authorizer.store), move |snap| {
@@ -145,12 +150,16 @@ impl Server {
         let (g, h) = tokio::join!(grpc_task, http_task);
         drop(watcher);
         refresher.abort();
+        if let Some(task) = sighup {
+            task.abort();
+            let _ = task.await;
+        }
         drop(authorizer);
         if let Some(writer) = audit_writer {
             // The writer ends once the last sink clone is gone; give it a bounded time to flush.
             let _ = tokio::time::timeout(std::time::Duration::from_secs(5), writer).await;
         }
-        g?;
+        g.map_err(ServeError::Grpc)?;
         h.map_err(ServeError::Http)?;
         tracing::info!("authzd stopped");
         Ok(())
@@ -199,26 +208,39 @@ fn warm_issuers(jwks: &Arc<Jwks>, snap: &Snapshot) {
     }
 }
 
-/// `SIGHUP` forces a policy reload (SPEC §7).
-fn reload_on_sighup(authorizer: &Arc<Authorizer>) {
+/// `SIGHUP` forces a policy reload and reopens the decision log file
+/// (logrotate). The task holds a decision-log sink: abort it at shutdown so
+/// the writer can finish.
+fn reload_on_sighup(authorizer: &Arc<Authorizer>) -> Option<tokio::task::JoinHandle<()>> {
     #[cfg(unix)]
     {
         let store = Arc::clone(&authorizer.store);
         let (jwks, roles) = (Arc::clone(&authorizer.jwks), Arc::clone(&authorizer.roles));
-        tokio::spawn(async move {
+        let audit = authorizer.audit().clone();
+        Some(tokio::spawn(async move {
             let Ok(mut hup) =
                 tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
             else {
                 return;
             };
             while hup.recv().await.is_some() {
-                tracing::info!("SIGHUP: reloading policy");
+                tracing::info!("SIGHUP: reloading policy, reopening the decision log");
+                audit.reopen();
                 // Errors are logged, counted and kept for GET /v1/policy inside reload().
-                if let Ok(Some(snap)) = store.reload().await {
-                    after_reload(&jwks, &roles, &snap);
+                match store.reload().await {
+                    Ok(Some(snap)) => after_reload(&jwks, &roles, &snap),
+                    Ok(None) => {
+                        tracing::info!(revision = %store.load().revision, "SIGHUP: policy unchanged");
+                    }
+                    Err(_) => {}
                 }
             }
-        });
+        }))
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = authorizer;
+        None
     }
 }
 
@@ -297,7 +319,7 @@ pub fn check_response(o: &crate::audit::Outcome) -> crate::pb::CheckResponse {
     }
 }
 
-/// Headers authzd sets on the upstream request when it allows (SPEC §2).
+/// Headers authzd sets on the upstream request when it allows (`docs/pipeline.md`).
 pub const SUBJECT_HEADER: &str = "x-authz-subject";
 pub const ROLES_HEADER: &str = "x-authz-roles";
 pub const DECISION_ID_HEADER: &str = "x-authz-decision-id";

@@ -1,4 +1,4 @@
-//! Policy test cases (SPEC §8): `authzd test FILE`.
+//! Policy test cases (`docs/interfaces.md`): `authzd test FILE`.
 //!
 //! Each case names a principal directly (subject, roles and scopes as if they
 //! came from a verified token) and a request, and runs through the same

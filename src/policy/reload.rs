@@ -11,7 +11,7 @@ use std::{
     ffi::OsString,
     path::{Path, PathBuf},
     sync::Arc,
-    time::Duration,
+    time::{Duration, SystemTime},
 };
 
 use arc_swap::ArcSwap;
@@ -19,7 +19,7 @@ use notify::{RecursiveMode, Watcher as _};
 use parking_lot::{Mutex, RwLock};
 
 use super::snapshot::{Snapshot, SnapshotError, Sources};
-use crate::config::Config;
+use crate::config::{Config, ServerConfig};
 
 /// The live snapshot plus what the last reload attempt said.
 pub struct PolicyStore {
@@ -29,22 +29,20 @@ pub struct PolicyStore {
     /// Settings read once at start; a reload that changes them needs a restart.
     started_with: StartupSettings,
     restart_required: Mutex<Option<String>>,
+    /// When the files were last read (by a watcher event, SIGHUP or a poll), and the result.
+    last_check: Mutex<Option<(SystemTime, &'static str)>>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
 struct StartupSettings {
-    grpc_addr: std::net::SocketAddr,
-    http_addr: std::net::SocketAddr,
-    ext_authz_prefix: String,
+    server: ServerConfig,
     decision_log: String,
 }
 
 impl StartupSettings {
     fn of(c: &Config) -> Self {
         Self {
-            grpc_addr: c.server.grpc_addr,
-            http_addr: c.server.http_addr,
-            ext_authz_prefix: c.server.ext_authz_prefix.clone(),
+            server: c.server.clone(),
             decision_log: c.decision_log.output.clone(),
         }
     }
@@ -58,7 +56,19 @@ impl PolicyStore {
             config_path: config_path.to_owned(),
             last_error: Mutex::new(None),
             restart_required: Mutex::new(None),
+            last_check: Mutex::new(None),
         }
+    }
+
+    /// When the files were last read for a reload, and what came of it
+    /// (`ok`, `error` or `unchanged`).
+    pub fn last_check(&self) -> Option<(SystemTime, &'static str)> {
+        *self.last_check.lock()
+    }
+
+    fn checked(&self, result: &'static str) {
+        *self.last_check.lock() = Some((SystemTime::now(), result));
+        crate::metrics::policy_reloaded(result, &self.load().revision);
     }
 
     /// The snapshot a new request should use. Wait-free.
@@ -91,6 +101,7 @@ impl PolicyStore {
             Ok(sources) if sources.revision == self.load().revision => {
                 // Reverting a bad edit to the serving content clears the error.
                 *self.last_error.lock() = None;
+                self.checked("unchanged");
                 return Ok(None);
             }
             Ok(sources) => {
@@ -110,13 +121,13 @@ impl PolicyStore {
                 }
                 let old = self.current.swap(Arc::clone(&next));
                 *self.last_error.lock() = None;
-                crate::metrics::policy_reloaded(true, &next.revision);
+                self.checked("ok");
                 tracing::info!(from = %old.revision, to = %next.revision, rules = next.policy.rules, routes = next.routes.len(), evaluator = %next.policy.evaluator, "policy reloaded");
                 Ok(Some(next))
             }
             Err(e) => {
                 *self.last_error.lock() = Some(e.to_string());
-                crate::metrics::policy_reloaded(false, &self.load().revision);
+                self.checked("error");
                 tracing::error!(error = %e, serving = %self.load().revision, "policy reload rejected; previous revision keeps serving");
                 Err(e)
             }
@@ -127,7 +138,7 @@ impl PolicyStore {
         let now = StartupSettings::of(config);
         let msg = (now != self.started_with).then(|| {
             format!(
-                "listen addresses, ext_authz_prefix or decision_log.output changed ({:?} -> {:?}); restart authzd to apply them",
+                "[server] settings or decision_log.output changed ({:?} -> {:?}); restart authzd to apply them",
                 self.started_with, now
             )
         });

@@ -49,7 +49,7 @@ impl Snapshot {
         Sources::parse(text, path)?.build().await
     }
 
-    /// Operator warnings that do not stop loading (SPEC §7).
+    /// Operator warnings that do not stop loading (`docs/pipeline.md`).
     pub fn warnings(&self) -> Vec<String> {
         let mut out = Vec::new();
         let p = &self.config.policy;

@@ -80,7 +80,7 @@ pub async fn serve(
     listener: TcpListener,
     authorizer: Arc<Authorizer>,
     shutdown: impl Future<Output = ()> + Send + 'static,
-) -> Result<(), tonic::transport::Error> {
+) -> std::io::Result<()> {
     let (health, health_service) = tonic_health::server::health_reporter();
     health.set_serving::<AuthorizerServer<Service>>().await;
     // Both reflection versions: grpcurl and older tools still ask for v1alpha.
@@ -89,20 +89,18 @@ pub async fn serve(
             .register_encoded_file_descriptor_set(crate::pb::FILE_DESCRIPTOR_SET)
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
     };
-    let mut builder = tonic::transport::Server::builder().add_service(health_service);
+    let mut routes = tonic::service::Routes::new(health_service);
     match (reflection().build_v1(), reflection().build_v1alpha()) {
-        (Ok(v1), Ok(v1alpha)) => builder = builder.add_service(v1).add_service(v1alpha),
+        (Ok(v1), Ok(v1alpha)) => routes = routes.add_service(v1).add_service(v1alpha),
         (Err(e), _) | (_, Err(e)) => tracing::warn!(error = %e, "server reflection unavailable"),
     }
-    builder
+    let limits = super::conn::Limits::of(&authorizer.store.load().config.server, true);
+    let router = routes
         .add_service(envoy_types::ext_authz::v3::pb::AuthorizationServer::new(
             super::envoy::EnvoyGrpc(Arc::clone(&authorizer)),
         ))
         .add_service(AuthorizerServer::new(Service(authorizer)))
-        .serve_with_incoming_shutdown(tokio_stream_listener(listener), shutdown)
-        .await
-}
-
-fn tokio_stream_listener(listener: TcpListener) -> tonic::transport::server::TcpIncoming {
-    tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true))
+        .prepare()
+        .into_axum_router();
+    super::conn::serve(listener, router, limits, shutdown).await
 }

@@ -51,9 +51,8 @@ pub async fn serve(
     authorizer: Arc<Authorizer>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(authorizer))
-        .with_graceful_shutdown(shutdown)
-        .await
+    let limits = super::conn::Limits::of(&authorizer.store.load().config.server, false);
+    super::conn::serve(listener, router(authorizer), limits, shutdown).await
 }
 
 /// A 400 naming what was wrong with the call itself.
@@ -177,6 +176,10 @@ async fn policy(State(app): State<App>) -> Response {
         "routes": snap.routes.len(),
         "evaluator": &snap.policy.evaluator,
         "last_error": app.store.last_error(),
+        "last_check": app.store.last_check().map(|(at, result)| json!({
+            "at": humantime::format_rfc3339_seconds(at).to_string(),
+            "result": result,
+        })),
         "restart_required": app.store.restart_required(),
     }))
     .into_response()
