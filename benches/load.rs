@@ -1,9 +1,12 @@
 //! Load benchmark: authzd against a no-op server of the same protocol, in one
 //! run, driven by the same client at the same concurrency.
 //!
-//! Three processes share the machine: the real `authzd` release binary, a
-//! no-op server (this executable started again with `AUTHZD_LOAD_NOOP` set),
-//! and the client (this process). All three use mimalloc, as authzd does.
+//! Four processes share the machine: the real `authzd` release binary twice —
+//! with the decision log off, and with it written to a file, as users run it
+//! — a no-op server (this executable started again with `AUTHZD_LOAD_NOOP`
+//! set), and the client (this process). All use mimalloc, as authzd does.
+//! Every answer of the logging authzd is counted and, at the end, compared
+//! with the records in its log file: none may be missing.
 //!
 //! - gRPC: `authzd.v1.Authorizer/Check` vs a tonic service that answers a fixed
 //!   `CheckResponse`.
@@ -165,7 +168,12 @@ struct Stats {
     rps: f64,
     p50: Duration,
     p99: Duration,
+    /// Requests answered.
+    answered: u64,
 }
+
+/// Answers given by the logging authzd, to compare with its log at the end.
+static LOGGED_ANSWERS: AtomicU64 = AtomicU64::new(0);
 
 /// The `p` quantile of sorted latencies.
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
@@ -207,14 +215,45 @@ where
         rps: all.len() as f64 / elapsed,
         p50: percentile(&all, 0.50),
         p99: percentile(&all, 0.99),
+        answered: all.len() as u64,
     }
 }
 
+/// The three servers of one comparison: authzd with the log off, authzd
+/// logging to a file, the no-op.
+#[derive(Clone, Copy)]
+struct Three([SocketAddr; 3]);
+
+impl Three {
+    /// The better of two runs against each server (the first also warms
+    /// connections and caches); counts the logging authzd's answers.
+    async fn run<F, Fut>(self, run: F) -> [Stats; 3]
+    where
+        F: Fn(SocketAddr) -> Fut,
+        Fut: std::future::Future<Output = Stats>,
+    {
+        let mut out = Vec::new();
+        for (i, addr) in self.0.into_iter().enumerate() {
+            let (a, b) = (run(addr).await, run(addr).await);
+            if i == 1 {
+                LOGGED_ANSWERS.fetch_add(a.answered + b.answered, Ordering::Relaxed);
+            }
+            out.push(best(a, b));
+        }
+        let [off, log, noop]: [Stats; 3] = out.try_into().unwrap_or_else(|_| unreachable!());
+        [off, log, noop]
+    }
+}
+
+/// Writes the shared keys, model and policy (10,001 rules), and one config
+/// per authzd: `name.toml` with `log` as the decision log output.
 fn write_config(
     dir: &Path,
     key: &SigningKey,
     grpc: SocketAddr,
     http: SocketAddr,
+    name: &str,
+    log: &str,
 ) -> std::path::PathBuf {
     std::fs::write(dir.join("jwks.json"), key.jwks().to_string()).unwrap();
     std::fs::write(
@@ -223,15 +262,15 @@ fn write_config(
     )
     .unwrap();
     let mut policy = String::new();
-    for i in 0..1000 {
+    for i in 0..10_000 {
         policy.push_str(&format!("p, role{}, /res{i}/:id, (GET)|(POST)\n", i % 100));
     }
     policy.push_str("p, admin, /AdminUser, GET\n");
     std::fs::write(dir.join("policy.csv"), policy).unwrap();
     let cfg = format!(
-        "[server]\ngrpc_addr = \"{grpc}\"\nhttp_addr = \"{http}\"\n[[issuer]]\nissuer = \"https://bench.example\"\njwks_file = \"jwks.json\"\n[policy]\nmodel = \"model.conf\"\npolicy = \"policy.csv\"\n[decision_log]\noutput = \"off\"\n"
+        "[server]\ngrpc_addr = \"{grpc}\"\nhttp_addr = \"{http}\"\n[[issuer]]\nissuer = \"https://bench.example\"\njwks_file = \"jwks.json\"\n[policy]\nmodel = \"model.conf\"\npolicy = \"policy.csv\"\n[decision_log]\noutput = \"{log}\"\n"
     );
-    let path = dir.join("authzd.toml");
+    let path = dir.join(format!("{name}.toml"));
     std::fs::write(&path, cfg).unwrap();
     path
 }
@@ -251,14 +290,16 @@ fn best(a: Stats, b: Stats) -> Stats {
     if a.rps >= b.rps { a } else { b }
 }
 
-fn row(name: &str, ours: &Stats, noop: &Stats) {
+fn row(name: &str, [off, log, noop]: &[Stats; 3]) {
     println!(
-        "| {name:<34} | {:>9.0} | {:>9.0} | {:>5.0} % | {:>8.0} | {:>8.0} |",
-        ours.rps,
+        "| {name:<36} | {:>9.0} | {:>9.0} | {:>9.0} | {:>5.2} | {:>5.2} | {:>7.0} | {:>7.0} |",
+        off.rps,
+        log.rps,
         noop.rps,
-        100.0 * ours.rps / noop.rps,
-        ours.p50.as_secs_f64() * 1e6,
-        ours.p99.as_secs_f64() * 1e6
+        off.rps / noop.rps,
+        log.rps / noop.rps,
+        log.p50.as_secs_f64() * 1e6,
+        log.p99.as_secs_f64() * 1e6
     );
 }
 
@@ -286,16 +327,34 @@ fn main() {
                 .unwrap();
         let key = SigningKey::from_pem(&pem, "rsa.pem").unwrap();
         let (grpc, http, noop_g, noop_h) = (free_addr(), free_addr(), free_addr(), free_addr());
-        let config = write_config(dir.path(), &key, grpc, http);
-        let _authzd = Child(
-            std::process::Command::new(env!("CARGO_BIN_EXE_authzd"))
+        let (grpc_log, http_log) = (free_addr(), free_addr());
+        let log_file = dir.path().join("decisions.log");
+        let serve = |config: std::path::PathBuf| {
+            Child(
+                // AUTHZD_LOAD_BIN: another authzd build, for before/after comparisons.
+                std::process::Command::new(
+                    std::env::var("AUTHZD_LOAD_BIN")
+                        .unwrap_or_else(|_| env!("CARGO_BIN_EXE_authzd").to_string()),
+                )
                 .args(["serve", "--config"])
-                .arg(&config)
+                .arg(config)
                 .env("RUST_LOG", "warn")
                 .stderr(std::process::Stdio::null())
                 .spawn()
                 .unwrap(),
-        );
+            )
+        };
+        let _authzd = serve(write_config(dir.path(), &key, grpc, http, "off", "off"));
+        let _authzd_log = serve(write_config(
+            dir.path(),
+            &key,
+            grpc_log,
+            http_log,
+            "log",
+            &log_file.display().to_string(),
+        ));
+        let grpcs = Three([grpc, grpc_log, noop_g]);
+        let https = Three([http, http_log, noop_h]);
         let _noop = Child(
             std::process::Command::new(std::env::current_exe().unwrap())
                 .env(
@@ -305,7 +364,7 @@ fn main() {
                 .spawn()
                 .unwrap(),
         );
-        for addr in [grpc, http, noop_g, noop_h] {
+        for addr in [grpc, http, grpc_log, http_log, noop_g, noop_h] {
             listening(addr).await;
         }
         let claims = Claims {
@@ -319,13 +378,13 @@ fn main() {
         tokio::time::sleep(Duration::from_millis(300)).await;
 
         println!(
-            "{secs} s per run, {conc} requests in flight, 1,001 rules, loopback, this machine"
+            "{secs} s per run, {conc} requests in flight, 10,001 rules, loopback, this machine"
         );
         println!(
-            "| {:<34} | {:>9} | {:>9} | {:>7} | {:>8} | {:>8} |",
-            "interface", "authzd/s", "no-op/s", "ratio", "p50 µs", "p99 µs"
+            "| {:<36} | {:>9} | {:>9} | {:>9} | {:>5} | {:>5} | {:>7} | {:>7} |",
+            "interface", "log off/s", "log on/s", "no-op/s", "off", "on", "p50 µs", "p99 µs"
         );
-        println!("|{}", "---|".repeat(6));
+        println!("|{}", "---|".repeat(8));
 
         // A forged token per request: a real header and signature over a
         // payload naming a new subject. Every one misses the token cache and
@@ -376,11 +435,7 @@ fn main() {
                     .await
                 }
             };
-            let (ours, noop) = (
-                best(run(grpc).await, run(grpc).await),
-                best(run(noop_g).await, run(noop_g).await),
-            );
-            row(label, &ours, &noop);
+            row(label, &grpcs.run(run).await);
         }
 
         for (label, busting) in [
@@ -413,11 +468,7 @@ fn main() {
                     .await
                 }
             };
-            let (ours, noop) = (
-                best(run(http).await, run(http).await),
-                best(run(noop_h).await, run(noop_h).await),
-            );
-            row(label, &ours, &noop);
+            row(label, &https.run(run).await);
         }
 
         let run = |addr: SocketAddr| {
@@ -451,28 +502,30 @@ fn main() {
                 .await
             }
         };
-        let (ours, noop) = (
-            best(run(grpc).await, run(grpc).await),
-            best(run(noop_g).await, run(noop_g).await),
-        );
-        row("Envoy ext_authz Check", &ours, &noop);
+        row("Envoy ext_authz Check", &grpcs.run(run).await);
 
         if std::process::Command::new("h2load")
             .arg("--version")
             .output()
             .is_ok()
         {
-            h2load_section(dir.path(), &token, [grpc, noop_g], [http, noop_h], secs);
+            h2load_section(dir.path(), &token, grpcs, https, secs);
         } else {
             println!(
                 "\n(h2load not found: `apt-get install nghttp2-client` adds the h2load table)"
             );
         }
+        // The writer flushes every 10 ms; then every answer must have its record.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let records = std::fs::read_to_string(&log_file).unwrap().lines().count() as u64;
+        let answers = LOGGED_ANSWERS.load(Ordering::Relaxed);
+        println!("\ndecision log: {records} records written for {answers} answers");
+        assert_eq!(records, answers, "decision log records lost");
     });
 }
 
 /// One h2load run; returns (requests per second, sorted latencies).
-fn h2load(args: &[String], log: &Path) -> (f64, Vec<Duration>) {
+fn h2load(args: &[String], log: &Path) -> (f64, Vec<Duration>, u64) {
     // h2load appends to its log file: start each run with an empty one.
     let _ = std::fs::remove_file(log);
     let out = std::process::Command::new("h2load")
@@ -493,6 +546,13 @@ fn h2load(args: &[String], log: &Path) -> (f64, Vec<Duration>) {
         .find(|l| l.starts_with("requests:"))
         .is_some_and(|l| !l.contains(" 0 failed"));
     assert!(!failed, "h2load saw failures:\n{text}");
+    // `requests: 10 total, 10 started, 10 done, 10 succeeded, …`
+    let succeeded = text
+        .lines()
+        .find_map(|l| l.strip_prefix("requests: "))
+        .and_then(|l| l.split(", ").find_map(|p| p.strip_suffix(" succeeded")))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("h2load said:\n{text}"));
     let mut lat: Vec<Duration> = std::fs::read_to_string(log)
         .unwrap()
         .lines()
@@ -500,7 +560,7 @@ fn h2load(args: &[String], log: &Path) -> (f64, Vec<Duration>) {
         .map(Duration::from_micros)
         .collect();
     lat.sort_unstable();
-    (rps, lat)
+    (rps, lat, succeeded)
 }
 
 /// A gRPC message with its length-prefixed frame, as an h2load request body.
@@ -548,13 +608,7 @@ impl H2Load {
 
 /// The same comparison with h2load, a C client in its own process: saturated
 /// throughput, then latency with h2load pacing half of authzd's saturated rate.
-fn h2load_section(
-    dir: &Path,
-    token: &str,
-    grpc: [SocketAddr; 2],
-    http: [SocketAddr; 2],
-    secs: u64,
-) {
+fn h2load_section(dir: &Path, token: &str, grpc: Three, http: Three, secs: u64) {
     use prost::Message;
     let msg = pb::CheckRequest {
         method: "GET".into(),
@@ -602,20 +656,24 @@ fn h2load_section(
     let log = dir.join("h2load.log");
     let us = |lat: &[Duration], p: f64| percentile(lat, p).as_secs_f64() * 1e6;
     println!();
-    println!("h2load (nghttp2), {secs} s per run; latency at half of authzd's saturated rate:");
     println!(
-        "| {:<28} | {:>9} | {:>9} | {:>6} | {:>9} | {:>7} | {:>7} | {:>9} | {:>9} |",
+        "h2load (nghttp2), {secs} s per run; latency with the log on, at half of its saturated rate:"
+    );
+    println!(
+        "| {:<30} | {:>9} | {:>9} | {:>9} | {:>5} | {:>5} | {:>9} | {:>7} | {:>7} | {:>9} | {:>9} |",
         "interface",
-        "authzd/s",
+        "log off/s",
+        "log on/s",
         "no-op/s",
-        "ratio",
+        "off",
+        "on",
         "offered/s",
         "p50 µs",
         "p99 µs",
         "no-op p50",
         "no-op p99"
     );
-    println!("|{}", "---|".repeat(9));
+    println!("|{}", "---|".repeat(11));
     let http_check = |name, clients, streams| H2Load {
         name,
         path: "/v1/check",
@@ -626,39 +684,45 @@ fn h2load_section(
     for (load, addrs) in [
         (
             H2Load {
-                name: "gRPC Check (4 conns × 8)",
+                name: "gRPC Check (4 conns × 16)",
                 path: "/authzd.v1.Authorizer/Check",
                 body: dir.join("check.grpc"),
                 clients: 4,
-                streams: 8,
+                streams: 16,
             },
             grpc,
         ),
         (
             H2Load {
-                name: "Envoy Check (4 conns × 8)",
+                name: "Envoy Check (4 conns × 16)",
                 path: "/envoy.service.auth.v3.Authorization/Check",
                 body: dir.join("envoy.grpc"),
                 clients: 4,
-                streams: 8,
+                streams: 16,
             },
             grpc,
         ),
         (http_check("POST /v1/check (32 × HTTP/1.1)", 32, 1), http),
     ] {
-        let run = |addr: SocketAddr, rps: Option<f64>| h2load(&load.args(addr, secs, rps), &log);
+        let [off_addr, log_addr, noop_addr] = addrs.0;
+        let run = |addr: SocketAddr, rps: Option<f64>| {
+            let (r, lat, answered) = h2load(&load.args(addr, secs, rps), &log);
+            if addr == log_addr {
+                LOGGED_ANSWERS.fetch_add(answered, Ordering::Relaxed);
+            }
+            (r, lat)
+        };
         // Saturated: the better of two runs each, as above.
-        let (ours, noop) = (
-            run(addrs[0], None).0.max(run(addrs[0], None).0),
-            run(addrs[1], None).0.max(run(addrs[1], None).0),
-        );
-        let half = ours / 2.0;
-        let (_, lat) = run(addrs[0], Some(half));
-        let (_, noop_lat) = run(addrs[1], Some(half));
+        let sat = |addr| run(addr, None).0.max(run(addr, None).0);
+        let (off, on, noop) = (sat(off_addr), sat(log_addr), sat(noop_addr));
+        let half = on / 2.0;
+        let (_, lat) = run(log_addr, Some(half));
+        let (_, noop_lat) = run(noop_addr, Some(half));
         println!(
-            "| {:<28} | {ours:>9.0} | {noop:>9.0} | {:>4.0} % | {half:>9.0} | {:>7.0} | {:>7.0} | {:>9.0} | {:>9.0} |",
+            "| {:<30} | {off:>9.0} | {on:>9.0} | {noop:>9.0} | {:>5.2} | {:>5.2} | {half:>9.0} | {:>7.0} | {:>7.0} | {:>9.0} | {:>9.0} |",
             load.name,
-            100.0 * ours / noop,
+            off / noop,
+            on / noop,
             us(&lat, 0.5),
             us(&lat, 0.99),
             us(&noop_lat, 0.5),
@@ -669,8 +733,15 @@ fn h2load_section(
     // The bursts above are h2load's, not the servers': at a rate whose
     // bursts are small, the same request shows the servers' own latency.
     let light = http_check("POST /v1/check, light", 4, 1);
-    let run = |addr| h2load(&light.args(addr, secs, Some(12_000.0)), &log).1;
-    let (ours, noop) = (run(http[0]), run(http[1]));
+    let [_, log_addr, noop_addr] = http.0;
+    let run = |addr| {
+        let (_, lat, answered) = h2load(&light.args(addr, secs, Some(12_000.0)), &log);
+        if addr == log_addr {
+            LOGGED_ANSWERS.fetch_add(answered, Ordering::Relaxed);
+        }
+        lat
+    };
+    let (ours, noop) = (run(log_addr), run(noop_addr));
     println!(
         "POST /v1/check at 12,000 req/s over 4 HTTP/1.1 connections: p50 {:.0} µs, p99 {:.0} µs (no-op: {:.0} µs, {:.0} µs)",
         us(&ours, 0.5),

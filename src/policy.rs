@@ -134,15 +134,7 @@ impl Policy {
         policy_text: &str,
         policy_name: &str,
     ) -> Result<Policy, PolicyLoadError> {
-        Self::build(
-            model_text,
-            model_name,
-            policy_text,
-            policy_name,
-            true,
-            false,
-        )
-        .await
+        Self::from_text_for(model_text, model_name, policy_text, policy_name, false).await
     }
 
     /// Builds from text for a config whose `[request] path_case` is `fold_case`

@@ -8,7 +8,7 @@
 mod common;
 
 use std::{
-    path::Path,
+    path::{Path, PathBuf},
     sync::{
         Arc,
         atomic::{AtomicBool, AtomicU64, Ordering},
@@ -25,6 +25,50 @@ fn lines(path: &Path) -> usize {
     std::fs::read_to_string(path)
         .map(|t| t.lines().count())
         .unwrap_or(0)
+}
+
+/// The real binary logging to `decisions.log`, under continuous checks.
+struct Rotating {
+    env: Env,
+    bin: Binary,
+    log: PathBuf,
+    /// Where the test will move the log.
+    rotated: PathBuf,
+    stop: Arc<AtomicBool>,
+    answers: Arc<AtomicU64>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Rotating {
+    async fn start(rotated: &str) -> Rotating {
+        let env = Env::new(
+            &file_issuer(ISS, "jwks.json", "\"RS256\"", ""),
+            DEMO_POLICY,
+            "",
+        );
+        env.write("jwks.json", &jwks_of(&[&key("rsa.pem")]).to_string());
+        let bin = Binary::start(&env).await;
+        let (log, rotated) = (
+            env.dir.path().join("decisions.log"),
+            env.dir.path().join(rotated),
+        );
+        let (stop, answers) = (
+            Arc::new(AtomicBool::new(false)),
+            Arc::new(AtomicU64::new(0)),
+        );
+        let task = load(bin.url.clone(), Arc::clone(&stop), Arc::clone(&answers));
+        // Some records before the rotation.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        Rotating {
+            env,
+            bin,
+            log,
+            rotated,
+            stop,
+            answers,
+            task,
+        }
+    }
 }
 
 /// Sends checks until `stop`, counting the answers (each one is a decision).
@@ -73,23 +117,16 @@ async fn stop_binary(bin: &mut Binary) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn logrotate_mv_and_sighup_loses_no_record() {
-    let env = Env::new(
-        &file_issuer(ISS, "jwks.json", "\"RS256\"", ""),
-        DEMO_POLICY,
-        "",
-    );
-    env.write("jwks.json", &jwks_of(&[&key("rsa.pem")]).to_string());
-    let mut bin = Binary::start(&env).await;
-    let (log, rotated) = (
-        env.dir.path().join("decisions.log"),
-        env.dir.path().join("decisions.log.1"),
-    );
-    let (stop, answers) = (
-        Arc::new(AtomicBool::new(false)),
-        Arc::new(AtomicU64::new(0)),
-    );
-    let task = load(bin.url.clone(), Arc::clone(&stop), Arc::clone(&answers));
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    let Rotating {
+        // Kept to the end: it owns the files.
+        env: _env,
+        mut bin,
+        log,
+        rotated,
+        stop,
+        answers,
+        task,
+    } = Rotating::start("decisions.log.1").await;
     let unchanged_before = unchanged(&bin.url).await;
     // logrotate: rename, (create,) then postrotate `kill -HUP`, all while checks go on.
     std::fs::rename(&log, &rotated).unwrap();
@@ -127,23 +164,16 @@ async fn logrotate_mv_and_sighup_loses_no_record() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_renamed_log_is_followed_without_a_signal() {
-    let env = Env::new(
-        &file_issuer(ISS, "jwks.json", "\"RS256\"", ""),
-        DEMO_POLICY,
-        "",
-    );
-    env.write("jwks.json", &jwks_of(&[&key("rsa.pem")]).to_string());
-    let mut bin = Binary::start(&env).await;
-    let (log, rotated) = (
-        env.dir.path().join("decisions.log"),
-        env.dir.path().join("old.log"),
-    );
-    let (stop, answers) = (
-        Arc::new(AtomicBool::new(false)),
-        Arc::new(AtomicU64::new(0)),
-    );
-    let task = load(bin.url.clone(), Arc::clone(&stop), Arc::clone(&answers));
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    let Rotating {
+        // Kept to the end: it owns the files.
+        env: _env,
+        mut bin,
+        log,
+        rotated,
+        stop,
+        answers,
+        task,
+    } = Rotating::start("old.log").await;
     // Renamed, and a new empty file created in its place (logrotate's `create`), no signal.
     std::fs::rename(&log, &rotated).unwrap();
     std::fs::write(&log, "").unwrap();
