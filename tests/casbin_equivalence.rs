@@ -1,4 +1,4 @@
-//! SPEC §7: claim roles behave exactly as if the policy held `g, <sub>, <role>`.
+//! `docs/pipeline.md`: claim roles behave exactly as if the policy held `g, <sub>, <role>`.
 //!
 //! For several models, authzd's `Policy` (shared policy + per-request role
 //! overlay) is compared on many generated requests with a plain casbin-rs

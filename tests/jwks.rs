@@ -1,4 +1,4 @@
-//! JWKS behaviour over real HTTP (SPEC §4): discovery, coalesced fetches,
+//! JWKS behaviour over real HTTP (`docs/pipeline.md`): discovery, coalesced fetches,
 //! rotation without restart, rate-limited refresh under a flood of unknown
 //! `kid`s, last good keys while the IdP is down, unusable keys skipped.
 

@@ -1,4 +1,4 @@
-//! The decision pipeline of SPEC §2 through the real server: every reason code,
+//! The decision pipeline (`docs/pipeline.md`) through the real server: every reason code,
 //! over HTTP JSON and gRPC, with real signed tokens.
 
 // Helpers outside #[test] fns unwrap too: a failure there is a test failure.

@@ -1,4 +1,4 @@
-//! Live policy (SPEC §7): edits in place, by rename and by a Kubernetes-style
+//! Live policy (`docs/pipeline.md`): edits in place, by rename and by a Kubernetes-style
 //! symlink swap take effect while checks keep flowing; a bad edit is rejected
 //! whole; SIGHUP forces a reload; revisions follow content.
 

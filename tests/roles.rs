@@ -1,4 +1,4 @@
-//! Role lookup (SPEC §6) against a real local directory service: merged with
+//! Role lookup (`docs/configuration.md`) against a real local directory service: merged with
 //! claim roles, cached, coalesced, scoped by `when_scope`, and failing closed
 //! with 503 `role_lookup_failed` on every kind of failure.
 
