@@ -39,6 +39,7 @@ pub enum Source {
     EnvoyHttp,
     ForwardAuth,
     Cli,
+    Lambda,
 }
 
 impl Source {
@@ -50,6 +51,7 @@ impl Source {
             Source::EnvoyHttp => "envoy_http",
             Source::ForwardAuth => "forward_auth",
             Source::Cli => "cli",
+            Source::Lambda => "lambda",
         }
     }
 }

@@ -173,6 +173,14 @@ impl Authorizer {
             .collect()
     }
 
+    /// The verified caller of `req`'s token with all its roles, if it has a
+    /// valid one (the Lambda authorizer's route set needs it even when the
+    /// pipeline decided before reading the token). Nothing is logged.
+    pub async fn principal_of_request(&self, req: &Request<'_>) -> Option<Principal> {
+        let raw = decision::bearer_token(req).ok()?;
+        self.principal(&self.store.load(), raw).await.ok()
+    }
+
     /// Steps 4 and 6 for a batch: a verified principal with all its roles.
     async fn principal(
         &self,

@@ -5,6 +5,7 @@
 //! file's own directory and are resolved here, once.
 
 use std::{
+    borrow::Cow,
     net::SocketAddr,
     path::{Path, PathBuf},
 };
@@ -23,6 +24,14 @@ pub enum ConfigError {
     },
     #[error("invalid config `{path}`: {message}")]
     Parse { path: PathBuf, message: String },
+    #[error(
+        "invalid config `{path}` line {line}: environment variable `{name}` is not set (written `${{{name}}}`)"
+    )]
+    Env {
+        path: PathBuf,
+        line: usize,
+        name: String,
+    },
     #[error("invalid config `{path}`: key `{key}`: {message}")]
     Invalid {
         path: PathBuf,
@@ -54,6 +63,9 @@ pub struct Config {
     /// How requests are put in canonical form (`docs/security.md`).
     #[serde(default)]
     pub request: RequestConfig,
+    /// How `authzd lambda` answers API Gateway.
+    #[serde(default)]
+    pub lambda: LambdaConfig,
     /// The file this was read from; relative paths were resolved against its directory.
     #[serde(skip)]
     pub source: PathBuf,
@@ -122,6 +134,37 @@ fn default_http_addr() -> SocketAddr {
 
 fn default_ext_authz_prefix() -> String {
     "/ext_authz".into()
+}
+
+/// `[lambda]`: the Lambda authorizer's answers (`docs/lambda.md`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LambdaConfig {
+    #[serde(default)]
+    pub response: LambdaResponse,
+    #[serde(default)]
+    pub policy_scope: LambdaPolicyScope,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LambdaResponse {
+    /// An IAM policy document.
+    #[default]
+    Iam,
+    /// `{"isAuthorized": …}` (HTTP API with simple responses enabled).
+    Simple,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LambdaPolicyScope {
+    /// Every route of the route table this principal may call: safe to cache.
+    #[default]
+    Routes,
+    /// The current route only: needs an authorizer TTL of 0, or the route
+    /// among the identity sources.
+    Request,
 }
 
 /// `[request]`: what the upstream treats as the same request. Secure defaults;
@@ -389,8 +432,15 @@ impl Config {
         Self::from_toml(&text, path)
     }
 
-    /// Parses `text` as if read from `path` (relative paths resolve against its directory).
+    /// Parses `text` as if read from `path` (relative paths resolve against its
+    /// directory), after replacing `${NAME}` with the environment variable.
     pub fn from_toml(text: &str, path: &Path) -> Result<Self, ConfigError> {
+        let text = expand_env(text, path)?;
+        Self::from_expanded(&text, path)
+    }
+
+    /// Parses text whose `${NAME}`s were already replaced ([`expand_env`]).
+    pub fn from_expanded(text: &str, path: &Path) -> Result<Self, ConfigError> {
         let mut config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
             path: path.to_owned(),
             message: e.to_string().trim_end().replace('\n', " "),
@@ -609,6 +659,51 @@ impl Config {
     }
 }
 
+/// Replaces each `${NAME}` (letters, digits, `_`) with the environment
+/// variable's value, as is; `$${` writes a literal `${`. An unset variable is
+/// an error naming it and its line. Lets one file serve several deployments
+/// (the Lambda example takes its Cognito issuer from the function's
+/// environment).
+pub fn expand_env<'t>(text: &'t str, path: &Path) -> Result<Cow<'t, str>, ConfigError> {
+    if !text.contains("${") {
+        return Ok(Cow::Borrowed(text));
+    }
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find("${") {
+        if rest[..at].ends_with('$') {
+            out.push_str(&rest[..at - 1]);
+            out.push_str("${");
+            rest = &rest[at + 2..];
+            continue;
+        }
+        out.push_str(&rest[..at]);
+        let after = &rest[at + 2..];
+        let end = after.find('}').filter(|&e| {
+            e > 0
+                && after[..e]
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_')
+        });
+        let Some(end) = end else {
+            // Not a variable reference: keep it as written.
+            out.push_str("${");
+            rest = after;
+            continue;
+        };
+        let name = &after[..end];
+        let value = std::env::var(name).map_err(|_| ConfigError::Env {
+            path: path.to_owned(),
+            line: text[..text.len() - rest.len() + at].lines().count().max(1),
+            name: name.to_string(),
+        })?;
+        out.push_str(&value);
+        rest = &after[end + 1..];
+    }
+    out.push_str(rest);
+    Ok(Cow::Owned(out))
+}
+
 /// RFC 6901: empty (whole document) is not useful here; otherwise it starts with `/`
 /// and `~` is only followed by `0` or `1`.
 fn check_pointer(ptr: &str) -> Result<(), String> {
@@ -723,6 +818,37 @@ mod tests {
             e.contains("issuer[0].issuer") && e.contains("not an http(s) URL"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn environment_variables_are_expanded() {
+        // Setting a variable needs `unsafe` in this edition: the set case runs
+        // through the binary with its own environment (tests/lambda.rs).
+        let var = "AUTHZD_TEST_EXPAND_ISSUER";
+        let p = Path::new("a.toml");
+        assert_eq!(expand_env("x = 1", p).unwrap(), "x = 1");
+        let e = expand_env("a = 1\nissuer = \"${AUTHZD_TEST_UNSET_VARIABLE}\"", p)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("AUTHZD_TEST_UNSET_VARIABLE") && e.contains("line 2"),
+            "{e}"
+        );
+        assert_eq!(
+            expand_env("a = \"$${HOME}\" b = \"${ no}\"", p).unwrap(),
+            "a = \"${HOME}\" b = \"${ no}\""
+        );
+        if std::env::var(var).is_ok() {
+            return;
+        }
+        // Unset, through a real file: the load fails naming it.
+        let dir = tempfile::tempdir().unwrap();
+        let text = format!(
+            "{}[[issuer]]\nissuer = \"${{{var}}}\"\njwks_file = \"policy.csv\"\n",
+            base(dir.path())
+        );
+        let path = write(dir.path(), "authzd.toml", &text);
+        assert!(Config::load(&path).unwrap_err().to_string().contains(var));
     }
 
     #[test]

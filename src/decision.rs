@@ -162,6 +162,8 @@ pub struct Decision {
     pub issuer: Option<String>,
     pub roles: Vec<String>,
     pub scopes: Vec<String>,
+    /// The principal's domain (`domain_claim`), when it has one.
+    pub domain: Option<String>,
     pub resource: String,
     pub action: String,
     pub route: Option<String>,
@@ -518,6 +520,7 @@ impl Decision {
             issuer: None,
             roles: Vec::new(),
             scopes: Vec::new(),
+            domain: None,
             resource: resource.to_string(),
             action: action.to_string(),
             route: None,
@@ -541,6 +544,7 @@ impl Decision {
         self.issuer = Some(p.issuer.clone());
         self.roles = p.roles.clone();
         self.scopes = p.scopes.clone();
+        self.domain.clone_from(&p.domain);
     }
 }
 

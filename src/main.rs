@@ -110,10 +110,42 @@ enum Command {
         #[arg(long)]
         key: PathBuf,
     },
+    /// Run as API Gateway's Lambda authorizer (speaks the Lambda Runtime API).
+    Lambda {
+        /// Default: `$AUTHZD_CONFIG`, else `authzd.toml` in `$LAMBDA_TASK_ROOT`.
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+}
+
+/// `bootstrap` (the custom-runtime convention), or no arguments inside Lambda,
+/// means `authzd lambda`.
+fn lambda_by_convention() -> bool {
+    let mut args = std::env::args_os();
+    let invoked_as_bootstrap = args
+        .next()
+        .and_then(|a| Path::new(&a).file_name().map(|n| n == "bootstrap"))
+        .unwrap_or(false);
+    invoked_as_bootstrap
+        || (args.next().is_none() && std::env::var_os("AWS_LAMBDA_RUNTIME_API").is_some())
+}
+
+fn lambda_config(explicit: Option<PathBuf>) -> PathBuf {
+    explicit
+        .or_else(|| std::env::var_os("AUTHZD_CONFIG").map(PathBuf::from))
+        .or_else(|| std::env::var_os("LAMBDA_TASK_ROOT").map(|r| Path::new(&r).join("authzd.toml")))
+        .unwrap_or_else(|| PathBuf::from("authzd.toml"))
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = if lambda_by_convention() {
+        Cli {
+            log_format: LogFormat::Json,
+            command: Command::Lambda { config: None },
+        }
+    } else {
+        Cli::parse()
+    };
     init_tracing(cli.log_format);
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
@@ -146,6 +178,10 @@ fn init_tracing(format: LogFormat) {
 async fn run(command: Command) -> Result<ExitCode> {
     match command {
         Command::Serve { config } => serve(&config).await,
+        Command::Lambda { config } => {
+            authzd::transport::lambda::run(&lambda_config(config)).await?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Check {
             config,
             token,
@@ -286,6 +322,9 @@ async fn validate(config: &Path, online: bool) -> Result<ExitCode> {
     println!("evaluator: {}", snap.policy.evaluator);
     for w in snap.warnings() {
         println!("warning: {w}");
+    }
+    for note in authzd::transport::lambda::notes(&snap.config) {
+        println!("lambda: {note}");
     }
     if !online {
         return Ok(ExitCode::SUCCESS);

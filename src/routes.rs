@@ -24,6 +24,16 @@ enum Segment {
     Greedy,
 }
 
+/// A route as an automaton over characters ([`Route::may_overlap`]).
+#[derive(Debug, Clone, Copy)]
+enum Tok {
+    Char(char),
+    /// One or more characters: not `/` for `{param}`, any for `{proxy+}`.
+    Run {
+        slash: bool,
+    },
+}
+
 /// One compiled route.
 #[derive(Debug, Clone)]
 pub struct Route {
@@ -32,6 +42,8 @@ pub struct Route {
     segments: Vec<Segment>,
     /// `METHOD /path` as configured, for logs and responses.
     pub label: String,
+    /// The path template as configured (`/items/{id}`).
+    pub path: String,
     pub public: bool,
     pub scopes: Vec<String>,
     /// Specificity rank per segment (literal 2, param 1, greedy 0), compared lexicographically.
@@ -94,6 +106,7 @@ impl Route {
             .collect();
         Ok(Route {
             label: format!("{} {}", method.as_deref().unwrap_or("ANY"), cfg.path),
+            path: cfg.path.clone(),
             method,
             segments,
             public: cfg.auth == RouteAuth::None,
@@ -131,6 +144,124 @@ impl Route {
         parts.next().is_none()
     }
 
+    /// Upper-case method, or `None` for `ANY`.
+    pub fn method(&self) -> Option<&str> {
+        self.method.as_deref()
+    }
+
+    /// Whether the path has no parameter: it matches exactly one path.
+    pub fn is_literal(&self) -> bool {
+        self.segments
+            .iter()
+            .all(|s| matches!(s, Segment::Literal(_)))
+    }
+
+    /// The path with every parameter as `*`, as an `execute-api` ARN writes it.
+    pub fn glob(&self) -> String {
+        if self.segments.is_empty() {
+            return "/".into();
+        }
+        let mut out = String::new();
+        for s in &self.segments {
+            out.push('/');
+            match s {
+                Segment::Literal(l) => out.push_str(l),
+                Segment::Param | Segment::Greedy => out.push('*'),
+            }
+        }
+        out
+    }
+
+    /// Whether some path this route matches is also matched by `glob`
+    /// (`*` any characters, `/` included; `?` any one character), as IAM
+    /// matches `execute-api` ARNs. Greedy segments are taken as any non-empty
+    /// text: a superset, so a `false` here is always right.
+    pub fn may_overlap(&self, glob: &str) -> bool {
+        let route = self.tokens();
+        let g: Vec<char> = glob.chars().collect();
+        // Characters worth trying: every literal of either side, `/`, and one neither names.
+        let mut alphabet: Vec<char> = g
+            .iter()
+            .copied()
+            .filter(|c| !matches!(c, '*' | '?'))
+            .collect();
+        alphabet.extend(route.iter().filter_map(|t| match t {
+            Tok::Char(c) => Some(*c),
+            Tok::Run { .. } => None,
+        }));
+        alphabet.extend(['/', '\u{1}']);
+        alphabet.sort_unstable();
+        alphabet.dedup();
+        // The glob positions reachable from `gi` without reading (over `*`s).
+        let close = |gi: usize| {
+            let mut end = gi;
+            while g.get(end) == Some(&'*') {
+                end += 1;
+            }
+            gi..=end
+        };
+        // State: (glob position, route token, inside a run that has a character).
+        let mut seen = std::collections::HashSet::new();
+        let mut todo = vec![(0usize, 0usize, false)];
+        while let Some(state) = todo.pop() {
+            if !seen.insert(state) {
+                continue;
+            }
+            let (gi, ri, inrun) = state;
+            let route_done = (!inrun && ri == route.len()) || (inrun && ri + 1 == route.len());
+            if route_done && close(gi).any(|p| p == g.len()) {
+                return true;
+            }
+            for &c in &alphabet {
+                let mut glob_next = Vec::new();
+                for p in close(gi) {
+                    match g.get(p) {
+                        Some('*') => glob_next.push(p),
+                        Some('?') => glob_next.push(p + 1),
+                        Some(&lit) if lit == c => glob_next.push(p + 1),
+                        _ => {}
+                    }
+                }
+                let mut route_next = Vec::new();
+                let mut from = |ri: usize| match route.get(ri) {
+                    Some(Tok::Char(x)) if *x == c => route_next.push((ri + 1, false)),
+                    Some(Tok::Run { slash }) if *slash || c != '/' => route_next.push((ri, true)),
+                    _ => {}
+                };
+                if inrun {
+                    // Go on with the run, or leave it for the next token.
+                    from(ri);
+                    from(ri + 1);
+                } else {
+                    from(ri);
+                }
+                for &gn in &glob_next {
+                    for &(rn, r_in) in &route_next {
+                        todo.push((gn, rn, r_in));
+                    }
+                }
+            }
+        }
+        false
+    }
+
+    /// The route as tokens over characters, for [`Route::may_overlap`].
+    fn tokens(&self) -> Vec<Tok> {
+        let mut out = Vec::new();
+        if self.segments.is_empty() {
+            out.push(Tok::Char('/'));
+        }
+        for s in &self.segments {
+            out.push(Tok::Char('/'));
+            match s {
+                Segment::Literal(l) => out.extend(l.chars().map(Tok::Char)),
+                Segment::Param => out.push(Tok::Run { slash: false }),
+                Segment::Greedy => out.push(Tok::Run { slash: true }),
+            }
+        }
+        out
+    }
+
     /// Greater is more specific: literal > `{param}` > `{proxy+}` segment by
     /// segment, then a named method over `ANY`.
     fn specificity(&self) -> (&[u8], bool) {
@@ -165,6 +296,10 @@ impl RouteTable {
 
     pub fn len(&self) -> usize {
         self.routes.len()
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &Route> {
+        self.routes.iter()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -251,6 +386,28 @@ mod tests {
         assert_eq!(found(&t, "GET", "/admin/"), None);
         assert_eq!(found(&t, "GET", "/%61dmin"), None);
         assert_eq!(found(&t, "GET", "admin"), None);
+    }
+
+    #[test]
+    fn globs_and_their_overlap_with_routes() {
+        let r = |p: &str| Route::compile(&route("GET", p)).unwrap();
+        assert_eq!(r("/items/{id}/parts").glob(), "/items/*/parts");
+        assert_eq!(r("/api/{proxy+}").glob(), "/api/*");
+        assert_eq!(r("/").glob(), "/");
+        assert!(r("/a/b").is_literal() && !r("/a/{x}").is_literal());
+        // `*` spans `/` in an ARN: `/items/*` reaches `/items/{id}/secret`'s paths.
+        assert!(r("/items/{id}/secret").may_overlap("/items/*"));
+        // But `/items/*/secret` never matches a one-segment item.
+        assert!(!r("/items/{id}").may_overlap("/items/*/secret"));
+        assert!(r("/items/{id}").may_overlap("/items/*"));
+        assert!(r("/api/{proxy+}").may_overlap("/api/admin"));
+        assert!(!r("/api/{proxy+}").may_overlap("/api"));
+        assert!(!r("/api/admin").may_overlap("/api/*/x"));
+        assert!(r("/a/{x}/c").may_overlap("/a/?/c"));
+        assert!(!r("/a/{x}/c").may_overlap("/a/?/d"));
+        assert!(r("/").may_overlap("/"));
+        assert!(!r("/").may_overlap("/*x"));
+        assert!(r("/a").may_overlap("*"));
     }
 
     #[test]

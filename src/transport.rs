@@ -11,6 +11,7 @@ pub mod envoy;
 pub mod forward_auth;
 pub mod grpc;
 pub mod http;
+pub mod lambda;
 
 use std::{collections::HashMap, future::Future, net::SocketAddr, path::Path, sync::Arc};
 

@@ -1,4 +1,4 @@
-//! The `authzd` binary as a user runs it (SPEC §3 CLI), on the bundled demo.
+//! The `authzd` binary as a user runs it (`docs/interfaces.md`), on the bundled demo.
 
 // Helpers outside #[test] fns unwrap too: a failure there is a test failure.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -136,7 +136,7 @@ fn validate_reports_counts_and_the_role_name_warning() {
     assert!(out.status.success());
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
-        text.contains("policy rules") && text.contains("3 routes"),
+        text.contains("policy rules") && text.contains("5 routes"),
         "{text}"
     );
     assert!(

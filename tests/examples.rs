@@ -301,5 +301,9 @@ fn gateway_examples_canonicalize_paths() {
         .filter(|l| !l.starts_with('#'))
         .collect();
     assert!(directives.contains(&"proxy_pass http://api;"));
-    assert!(!directives.iter().any(|l| l.starts_with("proxy_pass http://api/")));
+    assert!(
+        !directives
+            .iter()
+            .any(|l| l.starts_with("proxy_pass http://api/"))
+    );
 }

@@ -87,7 +87,10 @@ impl Sources {
     }
 
     fn parse(text: &str, path: &Path) -> Result<Sources, SnapshotError> {
-        let config = Config::from_toml(text, path)?;
+        // The revision is the hash of what was decided on: the expanded text.
+        let expanded = crate::config::expand_env(text, path)?;
+        let text: &str = &expanded;
+        let config = Config::from_expanded(text, path)?;
         let read = |p: &PathBuf| {
             std::fs::read_to_string(p).map_err(|source| PolicyLoadError::Read {
                 path: p.display().to_string(),

@@ -1,0 +1,282 @@
+//! What the Lambda authorizer answers API Gateway: an IAM policy (default)
+//! or a simple response, built from the outcome of the one pipeline.
+//!
+//! API Gateway caches an answer by identity source (the token) for the
+//! authorizer's TTL and replays it for *other routes*. With `policy_scope =
+//! "routes"` the IAM policy is therefore about the whole route table: it
+//! allows the ARN of every route this principal may call, each decided with
+//! the route's path template as the resource. IAM matches ARNs with `*`
+//! spanning `/`, so `GET/items/*` also matches `GET/items/7/secret`: a route
+//! whose pattern reaches paths of a route the principal may not call is
+//! answered only when an exact `Deny` for that route can be added without
+//! reaching an allowed route's paths; otherwise it is left out (a replay on
+//! it is denied, never wrongly allowed, until the cache expires).
+
+use serde_json::{Map, Value, json};
+
+use super::event::{Api, Event, Shape};
+use crate::{
+    audit::Outcome,
+    config::{LambdaPolicyScope, LambdaResponse},
+    decision::{self, Principal, Request, Target},
+    policy::snapshot::Snapshot,
+};
+
+/// The methods an `ANY` route stands for in ARNs.
+const METHODS: [&str; 7] = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"];
+
+/// The invocation's result.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Reply {
+    /// The authorizer's answer document.
+    Answer(Value),
+    /// A failed invocation: API Gateway answers 401 for `Unauthorized` (REST
+    /// APIs) and 500 for anything else — never an allow.
+    Fail {
+        error_type: &'static str,
+        message: String,
+    },
+}
+
+/// The statements of an IAM answer.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Statements {
+    pub allow: Vec<String>,
+    pub deny: Vec<String>,
+}
+
+/// The answer to `event` given the check's `outcome` and the caller, when
+/// its token is valid ([`principal_of`], else resolved from the token: a
+/// public route is decided before the token is read, but the cached answer
+/// must still list what this caller may call).
+pub fn reply(
+    snap: &Snapshot,
+    event: &Event,
+    outcome: &Outcome,
+    principal: Option<&Principal>,
+) -> Reply {
+    let d = &outcome.decision;
+    let cfg = &snap.config.lambda;
+    match d.status {
+        503 => {
+            return Reply::Fail {
+                error_type: "ServiceUnavailable",
+                message: format!("authzd could not decide: {}", d.reason.as_str()),
+            };
+        }
+        401 if event.api == Api::Rest => {
+            return Reply::Fail {
+                error_type: "Unauthorized",
+                message: "Unauthorized".into(),
+            };
+        }
+        _ => {}
+    }
+    let context = context(outcome);
+    if cfg.response == LambdaResponse::Simple && event.shape == Shape::HttpV2 {
+        return Reply::Answer(json!({"isAuthorized": d.allowed, "context": context}));
+    }
+    let statements = match cfg.policy_scope {
+        LambdaPolicyScope::Request => {
+            let mut s = Statements::default();
+            let list = if d.allowed { &mut s.allow } else { &mut s.deny };
+            list.push(event.arn.to_arn());
+            s
+        }
+        LambdaPolicyScope::Routes => {
+            let mut s = route_set(snap, event, principal);
+            pin_current(&mut s, event, d.allowed);
+            s
+        }
+    };
+    let principal_id = d
+        .subject
+        .as_deref()
+        .or(principal.map(|p| p.subject.as_str()))
+        .unwrap_or("anonymous");
+    Reply::Answer(json!({
+        "principalId": principal_id,
+        "policyDocument": policy_document(&statements),
+        "context": context,
+    }))
+}
+
+/// `context` holds flat strings only (API Gateway rejects nested values).
+fn context(o: &Outcome) -> Map<String, Value> {
+    let d = &o.decision;
+    let mut m = Map::new();
+    let mut put = |k: &str, v: String| {
+        m.insert(k.into(), Value::String(v));
+    };
+    put("subject", d.subject.clone().unwrap_or_default());
+    put("roles", crate::transport::roles_value(&d.roles));
+    put("scopes", d.scopes.join(" "));
+    put("decision_id", o.decision_id.clone());
+    put("policy_revision", d.revision.to_string());
+    put("reason", d.reason.as_str().into());
+    m
+}
+
+fn policy_document(s: &Statements) -> Value {
+    let mut statements = Vec::new();
+    for (effect, list) in [("Allow", &s.allow), ("Deny", &s.deny)] {
+        if !list.is_empty() {
+            statements
+                .push(json!({"Action": "execute-api:Invoke", "Effect": effect, "Resource": list}));
+        }
+    }
+    json!({"Version": "2012-10-17", "Statement": statements})
+}
+
+/// Who the caller was, when the pipeline verified a token.
+pub fn principal_of(o: &Outcome) -> Option<Principal> {
+    let d = &o.decision;
+    let subject = d.subject.clone()?;
+    Some(Principal {
+        claim_subject: subject.clone(),
+        subject,
+        issuer: d.issuer.clone().unwrap_or_default(),
+        roles: d.roles.clone(),
+        scopes: d.scopes.clone(),
+        domain: d.domain.clone(),
+    })
+}
+
+/// The current request's own ARN, decided on its concrete path: an allow
+/// that the route set does not already give is added exactly (unless the
+/// path holds a wildcard character, which would widen it), and a deny is
+/// always added (explicit `Deny` wins in IAM, so it is never overridden).
+fn pin_current(s: &mut Statements, event: &Event, allowed: bool) {
+    let arn = event.arn.to_arn();
+    if !allowed {
+        s.deny.push(arn);
+        return;
+    }
+    // A Deny for exactly this ARN (a literal route's) yields to the concrete
+    // decision; a wildcard Deny stays (failing closed for this request).
+    s.deny.retain(|d| *d != arn);
+    if !s.allow.iter().any(|a| glob_match(a, &arn)) && !arn.contains(['*', '?']) {
+        s.allow.push(arn);
+    }
+}
+
+/// The routes this principal may call (`None`: no verified caller, so only
+/// public routes), as `execute-api` ARNs with `*` for parameters.
+pub fn route_set(snap: &Snapshot, event: &Event, principal: Option<&Principal>) -> Statements {
+    // Every (method, route) of the table, decided with the template as the path.
+    let mut decided: Vec<(&'static str, &crate::routes::Route, bool)> = Vec::new();
+    for route in snap.routes.iter() {
+        for m in METHODS {
+            if route.method().is_some_and(|rm| rm != m) {
+                continue;
+            }
+            let allowed = match principal {
+                None => route.public,
+                Some(p) => {
+                    let req = Request {
+                        target: Target::Http {
+                            method: m,
+                            path: &route.path,
+                        },
+                        token: None,
+                        authorization: None,
+                        origin: None,
+                        access_control_request_method: None,
+                        domain: None,
+                        method_overrides: [None; 3],
+                    };
+                    decision::decide_for(snap, &req, p).allowed
+                }
+            };
+            decided.push((m, route, allowed));
+        }
+    }
+    let same = |m: &'static str, allowed: bool| {
+        decided
+            .iter()
+            .filter(move |(dm, _, a)| *dm == m && *a == allowed)
+            .map(|(_, r, _)| *r)
+    };
+    // A Deny is exact when it cannot reach a path of an allowed route.
+    let deny_is_exact = |m: &'static str, denied: &crate::routes::Route| {
+        denied.is_literal() || same(m, true).all(|a| !a.may_overlap(&denied.glob()))
+    };
+    let mut out = Statements::default();
+    for (m, route, allowed) in &decided {
+        let arn = event.arn.with(m, &route.glob());
+        if *allowed {
+            // Every denied route this Allow reaches must be covered by an exact Deny.
+            let safe = same(m, false).all(|d| !d.may_overlap(&route.glob()) || deny_is_exact(m, d));
+            if safe && !out.allow.contains(&arn) {
+                out.allow.push(arn);
+            }
+        } else if deny_is_exact(m, route) && !out.deny.contains(&arn) {
+            out.deny.push(arn);
+        }
+    }
+    // Denies matter only where some Allow could reach them.
+    out.deny
+        .retain(|d| out.allow.iter().any(|a| globs_may_meet(a, d)));
+    out
+}
+
+/// IAM's wildcard match for `execute-api` resources: `*` any characters
+/// (`/` included), `?` one character.
+pub fn glob_match(pattern: &str, arn: &str) -> bool {
+    let (p, s): (Vec<char>, Vec<char>) = (pattern.chars().collect(), arn.chars().collect());
+    let (mut pi, mut si) = (0, 0);
+    let (mut star, mut mark) = (None, 0);
+    while si < s.len() {
+        if pi < p.len() && (p[pi] == '?' || p[pi] == s[si]) {
+            pi += 1;
+            si += 1;
+        } else if pi < p.len() && p[pi] == '*' {
+            star = Some(pi);
+            mark = si;
+            pi += 1;
+        } else if let Some(st) = star {
+            pi = st + 1;
+            mark += 1;
+            si = mark;
+        } else {
+            return false;
+        }
+    }
+    while pi < p.len() && p[pi] == '*' {
+        pi += 1;
+    }
+    pi == p.len()
+}
+
+/// Whether two ARN patterns could match one ARN (a cheap over-approximation:
+/// same text up to the first wildcard of either).
+fn globs_may_meet(a: &str, b: &str) -> bool {
+    let prefix = |s: &str| s.find(['*', '?']).unwrap_or(s.len());
+    let n = prefix(a).min(prefix(b));
+    a[..n] == b[..n] && (n < a.len() || n < b.len() || a == b)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn iam_wildcards() {
+        assert!(glob_match("a/GET/items/*", "a/GET/items/7"));
+        assert!(glob_match("a/GET/items/*", "a/GET/items/7/secret"));
+        assert!(!glob_match("a/GET/items/*", "a/POST/items/7"));
+        assert!(glob_match("a/*/items/?", "a/PUT/items/7"));
+        assert!(!glob_match("a/*/items/?", "a/PUT/items/77"));
+        assert!(glob_match("a/GET/", "a/GET/"));
+        assert!(!glob_match("a/GET/", "a/GET/x"));
+        assert!(glob_match("*", ""));
+    }
+
+    #[test]
+    fn globs_may_meet_over_approximates() {
+        assert!(globs_may_meet("a/GET/*", "a/GET/x"));
+        assert!(globs_may_meet("a/GET/x", "a/GET/x"));
+        assert!(!globs_may_meet("a/GET/x", "a/GET/y"));
+        assert!(!globs_may_meet("a/POST/*", "a/GET/x"));
+    }
+}

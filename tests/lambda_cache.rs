@@ -1,0 +1,282 @@
+//! API Gateway's authorizer cache, emulated: an answer is cached by token and
+//! replayed for later routes, evaluated as IAM evaluates it (an explicit
+//! `Deny` wins, `*` matches any characters, `?` one). Over generated route
+//! tables, route-aligned policies and principals, a replayed answer must
+//! never allow what a fresh decision denies; and, whenever authzd could list
+//! every allowed route (docs/lambda.md, "Caching"), never deny what a fresh
+//! decision allows.
+
+// Helpers outside #[test] fns unwrap too: a failure there is a test failure.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::{
+    sync::atomic::{AtomicUsize, Ordering},
+    time::{Duration, SystemTime},
+};
+
+use authzd::{
+    audit::{Outcome, Source},
+    decision::{self, Principal, Request, Target},
+    policy::snapshot::Snapshot,
+    transport::lambda::{
+        answer::{Reply, glob_match, reply},
+        event,
+    },
+};
+use proptest::prelude::*;
+use serde_json::{Value, json};
+
+const BASE: &str = "arn:aws:execute-api:eu-west-1:123456789012:abc123/prod";
+const TEMPLATES: [&str; 10] = [
+    "/a",
+    "/a/b",
+    "/a/{x}",
+    "/a/{x}/b",
+    "/a/{proxy+}",
+    "/c/{x}",
+    "/c/{x}/{y}",
+    "/c/d/{proxy+}",
+    "/",
+    "/e",
+];
+const MODEL: &str = "[request_definition]
+r = sub, obj, act
+[policy_definition]
+p = sub, obj, act
+[role_definition]
+g = _, _
+[policy_effect]
+e = some(where (p.eft == allow))
+[matchers]
+m = g(r.sub, p.sub) && keyMatch2(r.obj, p.obj) && r.act == p.act
+";
+
+#[derive(Debug, Clone)]
+struct RouteSpec {
+    template: &'static str,
+    method: &'static str,
+    public: bool,
+    scoped: bool,
+}
+
+fn route() -> impl Strategy<Value = RouteSpec> {
+    (
+        prop::sample::select(TEMPLATES.to_vec()),
+        prop::sample::select(vec!["GET", "POST", "ANY"]),
+        prop::bool::weighted(0.15),
+        prop::bool::weighted(0.2),
+    )
+        .prop_map(|(template, method, public, scoped)| RouteSpec {
+            template,
+            method,
+            public,
+            scoped,
+        })
+}
+
+/// A rule's pattern for a route: the route's own shape in keyMatch2.
+fn pattern(template: &str) -> String {
+    template
+        .split('/')
+        .map(|s| match s {
+            "{proxy+}" => "*".to_string(),
+            s if s.starts_with('{') => ":p".to_string(),
+            s => s.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+/// Concrete paths of a template (parameter values name no literal).
+fn instances(template: &str) -> Vec<String> {
+    let one = template
+        .replace("{proxy+}", "v1")
+        .replace("{x}", "v2")
+        .replace("{y}", "v3");
+    let mut out = vec![one];
+    if template.contains("{proxy+}") {
+        out.push(
+            template
+                .replace("{proxy+}", "v1/v4")
+                .replace("{x}", "v2")
+                .replace("{y}", "v3"),
+        );
+    }
+    out
+}
+
+fn methods(m: &str) -> Vec<&'static str> {
+    if m == "ANY" {
+        vec!["GET", "POST", "PUT", "DELETE"]
+    } else if m == "GET" {
+        vec!["GET"]
+    } else {
+        vec!["POST"]
+    }
+}
+
+/// IAM's evaluation of the cached statements for one ARN.
+fn iam_allows(answer: &Value, arn: &str) -> bool {
+    let mut allowed = false;
+    for s in answer["policyDocument"]["Statement"].as_array().unwrap() {
+        let hit = s["Resource"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| glob_match(r.as_str().unwrap(), arn));
+        match (hit, s["Effect"].as_str().unwrap()) {
+            (true, "Deny") => return false,
+            (true, "Allow") => allowed = true,
+            _ => {}
+        }
+    }
+    allowed
+}
+
+struct Case {
+    snap: Snapshot,
+    _dir: tempfile::TempDir,
+}
+
+fn build(routes: &[RouteSpec], rules: &[(usize, usize, &'static str)]) -> Option<Case> {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = String::from("[policy]\nmodel = \"model.conf\"\npolicy = \"policy.csv\"\n");
+    let mut seen = std::collections::HashSet::new();
+    for r in routes {
+        if !seen.insert((r.method, r.template)) {
+            continue;
+        }
+        cfg.push_str(&format!(
+            "[[route]]\nmethod = \"{}\"\npath = \"{}\"\n",
+            r.method, r.template
+        ));
+        if r.public {
+            cfg.push_str("auth = \"none\"\n");
+        }
+        if r.scoped {
+            cfg.push_str("scopes = [\"s1\"]\n");
+        }
+    }
+    let mut policy = String::new();
+    for (route_idx, role, method) in rules {
+        let r = &routes[route_idx % routes.len()];
+        policy.push_str(&format!("p, r{role}, {}, {method}\n", pattern(r.template)));
+    }
+    policy.push_str("g, r0, r1\n");
+    std::fs::write(dir.path().join("model.conf"), MODEL).unwrap();
+    std::fs::write(dir.path().join("policy.csv"), &policy).unwrap();
+    let path = dir.path().join("authzd.toml");
+    std::fs::write(&path, &cfg).unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let snap = rt.block_on(Snapshot::load(&path)).ok()?;
+    Some(Case { snap, _dir: dir })
+}
+
+fn decide(snap: &Snapshot, method: &str, path: &str, p: &Principal) -> decision::Decision {
+    let req = Request {
+        target: Target::Http { method, path },
+        token: None,
+        authorization: None,
+        origin: None,
+        access_control_request_method: None,
+        domain: None,
+        method_overrides: [None; 3],
+    };
+    decision::decide_for(snap, &req, p)
+}
+
+static CASES: AtomicUsize = AtomicUsize::new(0);
+static COMPLETE: AtomicUsize = AtomicUsize::new(0);
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 200, ..ProptestConfig::default() })]
+
+    #[test]
+    fn a_replayed_answer_decides_as_a_fresh_one(
+        routes in prop::collection::vec(route(), 1..6),
+        rules in prop::collection::vec((0usize..6, 0usize..3, prop::sample::select(vec!["GET", "POST", "PUT", "DELETE"])), 0..10),
+        roles in prop::collection::vec(0usize..3, 0..3),
+        scoped in any::<bool>(),
+        first in 0usize..6,
+    ) {
+        let Some(case) = build(&routes, &rules) else { return Ok(()) };
+        let snap = &case.snap;
+        let principal = Principal {
+            subject: "u".into(),
+            claim_subject: "u".into(),
+            issuer: "i".into(),
+            roles: roles.iter().map(|r| format!("r{r}")).collect(),
+            scopes: if scoped { vec!["s1".into()] } else { vec![] },
+            domain: None,
+        };
+        // Every routed request, as API Gateway would send it.
+        let mut requests = Vec::new();
+        for r in snap.routes.iter() {
+            let spec_method = r.method().unwrap_or("ANY");
+            for m in methods(spec_method) {
+                for p in instances(&r.path) {
+                    // Only requests this route owns (API Gateway routes them here).
+                    if snap.routes.find(m, &p).map(|o| o.label.as_str()) == Some(r.label.as_str()) {
+                        requests.push((m, p, r.path.clone()));
+                    }
+                }
+            }
+        }
+        prop_assume!(!requests.is_empty());
+        // The policy decides by route (docs/lambda.md): each concrete path as its template.
+        for (m, p, template) in &requests {
+            prop_assume!(decide(snap, m, p, &principal).allowed == decide(snap, m, template, &principal).allowed);
+        }
+        let (m0, p0, _) = &requests[first % requests.len()];
+        let d0 = decide(snap, m0, p0, &principal);
+        let outcome = Outcome {
+            decision: d0,
+            decision_id: "d".into(),
+            source: Source::Lambda,
+            time: SystemTime::now(),
+            latency: Duration::ZERO,
+        };
+        let ev = event::parse(&json!({
+            "type": "TOKEN", "authorizationToken": "t", "methodArn": format!("{BASE}/{m0}{p0}")
+        })).unwrap();
+        let Reply::Answer(cached) = reply(snap, &ev, &outcome, Some(&principal)) else { panic!("no answer") };
+        // Did the answer list every route (method) the principal may call?
+        let allow_list: Vec<String> = cached["policyDocument"]["Statement"].as_array().unwrap().iter()
+            .filter(|s| s["Effect"] == "Allow")
+            .flat_map(|s| s["Resource"].as_array().unwrap().iter().map(|r| r.as_str().unwrap().to_string()))
+            .collect();
+        let complete = requests.iter().all(|(m, _, template)| {
+            !decide(snap, m, template, &principal).allowed
+                || allow_list.iter().any(|a| a.ends_with(&format!("/{m}/{}", snap.routes.find(m, template).unwrap().glob().trim_start_matches('/'))))
+        });
+        CASES.fetch_add(1, Ordering::Relaxed);
+        if complete {
+            COMPLETE.fetch_add(1, Ordering::Relaxed);
+        }
+        for (m, p, _) in &requests {
+            let fresh = decide(snap, m, p, &principal).allowed;
+            let replayed = iam_allows(&cached, &format!("{BASE}/{m}{p}"));
+            prop_assert!(!replayed || fresh, "the cached answer allows {m} {p}, a fresh decision denies it\n{cached:#}");
+            if complete {
+                prop_assert!(replayed || !fresh, "the cached answer denies {m} {p}, a fresh decision allows it\n{cached:#}");
+            }
+        }
+    }
+}
+
+/// The property above must not hold vacuously.
+#[test]
+fn most_generated_answers_list_every_allowed_route() {
+    a_replayed_answer_decides_as_a_fresh_one();
+    let (cases, complete) = (
+        CASES.load(Ordering::Relaxed),
+        COMPLETE.load(Ordering::Relaxed),
+    );
+    assert!(cases >= 50, "only {cases} cases were checked");
+    assert!(
+        complete * 10 >= cases * 8,
+        "only {complete} of {cases} answers were complete"
+    );
+}
