@@ -444,8 +444,7 @@ fn after_token(
     d.set_principal(&principal);
     // 5. Coarse scopes.
     if let Some(r) = route
-        && !r.scopes.is_empty()
-        && !r.scopes.iter().any(|s| principal.scopes.contains(s))
+        && !scopes_satisfied(r, &principal)
     {
         let detail = format!("route `{}` needs one of the scopes {:?}", r.label, r.scopes);
         return Step::Done(finish(d, Reason::ScopeMissing, detail));
@@ -708,6 +707,48 @@ fn find_issuer<'c>(
     }
 }
 
+/// Step 5 for one route: it needs no scope, or the principal has one of them.
+pub fn scopes_satisfied(route: &Route, p: &Principal) -> bool {
+    route.scopes.is_empty() || route.scopes.iter().any(|s| p.scopes.contains(s))
+}
+
+/// The policy question for `p` (step 7): the request's domain, else the principal's.
+fn query<'a>(
+    p: &'a Principal,
+    resource: &'a str,
+    action: &'a str,
+    domain: Option<&'a str>,
+) -> Query<'a> {
+    Query {
+        subject: &p.subject,
+        roles: &p.roles,
+        domain: domain
+            .filter(|d| !d.is_empty())
+            .or(p.domain.as_deref())
+            .unwrap_or(""),
+        resource,
+        action,
+    }
+}
+
+/// Steps 2, 5 and 7 for a whole route of the table, without building a
+/// [`Decision`]: what a cached Lambda answer must say about that route. The
+/// policy must allow every one of the route's [witnesses](Route::witnesses)
+/// (its path template as the resource, and a deeper one for `{proxy+}`).
+pub fn route_allows(snap: &Snapshot, route: &Route, method: &str, p: &Principal) -> bool {
+    if route.public {
+        return true;
+    }
+    scopes_satisfied(route, p)
+        && route.witnesses().iter().all(|w| {
+            request::canonical_path(w, &snap.config.request).is_ok_and(|resource| {
+                snap.policy
+                    .enforce(&query(p, &resource, method, None))
+                    .is_ok_and(|e| e.allowed)
+            })
+        })
+}
+
 /// Step 7: Casbin enforce for a verified principal. Returns reason, detail, matched line.
 pub fn authorize(
     snap: &Snapshot,
@@ -716,18 +757,7 @@ pub fn authorize(
     action: &str,
     domain: Option<&str>,
 ) -> (Reason, String, Vec<String>) {
-    let domain = domain
-        .filter(|d| !d.is_empty())
-        .or(p.domain.as_deref())
-        .unwrap_or("");
-    let q = Query {
-        subject: &p.subject,
-        roles: &p.roles,
-        domain,
-        resource,
-        action,
-    };
-    match snap.policy.enforce(&q) {
+    match snap.policy.enforce(&query(p, resource, action, domain)) {
         Ok(e) if e.allowed => {
             let detail = if e.matched.is_empty() {
                 "policy allows (no rule matched; the model's effect allows by default)".to_string()

@@ -149,6 +149,25 @@ impl Route {
         self.method.as_deref()
     }
 
+    /// The paths a route-level decision is taken on: the template, and for a
+    /// greedy route also the template with its greedy segment twice, so a
+    /// pattern that matches one segment (`/a/:id`) cannot pass for
+    /// `/a/{proxy+}`, whose paths may be deeper.
+    pub fn witnesses(&self) -> Vec<String> {
+        let mut out = vec![self.path.clone()];
+        if matches!(self.segments.last(), Some(Segment::Greedy))
+            && let Some((_, last)) = self.path.rsplit_once('/')
+        {
+            out.push(format!("{}/{last}", self.path));
+        }
+        out
+    }
+
+    /// Whether `other` matches exactly the paths this route matches.
+    pub fn same_paths(&self, other: &Route) -> bool {
+        self.segments == other.segments
+    }
+
     /// Whether the path has no parameter: it matches exactly one path.
     pub fn is_literal(&self) -> bool {
         self.segments
@@ -177,6 +196,15 @@ impl Route {
     /// matches `execute-api` ARNs. Greedy segments are taken as any non-empty
     /// text: a superset, so a `false` here is always right.
     pub fn may_overlap(&self, glob: &str) -> bool {
+        // Cheap first: both sides' literal prefixes must agree as far as both go.
+        let glob_lit = &glob[..glob.find(['*', '?']).unwrap_or(glob.len())];
+        let route_lit = self.literal_prefix();
+        let n = glob_lit.len().min(route_lit.len());
+        // INVARIANT: both are prefixes of what they match, so a difference
+        // within their common length means no path is matched by both.
+        if glob_lit.as_bytes()[..n] != route_lit.as_bytes()[..n] {
+            return false;
+        }
         let route = self.tokens();
         let g: Vec<char> = glob.chars().collect();
         // Characters worth trying: every literal of either side, `/`, and one neither names.
@@ -243,6 +271,23 @@ impl Route {
             }
         }
         false
+    }
+
+    /// The compiled path up to its first parameter (`/items/` for
+    /// `/items/{id}`), from the segments, so case folding is taken into account.
+    fn literal_prefix(&self) -> String {
+        let mut out = String::new();
+        if self.segments.is_empty() {
+            out.push('/');
+        }
+        for s in &self.segments {
+            out.push('/');
+            match s {
+                Segment::Literal(l) => out.push_str(l),
+                Segment::Param | Segment::Greedy => break,
+            }
+        }
+        out
     }
 
     /// The route as tokens over characters, for [`Route::may_overlap`].

@@ -244,7 +244,9 @@ async fn every_event_shape_gets_the_answer_api_gateway_expects() {
 
     // A public route is decided before the token is read, but the answer is
     // cached by that token: it must still list the caller's own routes.
-    let a = api.invoke(v2("GET", "/wish-list-service", Some(&regular))).await;
+    let a = api
+        .invoke(v2("GET", "/wish-list-service", Some(&regular)))
+        .await;
     let v = answer(&a);
     assert_eq!(v["context"]["reason"], "public_route");
     assert_eq!(v["principalId"], "bob");

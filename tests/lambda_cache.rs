@@ -225,9 +225,11 @@ proptest! {
             }
         }
         prop_assume!(!requests.is_empty());
-        // The policy decides by route (docs/lambda.md): each concrete path as its template.
-        for (m, p, template) in &requests {
-            prop_assume!(decide(snap, m, p, &principal).allowed == decide(snap, m, template, &principal).allowed);
+        // The policy decides by route (docs/lambda.md): each concrete path as the
+        // route API Gateway sends it to decides for its template.
+        for (m, p, _) in &requests {
+            let owner = snap.routes.find(m, p).unwrap();
+            prop_assume!(decide(snap, m, p, &principal).allowed == decision::route_allows(snap, owner, m, &principal));
         }
         let (m0, p0, _) = &requests[first % requests.len()];
         let d0 = decide(snap, m0, p0, &principal);
@@ -247,9 +249,10 @@ proptest! {
             .filter(|s| s["Effect"] == "Allow")
             .flat_map(|s| s["Resource"].as_array().unwrap().iter().map(|r| r.as_str().unwrap().to_string()))
             .collect();
-        let complete = requests.iter().all(|(m, _, template)| {
-            !decide(snap, m, template, &principal).allowed
-                || allow_list.iter().any(|a| a.ends_with(&format!("/{m}/{}", snap.routes.find(m, template).unwrap().glob().trim_start_matches('/'))))
+        let complete = requests.iter().all(|(m, p, _)| {
+            let owner = snap.routes.find(m, p).unwrap();
+            !decision::route_allows(snap, owner, m, &principal)
+                || allow_list.iter().any(|a| a.ends_with(&format!("/{m}/{}", owner.glob().trim_start_matches('/'))))
         });
         CASES.fetch_add(1, Ordering::Relaxed);
         if complete {
@@ -278,5 +281,59 @@ fn most_generated_answers_list_every_allowed_route() {
     assert!(
         complete * 10 >= cases * 8,
         "only {complete} of {cases} answers were complete"
+    );
+}
+
+/// `/a/{proxy+}` is also a one-segment path `/a/{x}` would match: each route
+/// must be decided as itself, or `GET/a/*` from the allowed `{x}` route
+/// reaches the denied greedy route's deeper paths.
+#[test]
+fn a_greedy_route_is_not_decided_by_a_param_route_that_matches_its_template() {
+    let routes = [
+        RouteSpec {
+            template: "/a/{x}",
+            method: "GET",
+            public: false,
+            scoped: false,
+        },
+        RouteSpec {
+            template: "/a/{proxy+}",
+            method: "GET",
+            public: false,
+            scoped: false,
+        },
+    ];
+    // Role r1 may GET `/a/:p` (one segment) only.
+    let case = build(&routes, &[(0, 1, "GET")]).unwrap();
+    let snap = &case.snap;
+    let principal = Principal {
+        subject: "u".into(),
+        claim_subject: "u".into(),
+        issuer: "i".into(),
+        roles: vec!["r1".into()],
+        scopes: vec![],
+        domain: None,
+    };
+    let d0 = decide(snap, "GET", "/a/v2", &principal);
+    assert!(d0.allowed);
+    let outcome = Outcome {
+        decision: d0,
+        decision_id: "d".into(),
+        source: Source::Lambda,
+        time: SystemTime::now(),
+        latency: Duration::ZERO,
+    };
+    let ev = event::parse(&json!({"type": "TOKEN", "authorizationToken": "t", "methodArn": format!("{BASE}/GET/a/v2")})).unwrap();
+    let Reply::Answer(cached) = reply(snap, &ev, &outcome, Some(&principal)) else {
+        panic!()
+    };
+    assert!(!decide(snap, "GET", "/a/v1/v4", &principal).allowed);
+    assert!(
+        !iam_allows(&cached, &format!("{BASE}/GET/a/v1/v4")),
+        "{cached:#}"
+    );
+    assert!(
+        iam_allows(&cached, &format!("{BASE}/GET/a/v2")),
+        "{cached:#}"
     );
 }

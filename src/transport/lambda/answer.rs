@@ -18,7 +18,7 @@ use super::event::{Api, Event, Shape};
 use crate::{
     audit::Outcome,
     config::{LambdaPolicyScope, LambdaResponse},
-    decision::{self, Principal, Request, Target},
+    decision::{self, Principal},
     policy::snapshot::Snapshot,
 };
 
@@ -163,54 +163,101 @@ fn pin_current(s: &mut Statements, event: &Event, allowed: bool) {
 /// The routes this principal may call (`None`: no verified caller, so only
 /// public routes), as `execute-api` ARNs with `*` for parameters.
 pub fn route_set(snap: &Snapshot, event: &Event, principal: Option<&Principal>) -> Statements {
-    // Every (method, route) of the table, decided with the template as the path.
-    let mut decided: Vec<(&'static str, &crate::routes::Route, bool)> = Vec::new();
+    struct Entry<'s> {
+        method: &'static str,
+        route: &'s crate::routes::Route,
+        glob: String,
+        allowed: bool,
+    }
+    // Routes with a named method, by ARN pattern: for that method they take
+    // every path of an `ANY` route with the same path (a named method wins).
+    let mut named: std::collections::HashMap<String, Vec<&crate::routes::Route>> =
+        std::collections::HashMap::new();
+    for r in snap.routes.iter().filter(|r| r.method().is_some()) {
+        named.entry(r.glob()).or_default().push(r);
+    }
+    // Every (method, route) of the table, each decided as itself, with its
+    // path template as the resource.
+    let mut decided: Vec<Entry<'_>> = Vec::new();
     for route in snap.routes.iter() {
+        let glob = route.glob();
         for m in METHODS {
-            if route.method().is_some_and(|rm| rm != m) {
+            let taken_over = || {
+                route.method().is_none()
+                    && named.get(&glob).is_some_and(|rs| {
+                        rs.iter()
+                            .any(|o| o.method() == Some(m) && o.same_paths(route))
+                    })
+            };
+            if route.method().is_some_and(|rm| rm != m) || taken_over() {
                 continue;
             }
             let allowed = match principal {
                 None => route.public,
-                Some(p) => {
-                    let req = Request {
-                        target: Target::Http {
-                            method: m,
-                            path: &route.path,
-                        },
-                        token: None,
-                        authorization: None,
-                        origin: None,
-                        access_control_request_method: None,
-                        domain: None,
-                        method_overrides: [None; 3],
-                    };
-                    decision::decide_for(snap, &req, p).allowed
-                }
+                Some(p) => decision::route_allows(snap, route, m, p),
             };
-            decided.push((m, route, allowed));
+            decided.push(Entry {
+                method: m,
+                route,
+                glob: glob.clone(),
+                allowed,
+            });
         }
     }
-    let same = |m: &'static str, allowed: bool| {
-        decided
-            .iter()
-            .filter(move |(dm, _, a)| *dm == m && *a == allowed)
-            .map(|(_, r, _)| *r)
+    // Entries that may overlap: same method, and the same literal first
+    // segment unless either side's first segment is a parameter. Bucketing
+    // keeps the pairwise checks below near-linear for real route tables.
+    let first = |glob: &str| -> Option<String> {
+        let seg = glob.trim_start_matches('/').split('/').next().unwrap_or("");
+        (!seg.contains(['*', '?'])).then(|| seg.to_string())
+    };
+    let mut buckets: std::collections::HashMap<(&str, Option<String>), Vec<usize>> =
+        std::collections::HashMap::new();
+    for (i, e) in decided.iter().enumerate() {
+        buckets
+            .entry((e.method, first(&e.glob)))
+            .or_default()
+            .push(i);
+    }
+    let near = |e: &Entry<'_>, allowed: bool| -> Vec<usize> {
+        let idx: Vec<usize> = match first(&e.glob) {
+            // A parameter first: anything of this method may overlap.
+            None => buckets
+                .iter()
+                .filter(|((m, _), _)| *m == e.method)
+                .flat_map(|(_, v)| v.iter().copied())
+                .collect(),
+            Some(seg) => buckets
+                .get(&(e.method, Some(seg)))
+                .into_iter()
+                .chain(buckets.get(&(e.method, None)))
+                .flatten()
+                .copied()
+                .collect(),
+        };
+        idx.into_iter()
+            .filter(|&i| decided[i].allowed == allowed)
+            .collect()
     };
     // A Deny is exact when it cannot reach a path of an allowed route.
-    let deny_is_exact = |m: &'static str, denied: &crate::routes::Route| {
-        denied.is_literal() || same(m, true).all(|a| !a.may_overlap(&denied.glob()))
+    let deny_is_exact = |d: &Entry<'_>| {
+        d.route.is_literal()
+            || near(d, true)
+                .into_iter()
+                .all(|a| !decided[a].route.may_overlap(&d.glob))
     };
     let mut out = Statements::default();
-    for (m, route, allowed) in &decided {
-        let arn = event.arn.with(m, &route.glob());
-        if *allowed {
+    for e in &decided {
+        let arn = event.arn.with(e.method, &e.glob);
+        if e.allowed {
             // Every denied route this Allow reaches must be covered by an exact Deny.
-            let safe = same(m, false).all(|d| !d.may_overlap(&route.glob()) || deny_is_exact(m, d));
+            let safe = near(e, false)
+                .into_iter()
+                .all(|d| !decided[d].route.may_overlap(&e.glob) || deny_is_exact(&decided[d]));
             if safe && !out.allow.contains(&arn) {
                 out.allow.push(arn);
             }
-        } else if deny_is_exact(m, route) && !out.deny.contains(&arn) {
+        } else if deny_is_exact(e) && !out.deny.contains(&arn) {
             out.deny.push(arn);
         }
     }
