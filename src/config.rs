@@ -349,6 +349,19 @@ pub struct PolicyConfig {
     /// Reload when the config, model or policy file changes (`false`: only on SIGHUP).
     #[serde(default = "default_true")]
     pub watch: bool,
+    /// A model outside the indexed evaluator's subset: evaluate it with
+    /// casbin-rs (slower, and slower still as the policy grows), or refuse it.
+    #[serde(default)]
+    pub fallback: Fallback,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Fallback {
+    #[default]
+    Casbin,
+    /// Refuse to load (a reload is rejected, the previous revision serves).
+    Refuse,
 }
 
 fn default_true() -> bool {

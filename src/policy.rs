@@ -92,6 +92,17 @@ pub struct Policy {
     /// Policy subjects that are also role names (warned about when no prefixes are set).
     pub subjects: Vec<String>,
     pub role_names: Vec<String>,
+    /// With casbin-rs as the evaluator: what one check cost at load.
+    pub casbin_check: Option<std::time::Duration>,
+}
+
+/// How a config asks a policy to be built.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LoadOptions {
+    /// `[request] path_case = "insensitive"`: object patterns are lower-cased.
+    pub fold_case: bool,
+    /// `[policy] fallback = "refuse"`: a model outside the indexed subset is an error.
+    pub refuse_fallback: bool,
 }
 
 impl std::fmt::Debug for Policy {
@@ -134,27 +145,19 @@ impl Policy {
         policy_text: &str,
         policy_name: &str,
     ) -> Result<Policy, PolicyLoadError> {
-        Self::from_text_for(model_text, model_name, policy_text, policy_name, false).await
+        let opts = LoadOptions::default();
+        Self::from_text_for(model_text, model_name, policy_text, policy_name, opts).await
     }
 
-    /// Builds from text for a config whose `[request] path_case` is `fold_case`
-    /// (`true`: object patterns are lower-cased, as request paths are).
+    /// Builds from text as a config asks (`[request] path_case`, `[policy] fallback`).
     pub async fn from_text_for(
         model_text: &str,
         model_name: &str,
         policy_text: &str,
         policy_name: &str,
-        fold_case: bool,
+        opts: LoadOptions,
     ) -> Result<Policy, PolicyLoadError> {
-        Self::build(
-            model_text,
-            model_name,
-            policy_text,
-            policy_name,
-            true,
-            fold_case,
-        )
-        .await
+        Self::build(model_text, model_name, policy_text, policy_name, true, opts).await
     }
 
     /// Builds with casbin-rs as the evaluator whatever the model: the
@@ -163,7 +166,8 @@ impl Policy {
         model_text: &str,
         policy_text: &str,
     ) -> Result<Policy, PolicyLoadError> {
-        Self::build(model_text, "model", policy_text, "policy", false, false).await
+        let opts = LoadOptions::default();
+        Self::build(model_text, "model", policy_text, "policy", false, opts).await
     }
 
     async fn build(
@@ -172,7 +176,7 @@ impl Policy {
         policy_text: &str,
         policy_name: &str,
         indexed: bool,
-        fold_case: bool,
+        opts: LoadOptions,
     ) -> Result<Policy, PolicyLoadError> {
         let model_err = |message: String| PolicyLoadError::Model {
             path: model_name.to_string(),
@@ -192,7 +196,7 @@ impl Policy {
                 path: policy_name.to_string(),
                 message: e.to_string(),
             })?;
-        if fold_case {
+        if opts.fold_case {
             fold_object_case(enforcer.get_mut_model(), policy_text, policy_name)?;
         }
         sort_by_priority(enforcer.get_mut_model());
@@ -212,6 +216,11 @@ impl Policy {
         };
         let (fast, evaluator) = match compiled {
             Ok(f) => (Some(f), "indexed".to_string()),
+            Err(fast::CompileError::Unsupported(why)) if indexed && opts.refuse_fallback => {
+                return Err(model_err(format!(
+                    "{why} is outside the indexed evaluator's subset, and `[policy] fallback = \"refuse\"` refuses a model that casbin-rs would have to evaluate"
+                )));
+            }
             Err(fast::CompileError::Unsupported(why)) => (
                 None,
                 format!("casbin-rs ({why} is outside the indexed subset)"),
@@ -231,7 +240,7 @@ impl Policy {
             .get("g")
             .and_then(|g| g.get("g"))
             .is_some_and(|g| g.value.matches('_').count() == 3);
-        Ok(Policy {
+        let mut policy = Policy {
             enforcer: fast.is_none().then_some(enforcer),
             g_domain,
             fast,
@@ -241,6 +250,51 @@ impl Policy {
             groupings,
             subjects,
             role_names,
+            casbin_check: None,
+        };
+        if indexed && policy.fast.is_none() {
+            let cost = policy.probe_cost();
+            policy.evaluator = format!(
+                "{}; about {} µs per check at this policy's size, measured at load",
+                policy.evaluator,
+                cost.as_micros()
+            );
+            policy.casbin_check = Some(cost);
+        }
+        Ok(policy)
+    }
+
+    /// What one casbin-rs check costs at this policy's size: the fastest of a
+    /// few probe checks (a subject and roles from the policy, a path no rule
+    /// names), so an operator sees the cost before traffic does.
+    fn probe_cost(&self) -> std::time::Duration {
+        let subject = self.subjects.first().map_or("authzd-probe", String::as_str);
+        let roles: Vec<String> = self.role_names.iter().take(3).cloned().collect();
+        let q = Query {
+            subject,
+            roles: &roles,
+            domain: "",
+            resource: "/authzd-probe/x",
+            action: "GET",
+        };
+        (0..3)
+            .map(|_| {
+                let t = std::time::Instant::now();
+                let _ = self.enforce_casbin(&q);
+                t.elapsed()
+            })
+            .min()
+            .unwrap_or_default()
+    }
+
+    /// The warning to log when casbin-rs evaluates (decisions will be slow).
+    pub fn slow_warning(&self) -> Option<String> {
+        self.casbin_check.map(|cost| {
+            format!(
+                "decisions will be slow: the policy runs on casbin-rs ({}), about {} µs per check, more as the policy grows; `[policy] fallback = \"refuse\"` refuses such a model instead",
+                self.evaluator,
+                cost.as_micros()
+            )
         })
     }
 
@@ -637,6 +691,50 @@ impl RoleManager for OverlayRoleManager {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Two role types: outside the indexed subset, so casbin-rs evaluates.
+    const RESOURCE_ROLES: &str = "[request_definition]
+r = sub, obj, act
+[policy_definition]
+p = sub, obj, act
+[role_definition]
+g = _, _
+g2 = _, _
+[policy_effect]
+e = some(where (p.eft == allow))
+[matchers]
+m = g(r.sub, p.sub) && g2(r.obj, p.obj) && r.act == p.act
+";
+
+    #[tokio::test]
+    async fn a_model_off_the_indexed_path_is_costed_or_refused() {
+        let policy = "p, admin, docs, GET\ng, alice, admin\ng2, /a, docs\n";
+        let p = Policy::from_text(RESOURCE_ROLES, "m.conf", policy, "p.csv")
+            .await
+            .unwrap();
+        assert!(p.evaluator.starts_with("casbin-rs"), "{}", p.evaluator);
+        assert!(p.casbin_check.is_some());
+        let w = p.slow_warning().unwrap();
+        assert!(w.contains("µs per check") && w.contains("fallback"), "{w}");
+        let refuse = LoadOptions {
+            refuse_fallback: true,
+            ..LoadOptions::default()
+        };
+        let e = Policy::from_text_for(RESOURCE_ROLES, "m.conf", policy, "p.csv", refuse)
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("m.conf") && e.contains("fallback = \"refuse\""),
+            "{e}"
+        );
+        // A model on the indexed path loads either way, with no warning.
+        let indexed = Policy::from_text_for(RBAC, "m.conf", "p, a, /x, GET\n", "p.csv", refuse)
+            .await
+            .unwrap();
+        assert_eq!(indexed.evaluator, "indexed");
+        assert!(indexed.slow_warning().is_none());
+    }
 
     const RBAC: &str = "[request_definition]\nr = sub, obj, act\n[policy_definition]\np = sub, obj, act\n[role_definition]\ng = _, _\n[policy_effect]\ne = some(where (p.eft == allow))\n[matchers]\nm = g(r.sub, p.sub) && r.obj == p.obj && r.act == p.act\n";
 

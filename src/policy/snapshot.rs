@@ -10,7 +10,7 @@ use sha2::{Digest, Sha256};
 
 use super::{Policy, PolicyLoadError};
 use crate::{
-    config::{Config, ConfigError, PathCase},
+    config::{Config, ConfigError, Fallback, PathCase},
     routes::{RouteError, RouteTable},
 };
 
@@ -51,7 +51,7 @@ impl Snapshot {
 
     /// Operator warnings that do not stop loading (`docs/pipeline.md`).
     pub fn warnings(&self) -> Vec<String> {
-        let mut out = Vec::new();
+        let mut out: Vec<String> = self.policy.slow_warning().into_iter().collect();
         let p = &self.config.policy;
         if p.subject_prefix.is_empty() && p.role_prefix.is_empty() {
             for s in &self.policy.subjects {
@@ -122,12 +122,16 @@ impl Sources {
             revision,
         } = self;
         let fold_case = config.request.path_case == PathCase::Insensitive;
+        let opts = super::LoadOptions {
+            fold_case,
+            refuse_fallback: config.policy.fallback == Fallback::Refuse,
+        };
         let policy = Policy::from_text_for(
             &model,
             &config.policy.model.display().to_string(),
             &policy,
             &config.policy.policy.display().to_string(),
-            fold_case,
+            opts,
         )
         .await?;
         let routes = RouteTable::compile_folded(&config.routes, fold_case)?;
