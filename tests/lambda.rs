@@ -158,6 +158,17 @@ fn statements(v: &Value, effect: &str) -> Vec<String> {
 
 const ISS: &str = "https://rsa.example";
 
+/// `authzd lambda` on `env` (keys of `rsa` written for it), issuer from the environment.
+fn start_with(api: &RuntimeApi, env: &Env, rsa: &SigningKey) -> Function {
+    env.write("jwks.json", &jwks_of(&[rsa]).to_string());
+    Function::start(
+        api,
+        Path::new(BIN),
+        &["lambda", "--config", env.config().to_str().unwrap()],
+        &[("COGNITO_ISSUER", ISS), ("COGNITO_CLIENT_ID", "app")],
+    )
+}
+
 async fn start_routes() -> (Env, RuntimeApi, Function, SigningKey) {
     let rsa = key("rsa.pem");
     let env = lambda_env(
@@ -165,14 +176,8 @@ async fn start_routes() -> (Env, RuntimeApi, Function, SigningKey) {
         "response = \"iam\"\npolicy_scope = \"routes\"",
         "",
     );
-    env.write("jwks.json", &jwks_of(&[&rsa]).to_string());
     let api = RuntimeApi::start().await;
-    let f = Function::start(
-        &api,
-        Path::new(BIN),
-        &["lambda", "--config", env.config().to_str().unwrap()],
-        &[("COGNITO_ISSUER", ISS), ("COGNITO_CLIENT_ID", "app")],
-    );
+    let f = start_with(&api, &env, &rsa);
     (env, api, f, rsa)
 }
 
@@ -402,13 +407,7 @@ async fn simple_responses_request_scope_and_a_failed_role_lookup() {
     let admin = format!("Bearer {}", user(&rsa, ISS, "alice", &["admin"]));
     // Simple responses (HTTP API 2.0).
     let env = lambda_env("jwks_file = \"jwks.json\"", "response = \"simple\"", "");
-    env.write("jwks.json", &jwks_of(&[&rsa]).to_string());
-    let f = Function::start(
-        &api,
-        Path::new(BIN),
-        &["lambda", "--config", env.config().to_str().unwrap()],
-        &[("COGNITO_ISSUER", ISS), ("COGNITO_CLIENT_ID", "app")],
-    );
+    let f = start_with(&api, &env, &rsa);
     let a = api.invoke(v2("GET", "/AdminUser", Some(&admin))).await;
     assert_eq!(answer(&a)["isAuthorized"], true);
     assert_eq!(answer(&a)["context"]["subject"], "alice");
@@ -421,13 +420,7 @@ async fn simple_responses_request_scope_and_a_failed_role_lookup() {
         "policy_scope = \"request\"",
         "",
     );
-    env.write("jwks.json", &jwks_of(&[&rsa]).to_string());
-    let f = Function::start(
-        &api,
-        Path::new(BIN),
-        &["lambda", "--config", env.config().to_str().unwrap()],
-        &[("COGNITO_ISSUER", ISS), ("COGNITO_CLIENT_ID", "app")],
-    );
+    let f = start_with(&api, &env, &rsa);
     let a = api.invoke(token_event("GET", "/AdminUser", &admin)).await;
     assert_eq!(
         statements(answer(&a), "Allow"),
@@ -440,13 +433,7 @@ async fn simple_responses_request_scope_and_a_failed_role_lookup() {
         "response = \"iam\"",
         "[roles.lookup]\nurl = \"http://127.0.0.1:1/users/{sub}/roles\"\ntimeout_ms = 200\n",
     );
-    env.write("jwks.json", &jwks_of(&[&rsa]).to_string());
-    let f = Function::start(
-        &api,
-        Path::new(BIN),
-        &["lambda", "--config", env.config().to_str().unwrap()],
-        &[("COGNITO_ISSUER", ISS), ("COGNITO_CLIENT_ID", "app")],
-    );
+    let f = start_with(&api, &env, &rsa);
     match api.invoke(v2("GET", "/AdminUser", Some(&admin))).await {
         Posted::Error { error_type, .. } => assert_eq!(error_type, "ServiceUnavailable"),
         other => panic!("{other:?}"),
