@@ -259,10 +259,17 @@ fn with_override(resolved: &Resolved<'_>, mut run: impl FnMut(&str) -> Step) -> 
     }
     match run(method) {
         Step::Done(mut d) if !d.allowed => {
-            d.detail = format!(
-                "method override to `{method}` (sent as `{}`): {}",
-                resolved.action, d.detail
-            );
+            d.detail = if resolved.action == "HEAD" && method == "GET" {
+                format!(
+                    "`HEAD` runs the `GET` handler, so `GET` must be allowed too: {}",
+                    d.detail
+                )
+            } else {
+                format!(
+                    "method override to `{method}` (sent as `{}`): {}",
+                    resolved.action, d.detail
+                )
+            };
             Step::Done(d)
         }
         Step::Done(_) => first,

@@ -92,7 +92,8 @@ pub enum Rejected {
 pub struct Canonical<'a> {
     pub method: Cow<'a, str>,
     pub path: Cow<'a, str>,
-    /// With `method_override = "authorize"`: the method the upstream will execute instead.
+    /// A method the upstream may execute instead, which must be allowed too:
+    /// an authorized override (`method_override = "authorize"`), or `GET` for `HEAD`.
     pub overridden: Option<String>,
 }
 
@@ -110,7 +111,11 @@ pub fn canonical<'a>(
     let (path, query) = split_query(raw_path);
     let method = canonical_method(method, rules)?;
     let path = canonical_path(path, rules)?;
-    let overridden = override_method(overrides, query, rules)?;
+    // Most frameworks answer HEAD by running the GET handler (Express,
+    // Flask, Spring, Go's ServeMux): a HEAD must be allowed as GET too, or a
+    // rule that denies GET would leak the resource's headers.
+    let overridden = override_method(overrides, query, rules)?
+        .or_else(|| (method == "HEAD").then(|| "GET".to_string()));
     Ok(Canonical {
         method,
         path,
@@ -571,6 +576,14 @@ mod tests {
         let r = RequestConfig::default();
         let none: Overrides<'_> = [None, None, None];
         assert_eq!(canonical("POST", "/a", &none, &r).unwrap().overridden, None);
+        // HEAD runs the GET handler: it must be allowed as GET too.
+        assert_eq!(
+            canonical("HEAD", "/a", &none, &r)
+                .unwrap()
+                .overridden
+                .as_deref(),
+            Some("GET")
+        );
         for h in 0..3 {
             let mut o: Overrides<'_> = [None, None, None];
             o[h] = Some("DELETE");

@@ -591,3 +591,47 @@ expect = "allow"
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// Frameworks answer HEAD with the GET handler: a policy that allows HEAD
+/// everywhere but denies GET on `/admin/*` must not leak the admin resource's
+/// headers through HEAD.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn head_must_be_allowed_as_get_too() {
+    let policy = "p, regular, /*, (HEAD)|(GET), allow\np, regular, /admin/*, GET, deny\n";
+    let (env, srv, rsa) = start(Some(DENY_MODEL), policy, "").await;
+    let t = Target {
+        srv: &srv,
+        http: reqwest::Client::new(),
+        token: user(&rsa, "bob", &["regular"]),
+    };
+    for iface in [
+        Iface::JsonHttp,
+        Iface::Grpc,
+        Iface::EnvoyGrpc,
+        Iface::EnvoyHttp,
+        Iface::ForwardNginx,
+    ] {
+        assert!(
+            t.ask(iface, "HEAD", "/public/x", &[]).await.allowed(),
+            "{iface:?}"
+        );
+        let a = t.ask(iface, "HEAD", "/admin/secret", &[]).await;
+        assert!(!a.allowed(), "BYPASS: {iface:?} HEAD /admin/secret");
+        if let Some(r) = a.reason {
+            assert_eq!(r, "policy_denied");
+        }
+    }
+    srv.stop().await;
+    let log = env.log_lines();
+    let head = log
+        .iter()
+        .find(|l| l["action"] == "GET" && l["resource"] == "/admin/secret" && l["source"] == "http")
+        .unwrap();
+    assert!(
+        head["detail"]
+            .as_str()
+            .unwrap()
+            .contains("`HEAD` runs the `GET` handler"),
+        "{head}"
+    );
+}

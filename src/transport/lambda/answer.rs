@@ -194,6 +194,20 @@ pub fn route_set(snap: &Snapshot, event: &Event, principal: Option<&Principal>) 
             }
             let allowed = match principal {
                 None => route.public,
+                // A HEAD runs the GET handler, so it is also decided as GET
+                // (by the route that takes GET on this path), as the pipeline does.
+                Some(p) if m == "HEAD" => {
+                    let get_route = named
+                        .get(&glob)
+                        .and_then(|rs| {
+                            rs.iter()
+                                .find(|o| o.method() == Some("GET") && o.same_paths(route))
+                        })
+                        .copied()
+                        .unwrap_or(route);
+                    decision::route_allows(snap, route, m, p)
+                        && decision::route_allows(snap, get_route, "GET", p)
+                }
                 Some(p) => decision::route_allows(snap, route, m, p),
             };
             decided.push(Entry {
