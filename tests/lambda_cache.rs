@@ -9,6 +9,8 @@
 // Helpers outside #[test] fns unwrap too: a failure there is a test failure.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod common;
+
 use std::{
     sync::atomic::{AtomicUsize, Ordering},
     time::{Duration, SystemTime},
@@ -23,6 +25,7 @@ use authzd::{
         event,
     },
 };
+use common::RBAC_MODEL;
 use proptest::prelude::*;
 use serde_json::{Value, json};
 
@@ -39,17 +42,6 @@ const TEMPLATES: [&str; 10] = [
     "/",
     "/e",
 ];
-const MODEL: &str = "[request_definition]
-r = sub, obj, act
-[policy_definition]
-p = sub, obj, act
-[role_definition]
-g = _, _
-[policy_effect]
-e = some(where (p.eft == allow))
-[matchers]
-m = g(r.sub, p.sub) && keyMatch2(r.obj, p.obj) && r.act == p.act
-";
 
 #[derive(Debug, Clone)]
 struct RouteSpec {
@@ -163,7 +155,7 @@ fn build(routes: &[RouteSpec], rules: &[(usize, usize, &'static str)]) -> Option
         policy.push_str(&format!("p, r{role}, {}, {method}\n", pattern(r.template)));
     }
     policy.push_str("g, r0, r1\n");
-    std::fs::write(dir.path().join("model.conf"), MODEL).unwrap();
+    std::fs::write(dir.path().join("model.conf"), RBAC_MODEL).unwrap();
     std::fs::write(dir.path().join("policy.csv"), &policy).unwrap();
     let path = dir.path().join("authzd.toml");
     std::fs::write(&path, &cfg).unwrap();
@@ -172,6 +164,25 @@ fn build(routes: &[RouteSpec], rules: &[(usize, usize, &'static str)]) -> Option
         .unwrap();
     let snap = rt.block_on(Snapshot::load(&path)).ok()?;
     Some(Case { snap, _dir: dir })
+}
+
+/// What authzd answers for `method path` (the answer API Gateway caches).
+fn cached_answer(snap: &Snapshot, method: &str, path: &str, principal: &Principal) -> Value {
+    let outcome = Outcome {
+        decision: decide(snap, method, path, principal),
+        decision_id: "d".into(),
+        source: Source::Lambda,
+        time: SystemTime::now(),
+        latency: Duration::ZERO,
+    };
+    let ev = event::parse(&json!({
+        "type": "TOKEN", "authorizationToken": "t", "methodArn": format!("{BASE}/{method}{path}")
+    }))
+    .unwrap();
+    match reply(snap, &ev, &outcome, Some(principal)) {
+        Reply::Answer(v) => v,
+        other => panic!("no answer: {other:?}"),
+    }
 }
 
 fn decide(snap: &Snapshot, method: &str, path: &str, p: &Principal) -> decision::Decision {
@@ -235,18 +246,7 @@ proptest! {
             prop_assume!(*by_route.entry((*m, owner)).or_insert(fresh) == fresh);
         }
         let (m0, p0, _) = &requests[first % requests.len()];
-        let d0 = decide(snap, m0, p0, &principal);
-        let outcome = Outcome {
-            decision: d0,
-            decision_id: "d".into(),
-            source: Source::Lambda,
-            time: SystemTime::now(),
-            latency: Duration::ZERO,
-        };
-        let ev = event::parse(&json!({
-            "type": "TOKEN", "authorizationToken": "t", "methodArn": format!("{BASE}/{m0}{p0}")
-        })).unwrap();
-        let Reply::Answer(cached) = reply(snap, &ev, &outcome, Some(&principal)) else { panic!("no answer") };
+        let cached = cached_answer(snap, m0, p0, &principal);
         // Did the answer list every route (method) the principal may call?
         let allow_list: Vec<String> = cached["policyDocument"]["Statement"].as_array().unwrap().iter()
             .filter(|s| s["Effect"] == "Allow")
@@ -317,19 +317,8 @@ fn a_greedy_route_is_not_decided_by_a_param_route_that_matches_its_template() {
         scopes: vec![],
         domain: None,
     };
-    let d0 = decide(snap, "GET", "/a/v2", &principal);
-    assert!(d0.allowed);
-    let outcome = Outcome {
-        decision: d0,
-        decision_id: "d".into(),
-        source: Source::Lambda,
-        time: SystemTime::now(),
-        latency: Duration::ZERO,
-    };
-    let ev = event::parse(&json!({"type": "TOKEN", "authorizationToken": "t", "methodArn": format!("{BASE}/GET/a/v2")})).unwrap();
-    let Reply::Answer(cached) = reply(snap, &ev, &outcome, Some(&principal)) else {
-        panic!()
-    };
+    assert!(decide(snap, "GET", "/a/v2", &principal).allowed);
+    let cached = cached_answer(snap, "GET", "/a/v2", &principal);
     assert!(!decide(snap, "GET", "/a/v1/v4", &principal).allowed);
     assert!(
         !iam_allows(&cached, &format!("{BASE}/GET/a/v1/v4")),

@@ -8,29 +8,20 @@
 // Helpers outside #[test] fns unwrap too: a failure there is a test failure.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod common;
+
 use std::collections::{HashMap, HashSet};
 
 use authzd::policy::{Policy, Query};
+use common::RBAC_MODEL;
 use proptest::prelude::*;
-
-const MODEL: &str = "[request_definition]
-r = sub, obj, act
-[policy_definition]
-p = sub, obj, act
-[role_definition]
-g = _, _
-[policy_effect]
-e = some(where (p.eft == allow))
-[matchers]
-m = g(r.sub, p.sub) && keyMatch2(r.obj, p.obj) && r.act == p.act
-";
 
 fn policy(text: &str) -> Policy {
     let rt = tokio::runtime::Builder::new_current_thread()
         .build()
         .unwrap();
     let p = rt
-        .block_on(Policy::from_text(MODEL, "m", text, "p"))
+        .block_on(Policy::from_text(RBAC_MODEL, "m", text, "p"))
         .unwrap();
     assert_eq!(
         p.evaluator, "indexed",
