@@ -336,7 +336,24 @@ pub enum RouteAuth {
 #[serde(deny_unknown_fields)]
 pub struct PolicyConfig {
     pub model: PathBuf,
-    pub policy: PathBuf,
+    /// The policy CSV file; exactly one of `policy` and `store` is set.
+    pub policy: Option<PathBuf>,
+    /// A shared policy store every replica follows (`docs/fleet.md`):
+    /// `postgres://…` (the Casbin adapter table) or `http(s)://…` (a CSV object).
+    pub store: Option<String>,
+    /// The Casbin adapter table (`ptype, v0..v5`), optionally schema-qualified.
+    #[serde(default = "default_table")]
+    pub table: String,
+    /// The LISTEN/NOTIFY channel `authzd store init`'s trigger notifies.
+    #[serde(default = "default_channel")]
+    pub channel: String,
+    /// How often the store is checked when no notification came (the HTTP
+    /// store's only trigger; in Lambda, at most this often, on invocation).
+    #[serde(default = "default_poll_secs")]
+    pub poll_secs: u64,
+    /// The last good policy from the store, written on every change and
+    /// served at a start while the store is unreachable.
+    pub cache_file: Option<PathBuf>,
     /// Prepended to the subject before enforcement (e.g. `user:`).
     #[serde(default)]
     pub subject_prefix: String,
@@ -366,6 +383,32 @@ pub enum Fallback {
 
 fn default_true() -> bool {
     true
+}
+
+fn default_table() -> String {
+    "casbin_rule".into()
+}
+
+fn default_channel() -> String {
+    "authzd_policy".into()
+}
+
+fn default_poll_secs() -> u64 {
+    30
+}
+
+/// A SQL identifier we interpolate: letters, digits, `_`, one optional `schema.` part.
+fn plain_identifier(s: &str) -> bool {
+    let part = |p: &str| {
+        !p.is_empty()
+            && p.len() <= 63
+            && p.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+            && !p.as_bytes()[0].is_ascii_digit()
+    };
+    match s.split_once('.') {
+        Some((schema, name)) => part(schema) && part(name),
+        None => part(s),
+    }
 }
 
 /// Where roles come from besides token claims (`docs/configuration.md`).
@@ -472,7 +515,12 @@ impl Config {
             }
         };
         resolve(&mut self.policy.model);
-        resolve(&mut self.policy.policy);
+        if let Some(p) = self.policy.policy.as_mut() {
+            resolve(p);
+        }
+        if let Some(p) = self.policy.cache_file.as_mut() {
+            resolve(p);
+        }
         for issuer in &mut self.issuers {
             if let Some(file) = issuer.jwks_file.as_mut() {
                 resolve(file);
@@ -493,6 +541,52 @@ impl Config {
         }
     }
 
+    fn validate_store(&self) -> Result<(), ConfigError> {
+        let p = &self.policy;
+        match (&p.policy, &p.store) {
+            (Some(_), Some(_)) => {
+                return Err(self.invalid(
+                    "policy.store",
+                    "set either `policy` (a file) or `store`, not both",
+                ));
+            }
+            (None, None) => {
+                return Err(self.invalid(
+                    "policy.policy",
+                    "missing: set `policy` (a CSV file) or `store` (a shared store)",
+                ));
+            }
+            _ => {}
+        }
+        if let Some(url) = &p.store
+            && crate::policy::source::StoreKind::of(url).is_none()
+        {
+            return Err(self.invalid(
+                "policy.store",
+                format!(
+                    "`{}` is not a store URL: use postgres://, postgresql://, http:// or https://",
+                    crate::policy::source::redact(url)
+                ),
+            ));
+        }
+        if !plain_identifier(&p.table) {
+            return Err(self.invalid(
+                "policy.table",
+                format!("`{}` must be a plain SQL name (letters, digits, `_`, optionally `schema.`)", p.table),
+            ));
+        }
+        if !plain_identifier(&p.channel) || p.channel.contains('.') {
+            return Err(self.invalid(
+                "policy.channel",
+                format!("`{}` must be a plain SQL name (letters, digits, `_`)", p.channel),
+            ));
+        }
+        if p.poll_secs == 0 {
+            return Err(self.invalid("policy.poll_secs", "must be at least 1"));
+        }
+        Ok(())
+    }
+
     /// Checks everything that can be checked without the network.
     pub fn validate(&mut self) -> Result<(), ConfigError> {
         let mut seen = std::collections::HashSet::new();
@@ -509,14 +603,16 @@ impl Config {
             crate::routes::Route::compile(route)
                 .map_err(|e| self.invalid(format!("route[{i}]"), e.to_string()))?;
         }
-        for (key, file) in [
-            ("policy.model", &self.policy.model),
-            ("policy.policy", &self.policy.policy),
-        ] {
+        let files = [
+            Some(("policy.model", &self.policy.model)),
+            self.policy.policy.as_ref().map(|p| ("policy.policy", p)),
+        ];
+        for (key, file) in files.into_iter().flatten() {
             if !file.is_file() {
                 return Err(self.invalid(key, format!("file `{}` does not exist", file.display())));
             }
         }
+        self.validate_store()?;
         if let Some(ptr) = &self.policy.domain_claim {
             check_pointer(ptr).map_err(|m| self.invalid("policy.domain_claim", m))?;
         }

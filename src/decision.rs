@@ -45,10 +45,11 @@ pub enum Reason {
     ScopeMissing,
     RoleLookupFailed,
     PolicyDenied,
+    PolicyUnavailable,
 }
 
 impl Reason {
-    pub const ALL: [Reason; 17] = [
+    pub const ALL: [Reason; 18] = [
         Reason::RequestRejected,
         Reason::Allowed,
         Reason::CorsPreflight,
@@ -66,6 +67,7 @@ impl Reason {
         Reason::ScopeMissing,
         Reason::RoleLookupFailed,
         Reason::PolicyDenied,
+        Reason::PolicyUnavailable,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -87,6 +89,7 @@ impl Reason {
             Reason::ScopeMissing => "scope_missing",
             Reason::RoleLookupFailed => "role_lookup_failed",
             Reason::PolicyDenied => "policy_denied",
+            Reason::PolicyUnavailable => "policy_unavailable",
         }
     }
 
@@ -96,7 +99,7 @@ impl Reason {
             Reason::RequestRejected => 400,
             Reason::Allowed | Reason::CorsPreflight | Reason::PublicRoute => 200,
             Reason::ScopeMissing | Reason::PolicyDenied => 403,
-            Reason::RoleLookupFailed => 503,
+            Reason::RoleLookupFailed | Reason::PolicyUnavailable => 503,
             _ => 401,
         }
     }
@@ -240,6 +243,9 @@ pub fn decide(snap: &Snapshot, req: &Request<'_>, src: Sources<'_>, now: SystemT
         Ok(r) => r,
         Err(rejected) => return Step::Done(*rejected),
     };
+    if !snap.available {
+        return Step::Done(unavailable(snap, &resolved));
+    }
     with_override(&resolved, |action| {
         decide_resolved(snap, req, &resolved, action, src, now)
     })
@@ -305,6 +311,17 @@ fn resolve<'a>(snap: &Snapshot, req: &Request<'a>) -> Result<Resolved<'a>, Box<D
     })
 }
 
+/// No policy to decide with (a store-backed config whose store has not
+/// answered since start, and no cache file): fail closed, as unavailable.
+fn unavailable(snap: &Snapshot, r: &Resolved<'_>) -> Decision {
+    let mut d = Decision::pending(&r.resource, &r.action, &snap.revision);
+    d.conclude(
+        Reason::PolicyUnavailable,
+        "no policy loaded yet: the policy store has not answered since start and no cache_file stood in".into(),
+    );
+    d
+}
+
 /// The decision for a request refused at step 0.
 pub fn rejected(
     snap: &Snapshot,
@@ -362,6 +379,9 @@ pub fn decide_for(snap: &Snapshot, req: &Request<'_>, principal: &Principal) -> 
         Ok(r) => r,
         Err(rejected) => return *rejected,
     };
+    if !snap.available {
+        return unavailable(snap, &resolved);
+    }
     let done = with_override(&resolved, |action| {
         match before_token(snap, req, &resolved, action) {
             Stage::Decided(early) => Step::Done(early),

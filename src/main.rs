@@ -110,12 +110,29 @@ enum Command {
         #[arg(long)]
         key: PathBuf,
     },
+    /// Manage the shared policy store the config's `[policy] store` names.
+    Store {
+        #[arg(long, default_value = "authzd.toml")]
+        config: PathBuf,
+        #[command(subcommand)]
+        command: StoreCommand,
+    },
     /// Run as API Gateway's Lambda authorizer (speaks the Lambda Runtime API).
     Lambda {
         /// Default: `$AUTHZD_CONFIG`, else `authzd.toml` in `$LAMBDA_TASK_ROOT`.
         #[arg(long)]
         config: Option<PathBuf>,
     },
+}
+
+#[derive(Subcommand)]
+enum StoreCommand {
+    /// Create the table if missing and the trigger that notifies the channel (idempotent).
+    Init,
+    /// Replace the store's policy with a CSV policy file, in one transaction.
+    Import { file: PathBuf },
+    /// Print the store's policy as CSV.
+    Export,
 }
 
 /// `bootstrap` (the custom-runtime convention), or no arguments inside Lambda,
@@ -202,6 +219,7 @@ async fn run(command: Command) -> Result<ExitCode> {
             check(&config, token.as_deref(), target, domain.as_deref()).await
         }
         Command::Validate { config, online } => validate(&config, online).await,
+        Command::Store { config, command } => store(&config, command).await,
         Command::Test { file } => {
             let (snap, results) = authzd::policy::cases::run(&file).await?;
             println!("{} (policy revision {})", file.display(), snap.revision);
@@ -306,6 +324,48 @@ async fn check(
     } else {
         ExitCode::from(1)
     })
+}
+
+async fn store(config: &Path, command: StoreCommand) -> Result<ExitCode> {
+    use authzd::policy::source::{StoreKind, postgres::Admin};
+    let cfg = authzd::config::Config::load(config)?;
+    let Some(url) = &cfg.policy.store else {
+        bail!("`{}` sets no `[policy] store`", config.display());
+    };
+    if StoreKind::of(url) != Some(StoreKind::Postgres) {
+        bail!("`authzd store` manages PostgreSQL stores; an HTTP store is written by whatever serves it");
+    }
+    let mut admin = Admin::connect(&cfg.policy).await?;
+    match command {
+        StoreCommand::Init => {
+            admin.init().await?;
+            eprintln!(
+                "ok: table `{}` ready, changes notify channel `{}`",
+                cfg.policy.table, cfg.policy.channel
+            );
+        }
+        StoreCommand::Import { file } => {
+            let text = std::fs::read_to_string(&file)
+                .with_context(|| format!("cannot read `{}`", file.display()))?;
+            // Refuse what replicas would refuse, before anything is written.
+            let model = std::fs::read_to_string(&cfg.policy.model)
+                .with_context(|| format!("cannot read `{}`", cfg.policy.model.display()))?;
+            authzd::policy::Policy::from_text_for(
+                &model,
+                &cfg.policy.model.display().to_string(),
+                &text,
+                &file.display().to_string(),
+                authzd::policy::LoadOptions::default(),
+            )
+            .await?;
+            let lines = authzd::policy::source::csv_lines(&text)
+                .map_err(|(line, m)| anyhow::anyhow!("`{}` line {line}: {m}", file.display()))?;
+            let n = admin.import(&lines).await?;
+            eprintln!("ok: {n} rows imported into `{}`", cfg.policy.table);
+        }
+        StoreCommand::Export => print!("{}", admin.export().await?),
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 async fn validate(config: &Path, online: bool) -> Result<ExitCode> {

@@ -3,11 +3,23 @@
 //! Process-wide, like the process they describe: every counter is reachable
 //! through the functions below, and [`render`] writes the text format.
 
-use std::sync::OnceLock;
+use std::{
+    sync::{
+        OnceLock,
+        atomic::{AtomicI64, Ordering},
+    },
+    time::{SystemTime, UNIX_EPOCH},
+};
 
 use prometheus_client::{
-    encoding::{EncodeLabelSet, text::encode},
-    metrics::{counter::Counter, family::Family, gauge::Gauge, histogram::Histogram},
+    collector::Collector,
+    encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric, text::encode},
+    metrics::{
+        counter::Counter,
+        family::Family,
+        gauge::{ConstGauge, Gauge},
+        histogram::Histogram,
+    },
     registry::Registry,
 };
 
@@ -42,6 +54,45 @@ struct Metrics {
     revision: Family<RevisionLabels, Gauge>,
     log_dropped: Counter,
     role_lookups: Family<ResultLabels, Counter>,
+    store_syncs: Family<ResultLabels, Counter>,
+}
+
+/// When the policy store was last read successfully, in Unix milliseconds:
+/// `NO_STORE` while policy comes from files, `NEVER` before the first success.
+static STORE_SYNCED_AT: AtomicI64 = AtomicI64::new(NO_STORE);
+const NO_STORE: i64 = -2;
+const NEVER: i64 = -1;
+
+fn unix_millis(t: SystemTime) -> i64 {
+    t.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// Seconds since the last successful store read, computed at scrape time;
+/// absent while policy comes from files, `+Inf` before the first success.
+#[derive(Debug)]
+struct SinceSync;
+
+impl Collector for SinceSync {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let at = STORE_SYNCED_AT.load(Ordering::Relaxed);
+        if at == NO_STORE {
+            return Ok(());
+        }
+        let seconds = if at == NEVER {
+            f64::INFINITY
+        } else {
+            (unix_millis(SystemTime::now()) - at).max(0) as f64 / 1000.0
+        };
+        let gauge = ConstGauge::new(seconds);
+        let m = encoder.encode_descriptor(
+            "authzd_policy_store_seconds_since_sync",
+            "Seconds since the policy store was last read successfully",
+            None,
+            gauge.metric_type(),
+        )?;
+        gauge.encode(m)
+    }
 }
 
 fn metrics() -> &'static Metrics {
@@ -93,8 +144,16 @@ fn metrics() -> &'static Metrics {
             "Role directory lookups (cache misses), by result",
             role_lookups.clone(),
         );
+        let store_syncs = Family::<ResultLabels, Counter>::default();
+        registry.register(
+            "authzd_policy_store_sync",
+            "Reads of the shared policy store, by result (ok, unchanged, error)",
+            store_syncs.clone(),
+        );
+        registry.register_collector(Box::new(SinceSync));
         Metrics {
             registry,
+            store_syncs,
             decisions,
             duration,
             jwks_fetch,
@@ -147,6 +206,22 @@ pub fn role_lookup(result: &'static str) {
         .role_lookups
         .get_or_create(&ResultLabels { result })
         .inc();
+}
+
+/// Policy comes from a store: the seconds-since-sync gauge appears (`+Inf` until the first read).
+pub fn store_configured() {
+    let _ = STORE_SYNCED_AT.compare_exchange(NO_STORE, NEVER, Ordering::Relaxed, Ordering::Relaxed);
+}
+
+/// A read of the policy store: `ok` (new content), `unchanged` or `error`.
+pub fn store_synced(result: &'static str, at: SystemTime) {
+    metrics()
+        .store_syncs
+        .get_or_create(&ResultLabels { result })
+        .inc();
+    if result != "error" {
+        STORE_SYNCED_AT.store(unix_millis(at), Ordering::Relaxed);
+    }
 }
 
 pub fn decision_log_dropped() -> u64 {

@@ -17,6 +17,7 @@ pub mod cases;
 pub mod fast;
 pub mod reload;
 pub mod snapshot;
+pub mod source;
 
 use std::{cell::RefCell, path::Path, sync::Arc};
 
@@ -532,11 +533,8 @@ fn check_lines(
         if trimmed.is_empty() || trimmed.starts_with('#') {
             continue;
         }
-        if trimmed.contains('"') {
-            // casbin-rs's own CSV reader handles quoting; we only count fields when there is none.
-            continue;
-        }
-        let fields: Vec<&str> = trimmed.split(',').map(str::trim).collect();
+        let fields = source::split_line(trimmed).map_err(|m| line_err(m.to_string()))?;
+        let fields: Vec<&str> = fields.iter().map(String::as_str).collect();
         let ptype = fields[0];
         let Some((_, want)) = arity.iter().find(|(p, _)| p == ptype) else {
             return Err(line_err(format!(

@@ -23,7 +23,8 @@ use crate::{
     decision::{Request, Target},
     policy::{
         reload::{self, PolicyStore},
-        snapshot::{Snapshot, SnapshotError},
+        snapshot::{Snapshot, SnapshotError, Sources},
+        source::{self, StoreStatus},
     },
     request::{METHOD_OVERRIDE_HEADERS, Overrides},
     roles::RoleLookup,
@@ -56,12 +57,46 @@ pub struct Server {
     http: TcpListener,
     authorizer: Arc<Authorizer>,
     audit_writer: Option<tokio::task::JoinHandle<()>>,
+    /// The connection the first store read used, handed to the follower.
+    store_client: Option<source::Client>,
+}
+
+/// The first snapshot. With a `store`: read it once (else the cache file,
+/// else an unavailable snapshot: checks answer `policy_unavailable` and the
+/// follower keeps trying). A store whose content does not build at start is
+/// treated like one that does not answer.
+pub async fn start(
+    path: &Path,
+) -> Result<(Snapshot, Option<Arc<StoreStatus>>, Option<source::Client>), SnapshotError> {
+    let config = crate::config::Config::load(path)?;
+    let Some(status) = StoreStatus::new(&config.policy).map(Arc::new) else {
+        return Ok((Snapshot::load(path).await?, None, None));
+    };
+    let client = source::initial(&status, &config.policy).await;
+    let latest = status.latest();
+    let snapshot = match Sources::read(path, latest.as_deref())?.build().await {
+        Ok(s) => s,
+        Err(e @ SnapshotError::Policy(_)) => {
+            tracing::error!(error = %e, "the store's policy does not load");
+            source::use_cache(&status, &config.policy);
+            let cached = status.latest().filter(|c| Some(c) != latest.as_ref());
+            match Sources::read(path, cached.as_deref())?.build().await {
+                Ok(s) => s,
+                Err(_) => Sources::read(path, None)?.build().await?,
+            }
+        }
+        Err(e) => return Err(e),
+    };
+    if !snapshot.available {
+        tracing::error!(store = %status.url, "no policy: checks answer 503 policy_unavailable until the store answers");
+    }
+    Ok((snapshot, Some(status), client))
 }
 
 impl Server {
     /// Loads the config at `path` and binds its gRPC and HTTP addresses.
     pub async fn bind(path: &Path) -> Result<Server, ServeError> {
-        let snapshot = Snapshot::load(path).await?;
+        let (snapshot, status, client) = start(path).await?;
         for w in snapshot.warnings() {
             tracing::warn!("{w}");
         }
@@ -89,13 +124,14 @@ impl Server {
             )?;
         crate::metrics::revision_serving(&snapshot.revision);
         tracing::info!(revision = %snapshot.revision, rules = snapshot.policy.rules, routes = snapshot.routes.len(), issuers = cfg.issuers.len(), evaluator = %snapshot.policy.evaluator, "policy loaded");
-        let store = Arc::new(PolicyStore::new(snapshot, path));
+        let store = Arc::new(PolicyStore::following(snapshot, path, status));
         let authorizer = Arc::new(Authorizer::new(store, Arc::new(Jwks::new()), sink));
         Ok(Server {
             grpc,
             http,
             authorizer,
             audit_writer,
+            store_client: client,
         })
     }
 
@@ -117,6 +153,7 @@ impl Server {
             http,
             authorizer,
             audit_writer,
+            store_client,
         } = self;
         let addr = |l: &TcpListener| {
             l.local_addr()
@@ -138,6 +175,12 @@ impl Server {
             tracing::info!("policy file watching is off; reload with SIGHUP");
             None
         };
+        let follower = {
+            let (jwks, roles) = (Arc::clone(&authorizer.jwks), Arc::clone(&authorizer.roles));
+            source::follow(Arc::clone(&authorizer.store), store_client, move |snap| {
+                after_reload(&jwks, &roles, snap)
+            })
+        };
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         tokio::spawn(async move {
             shutdown.await;
@@ -150,6 +193,9 @@ impl Server {
         let http_task = http::serve(http, Arc::clone(&authorizer), stopped(stop_rx));
         let (g, h) = tokio::join!(grpc_task, http_task);
         drop(watcher);
+        if let Some(f) = follower {
+            f.abort();
+        }
         refresher.abort();
         if let Some(task) = sighup {
             task.abort();

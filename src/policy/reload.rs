@@ -18,7 +18,10 @@ use arc_swap::ArcSwap;
 use notify::{RecursiveMode, Watcher as _};
 use parking_lot::{Mutex, RwLock};
 
-use super::snapshot::{Snapshot, SnapshotError, Sources};
+use super::{
+    snapshot::{Snapshot, SnapshotError, Sources},
+    source::StoreStatus,
+};
 use crate::config::{Config, ServerConfig};
 
 /// The live snapshot plus what the last reload attempt said.
@@ -31,26 +34,53 @@ pub struct PolicyStore {
     restart_required: Mutex<Option<String>>,
     /// When the files were last read (by a watcher event, SIGHUP or a poll), and the result.
     last_check: Mutex<Option<(SystemTime, &'static str)>>,
+    /// The shared store the policy follows, when it does not come from a file.
+    store_status: Option<Arc<StoreStatus>>,
+    /// One reload at a time (the file watcher, SIGHUP and the store follower
+    /// all call it): a slower, older build never swaps in after a newer one.
+    reloading: tokio::sync::Mutex<()>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
 struct StartupSettings {
     server: ServerConfig,
     decision_log: String,
+    /// Which store is followed and how: the follower is set up once.
+    store: (bool, Option<String>, String, String, u64, Option<PathBuf>),
 }
 
 impl StartupSettings {
     fn of(c: &Config) -> Self {
+        let p = &c.policy;
         Self {
             server: c.server.clone(),
             decision_log: c.decision_log.output.clone(),
+            store: (
+                p.policy.is_some(),
+                p.store.clone(),
+                p.table.clone(),
+                p.channel.clone(),
+                p.poll_secs,
+                p.cache_file.clone(),
+            ),
         }
     }
 }
 
 impl PolicyStore {
     pub fn new(snapshot: Snapshot, config_path: &Path) -> Self {
+        Self::following(snapshot, config_path, None)
+    }
+
+    /// A store whose policy text comes from the shared store behind `status`.
+    pub fn following(
+        snapshot: Snapshot,
+        config_path: &Path,
+        store_status: Option<Arc<StoreStatus>>,
+    ) -> Self {
         Self {
+            store_status,
+            reloading: tokio::sync::Mutex::new(()),
             started_with: StartupSettings::of(&snapshot.config),
             current: ArcSwap::from_pointee(snapshot),
             config_path: config_path.to_owned(),
@@ -76,6 +106,11 @@ impl PolicyStore {
         self.current.load_full()
     }
 
+    /// The shared store the policy follows, if any.
+    pub fn store_status(&self) -> Option<&Arc<StoreStatus>> {
+        self.store_status.as_ref()
+    }
+
     pub fn config_path(&self) -> &Path {
         &self.config_path
     }
@@ -97,7 +132,9 @@ impl PolicyStore {
         // (~0.3 s and a second copy of the rules at 100k rules), so it only
         // happens when the content changed, and off the runtime's worker
         // threads, which keep answering from the current snapshot.
-        let built = match Sources::read(&self.config_path) {
+        let _one_at_a_time = self.reloading.lock().await;
+        let store_text = self.store_status.as_ref().and_then(|s| s.latest());
+        let built = match Sources::read(&self.config_path, store_text.as_deref()) {
             Ok(sources) if sources.revision == self.load().revision => {
                 // Reverting a bad edit to the serving content clears the error.
                 *self.last_error.lock() = None;
@@ -138,7 +175,7 @@ impl PolicyStore {
         let now = StartupSettings::of(config);
         let msg = (now != self.started_with).then(|| {
             format!(
-                "[server] settings or decision_log.output changed ({:?} -> {:?}); restart authzd to apply them",
+                "[server] settings, decision_log.output, or where policy comes from (policy/store/table/channel/poll_secs/cache_file) changed ({:?} -> {:?}); restart authzd to apply them",
                 self.started_with, now
             )
         });
@@ -169,11 +206,12 @@ impl Drop for PolicyWatcher {
 fn targets(snap: &Snapshot, config_path: &Path) -> (HashSet<PathBuf>, HashSet<OsString>) {
     let mut dirs = HashSet::new();
     let mut names = HashSet::new();
-    for file in [
-        config_path,
-        &snap.config.policy.model,
-        &snap.config.policy.policy,
-    ] {
+    let files = [
+        Some(config_path),
+        Some(snap.config.policy.model.as_path()),
+        snap.config.policy.policy.as_deref(),
+    ];
+    for file in files.into_iter().flatten() {
         let canonical = std::fs::canonicalize(file).ok();
         for f in std::iter::once(file).chain(canonical.as_deref()) {
             let dir = match f.parent() {

@@ -8,7 +8,10 @@ use std::{
 
 use sha2::{Digest, Sha256};
 
-use super::{Policy, PolicyLoadError};
+use super::{
+    Policy, PolicyLoadError,
+    source::{Fetched, StoreStatus, redact},
+};
 use crate::{
     config::{Config, ConfigError, Fallback, PathCase},
     routes::{RouteError, RouteTable},
@@ -24,6 +27,8 @@ pub enum SnapshotError {
     Route(#[from] RouteError),
     #[error("building the snapshot did not finish: {0}")]
     Aborted(String),
+    #[error(transparent)]
+    Store(#[from] super::source::StoreError),
 }
 
 /// An immutable, fully built revision. Requests hold an `Arc` to the one they
@@ -36,17 +41,37 @@ pub struct Snapshot {
     /// Content hash of config, model and policy (first 12 hex chars of SHA-256).
     pub revision: Arc<str>,
     pub loaded_at: SystemTime,
+    /// False while a store-backed config has no policy yet (the store was
+    /// unreachable at start and no cache file stood in): every check then
+    /// answers `policy_unavailable`.
+    pub available: bool,
 }
 
 impl Snapshot {
-    /// Reads the config at `path` and everything it names, and builds a snapshot.
+    /// Reads the config at `path` and everything it names, and builds a
+    /// snapshot. A config with a `store` reads it once; when the store does not
+    /// answer, its `cache_file` stands in, else this fails.
     pub async fn load(path: &Path) -> Result<Snapshot, SnapshotError> {
-        Sources::read(path)?.build().await
+        let config = Config::load(path)?;
+        let Some(status) = StoreStatus::new(&config.policy) else {
+            return Sources::read(path, None)?.build().await;
+        };
+        let _client = super::source::initial(&status, &config.policy).await;
+        match status.latest() {
+            Some(text) => Sources::read(path, Some(&text))?.build().await,
+            None => Err(SnapshotError::Store(super::source::StoreError {
+                store: status.url.clone(),
+                message: status
+                    .view()
+                    .error
+                    .unwrap_or_else(|| "no policy read".into()),
+            })),
+        }
     }
 
     /// Builds from config `text` as if read from `path` (relative paths resolve against it).
     pub async fn build(text: &str, path: &Path) -> Result<Snapshot, SnapshotError> {
-        Sources::parse(text, path)?.build().await
+        Sources::parse(text, path, None)?.build().await
     }
 
     /// Operator warnings that do not stop loading (`docs/pipeline.md`).
@@ -72,21 +97,32 @@ pub struct Sources {
     config: Config,
     model: String,
     policy: String,
+    /// Where the policy text came from, for error messages.
+    policy_name: String,
+    /// For store text: the row behind each line.
+    rows: Vec<Option<String>>,
+    available: bool,
     /// What the snapshot's `revision` will be.
     pub revision: Arc<str>,
 }
 
 impl Sources {
-    /// Reads the config at `path` and the model and policy it names.
-    pub fn read(path: &Path) -> Result<Sources, SnapshotError> {
+    /// Reads the config at `path` and the model it names, and the policy
+    /// file it names or, for a config with a `store`, `store_text` (none yet:
+    /// an unavailable snapshot).
+    pub fn read(path: &Path, store_text: Option<&Fetched>) -> Result<Sources, SnapshotError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
             path: path.to_owned(),
             source,
         })?;
-        Self::parse(&text, path)
+        Self::parse(&text, path, store_text)
     }
 
-    fn parse(text: &str, path: &Path) -> Result<Sources, SnapshotError> {
+    fn parse(
+        text: &str,
+        path: &Path,
+        store_text: Option<&Fetched>,
+    ) -> Result<Sources, SnapshotError> {
         // The revision is the hash of what was decided on: the expanded text.
         let expanded = crate::config::expand_env(text, path)?;
         let text: &str = &expanded;
@@ -98,17 +134,38 @@ impl Sources {
             })
         };
         let model = read(&config.policy.model)?;
-        let policy = read(&config.policy.policy)?;
-        let mut h = Sha256::new();
-        for part in [text, &model, &policy] {
-            h.update((part.len() as u64).to_be_bytes());
-            h.update(part.as_bytes());
-        }
-        let revision: Arc<str> = Arc::from(&hex::encode(h.finalize())[..12]);
+        let (policy, policy_name, rows, available) =
+            match (&config.policy.policy, &config.policy.store) {
+                (Some(file), _) => (read(file)?, file.display().to_string(), Vec::new(), true),
+                (None, store) => {
+                    let name = format!(
+                        "{} table {}",
+                        redact(store.as_deref().unwrap_or_default()),
+                        config.policy.table
+                    );
+                    match store_text {
+                        Some(f) => (f.text.clone(), name, f.rows.clone(), true),
+                        None => (String::new(), name, Vec::new(), false),
+                    }
+                }
+            };
+        let revision: Arc<str> = if available {
+            let mut h = Sha256::new();
+            for part in [text, &model, &policy] {
+                h.update((part.len() as u64).to_be_bytes());
+                h.update(part.as_bytes());
+            }
+            Arc::from(&hex::encode(h.finalize())[..12])
+        } else {
+            Arc::from("none")
+        };
         Ok(Sources {
             config,
             model,
             policy,
+            policy_name,
+            rows,
+            available,
             revision,
         })
     }
@@ -119,6 +176,9 @@ impl Sources {
             config,
             model,
             policy,
+            policy_name,
+            rows,
+            available,
             revision,
         } = self;
         let fold_case = config.request.path_case == PathCase::Insensitive;
@@ -130,10 +190,11 @@ impl Sources {
             &model,
             &config.policy.model.display().to_string(),
             &policy,
-            &config.policy.policy.display().to_string(),
+            &policy_name,
             opts,
         )
-        .await?;
+        .await
+        .map_err(|e| name_row(e, &rows))?;
         let routes = RouteTable::compile_folded(&config.routes, fold_case)?;
         Ok(Snapshot {
             config,
@@ -141,6 +202,30 @@ impl Sources {
             policy,
             revision,
             loaded_at: SystemTime::now(),
+            available,
         })
+    }
+}
+
+/// A store's line numbers mean little to whoever edits the table: name the row.
+fn name_row(e: PolicyLoadError, rows: &[Option<String>]) -> PolicyLoadError {
+    match e {
+        PolicyLoadError::Line {
+            path,
+            line,
+            message,
+        } => match rows.get(line.wrapping_sub(1)) {
+            Some(Some(id)) => PolicyLoadError::Line {
+                path,
+                line,
+                message: format!("row id {id}: {message}"),
+            },
+            _ => PolicyLoadError::Line {
+                path,
+                line,
+                message,
+            },
+        },
+        other => other,
     }
 }

@@ -154,8 +154,9 @@ async fn readyz(State(app): State<App>) -> Response {
         .filter(|i| app.jwks.get(&i.issuer).is_none())
         .map(|i| i.issuer.as_str())
         .collect();
-    let body = json!({"ready": missing.is_empty(), "policy_revision": &*snap.revision, "issuers_without_keys": missing});
-    let status = if missing.is_empty() {
+    let ready = missing.is_empty() && snap.available;
+    let body = json!({"ready": ready, "policy_revision": &*snap.revision, "policy_available": snap.available, "issuers_without_keys": missing});
+    let status = if ready {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
@@ -170,7 +171,9 @@ async fn policy(State(app): State<App>) -> Response {
         "loaded_at": humantime::format_rfc3339_seconds(snap.loaded_at).to_string(),
         "config": snap.config.source.display().to_string(),
         "model": snap.config.policy.model.display().to_string(),
-        "policy": snap.config.policy.policy.display().to_string(),
+        "policy": snap.config.policy.policy.as_ref().map(|p| p.display().to_string()),
+        "available": snap.available,
+        "store": app.store.store_status().map(|s| store_json(s)),
         "rules": snap.policy.rules,
         "groupings": snap.policy.groupings,
         "routes": snap.routes.len(),
@@ -183,6 +186,22 @@ async fn policy(State(app): State<App>) -> Response {
         "restart_required": app.store.restart_required(),
     }))
     .into_response()
+}
+
+/// The store the policy follows: where, whether it answers, how far behind.
+fn store_json(s: &crate::policy::source::StoreStatus) -> serde_json::Value {
+    let v = s.view();
+    let at = |t: std::time::SystemTime| humantime::format_rfc3339_millis(t).to_string();
+    json!({
+        "kind": s.kind.as_str(),
+        "url": &s.url,
+        "serving_from": v.origin.as_str(),
+        "connected": v.connected,
+        "last_sync": v.last_sync.map(at),
+        "lag_seconds": v.last_sync.map(|t| t.elapsed().map_or(0.0, |d| d.as_secs_f64())),
+        "unreachable_since": v.failing_since.map(at),
+        "error": v.error,
+    })
 }
 
 async fn metrics() -> Response {

@@ -21,7 +21,7 @@ use crate::{
     authorizer::Authorizer,
     config::{Config, LambdaPolicyScope},
     decision::{Request, Target},
-    policy::{reload::PolicyStore, snapshot::Snapshot},
+    policy::reload::PolicyStore,
     request::METHOD_OVERRIDE_HEADERS,
     token::jwks::Jwks,
 };
@@ -182,11 +182,11 @@ impl Runtime {
 pub async fn run(config: &Path) -> Result<(), LambdaError> {
     let api = std::env::var("AWS_LAMBDA_RUNTIME_API").map_err(|_| LambdaError::NoRuntimeApi)?;
     let rt = Runtime::new(&api);
-    let loaded = Snapshot::load(config)
+    let loaded = super::start(config)
         .await
         .map_err(|e| e.to_string())
-        .and_then(|s| check_config(&s.config).map(|()| s));
-    let snapshot = match loaded {
+        .and_then(|s| check_config(&s.0.config).map(|()| s));
+    let (snapshot, status, client) = match loaded {
         Ok(s) => s,
         Err(message) => {
             tracing::error!(%message, "configuration does not load; reporting an init error");
@@ -205,10 +205,10 @@ pub async fn run(config: &Path) -> Result<(), LambdaError> {
     let (sink, writer) = audit::spawn(output, snapshot.config.decision_log.buffer)
         .map_err(|e| LambdaError::Config(e.to_string()))?;
     tracing::info!(revision = %snapshot.revision, routes = snapshot.routes.len(), evaluator = %snapshot.policy.evaluator, "authzd lambda ready");
-    let store = Arc::new(PolicyStore::new(snapshot, config));
+    let store = Arc::new(PolicyStore::following(snapshot, config, status));
     // Keys, verified tokens and looked-up roles live as long as this warm instance.
     let authorizer = Authorizer::new(store, Arc::new(Jwks::new()), sink);
-    let result = serve(&rt, &authorizer).await;
+    let result = serve(&rt, &authorizer, tokio::sync::Mutex::new(client)).await;
     drop(authorizer);
     if let Some(w) = writer {
         let _ = tokio::time::timeout(Duration::from_secs(2), w).await;
@@ -216,7 +216,11 @@ pub async fn run(config: &Path) -> Result<(), LambdaError> {
     result
 }
 
-async fn serve(rt: &Runtime, authorizer: &Authorizer) -> Result<(), LambdaError> {
+async fn serve(
+    rt: &Runtime,
+    authorizer: &Authorizer,
+    store_client: tokio::sync::Mutex<Option<crate::policy::source::Client>>,
+) -> Result<(), LambdaError> {
     let terminate = terminated();
     tokio::pin!(terminate);
     loop {
@@ -227,6 +231,9 @@ async fn serve(rt: &Runtime, authorizer: &Authorizer) -> Result<(), LambdaError>
             }
             inv = rt.next() => inv?,
         };
+        // A frozen instance runs no background task: a store is read here,
+        // at most every `poll_secs`, before the invocation is decided.
+        crate::policy::source::refresh_if_due(&authorizer.store, &store_client).await;
         let reply = handle(authorizer, &inv.event).await;
         rt.reply(&inv.id, reply).await?;
     }

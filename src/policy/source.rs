@@ -1,0 +1,668 @@
+//! Where the policy lines come from when they do not come from a file: a
+//! shared store every replica follows (`docs/fleet.md`).
+//!
+//! A store only ever yields policy *text* in the CSV form of a policy file;
+//! the snapshot builder does not care where it came from, and the revision is
+//! the hash of that text, so replicas reading the same rows report the same
+//! revision. [`follow`] keeps a server's snapshot current; [`initial`] is the
+//! first read at start, with the `cache_file` fallback.
+
+pub mod http;
+pub mod postgres;
+
+use std::{
+    path::Path,
+    sync::Arc,
+    time::{Duration, SystemTime},
+};
+
+use parking_lot::Mutex;
+
+use super::reload::PolicyStore;
+use crate::config::PolicyConfig;
+
+/// The kinds of store `policy.store` can name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreKind {
+    Postgres,
+    Http,
+}
+
+impl StoreKind {
+    pub fn of(url: &str) -> Option<StoreKind> {
+        let scheme = url.split_once("://")?.0.to_ascii_lowercase();
+        match scheme.as_str() {
+            "postgres" | "postgresql" => Some(StoreKind::Postgres),
+            "http" | "https" => Some(StoreKind::Http),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StoreKind::Postgres => "postgres",
+            StoreKind::Http => "http",
+        }
+    }
+}
+
+/// A store URL fit for logs, errors and `/v1/policy`: the password of the
+/// user part and every credential-like query value (`password`, and for
+/// HTTP every value: presigned URLs carry signatures there) become `***`.
+pub fn redact(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return "<not a URL>".into();
+    };
+    let http = scheme.eq_ignore_ascii_case("http") || scheme.eq_ignore_ascii_case("https");
+    let (before_query, query) = match rest.split_once('?') {
+        Some((b, q)) => (b, Some(q.split('#').next().unwrap_or(""))),
+        None => (rest.split('#').next().unwrap_or(""), None),
+    };
+    let authority_end = before_query.find('/').unwrap_or(before_query.len());
+    let (authority, path) = before_query.split_at(authority_end);
+    let authority = match authority.rsplit_once('@') {
+        Some((user, host)) => match user.split_once(':') {
+            Some((name, _)) => format!("{name}:***@{host}"),
+            None => format!("{user}@{host}"),
+        },
+        None => authority.to_string(),
+    };
+    let mut out = format!("{scheme}://{authority}{path}");
+    if let Some(q) = query {
+        let pairs: Vec<String> = q
+            .split('&')
+            .map(|pair| match pair.split_once('=') {
+                Some((k, _))
+                    if http
+                        || k.eq_ignore_ascii_case("password")
+                        || k.eq_ignore_ascii_case("sslpassword") =>
+                {
+                    format!("{k}=***")
+                }
+                _ => pair.to_string(),
+            })
+            .collect();
+        out.push('?');
+        out.push_str(&pairs.join("&"));
+    }
+    out
+}
+
+/// What went wrong talking to a store. The message never holds the URL as
+/// configured, only [`redact`]ed.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("policy store {store}: {message}")]
+pub struct StoreError {
+    pub store: String,
+    pub message: String,
+}
+
+/// Policy text read from a store, with what each line came from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Fetched {
+    /// The policy in the CSV form of a policy file, one rule per line.
+    pub text: String,
+    /// For each line, the row it came from (its `id`, when the table has one).
+    pub rows: Vec<Option<String>>,
+}
+
+/// A connection to a store: reads the policy, and for stores that push,
+/// waits for the next change.
+pub enum Client {
+    Postgres(postgres::Follower),
+    Http(http::Poller),
+}
+
+/// Why [`Client::changed`] returned.
+pub enum Wake {
+    /// The store said something changed.
+    Notified,
+    /// The connection that carries notifications was lost.
+    Lost(String),
+}
+
+impl Client {
+    pub fn new(cfg: &PolicyConfig) -> Result<Client, StoreError> {
+        let url = cfg.store.as_deref().unwrap_or_default();
+        match StoreKind::of(url) {
+            Some(StoreKind::Postgres) => Ok(Client::Postgres(postgres::Follower::new(cfg)?)),
+            Some(StoreKind::Http) => Ok(Client::Http(http::Poller::new(cfg)?)),
+            None => Err(StoreError {
+                store: redact(url),
+                message: "not a store URL".into(),
+            }),
+        }
+    }
+
+    /// Reads the policy. `Ok(None)`: a cheap check says nothing changed since
+    /// the last read (`force` skips that check).
+    pub async fn sync(&mut self, force: bool) -> Result<Option<Fetched>, StoreError> {
+        match self {
+            Client::Postgres(p) => p.sync(force).await,
+            Client::Http(h) => h.sync(force).await,
+        }
+    }
+
+    /// Waits for the store to say it changed; never returns for stores that do not push.
+    pub async fn changed(&mut self) -> Wake {
+        match self {
+            Client::Postgres(p) => p.changed().await,
+            Client::Http(_) => std::future::pending().await,
+        }
+    }
+
+    /// Drops the connection; the next [`sync`](Self::sync) reconnects.
+    pub fn disconnect(&mut self) {
+        if let Client::Postgres(p) = self {
+            p.disconnect();
+        }
+    }
+}
+
+/// Where the text being served came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    /// Nothing yet: checks answer `policy_unavailable`.
+    None,
+    Store,
+    CacheFile,
+}
+
+impl Origin {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Origin::None => "none",
+            Origin::Store => "store",
+            Origin::CacheFile => "cache_file",
+        }
+    }
+}
+
+/// What a server knows about its store, shared with `/v1/policy`.
+#[derive(Debug)]
+pub struct StoreStatus {
+    pub kind: StoreKind,
+    /// The URL, [`redact`]ed.
+    pub url: String,
+    inner: Mutex<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    latest: Option<Arc<Fetched>>,
+    origin: Origin,
+    connected: bool,
+    last_sync: Option<SystemTime>,
+    failing_since: Option<SystemTime>,
+    error: Option<String>,
+    last_attempt: Option<std::time::Instant>,
+}
+
+/// A point-in-time copy of [`StoreStatus`] for reporting.
+#[derive(Debug, Clone)]
+pub struct StatusView {
+    pub origin: Origin,
+    pub connected: bool,
+    pub last_sync: Option<SystemTime>,
+    pub failing_since: Option<SystemTime>,
+    pub error: Option<String>,
+}
+
+impl StoreStatus {
+    pub fn new(cfg: &PolicyConfig) -> Option<StoreStatus> {
+        let url = cfg.store.as_deref()?;
+        crate::metrics::store_configured();
+        Some(StoreStatus {
+            kind: StoreKind::of(url)?,
+            url: redact(url),
+            inner: Mutex::new(Inner {
+                latest: None,
+                origin: Origin::None,
+                connected: false,
+                last_sync: None,
+                failing_since: None,
+                error: None,
+                last_attempt: None,
+            }),
+        })
+    }
+
+    /// The newest text read (from the store, else the cache file), valid or not.
+    pub fn latest(&self) -> Option<Arc<Fetched>> {
+        self.inner.lock().latest.clone()
+    }
+
+    pub fn view(&self) -> StatusView {
+        let i = self.inner.lock();
+        StatusView {
+            origin: i.origin,
+            connected: i.connected,
+            last_sync: i.last_sync,
+            failing_since: i.failing_since,
+            error: i.error.clone(),
+        }
+    }
+
+    fn set_latest(&self, fetched: Fetched, origin: Origin) {
+        let mut i = self.inner.lock();
+        i.latest = Some(Arc::new(fetched));
+        i.origin = origin;
+    }
+
+    /// A read succeeded (`changed`: it returned new text).
+    fn synced(&self, changed: bool) {
+        let now = SystemTime::now();
+        {
+            let mut i = self.inner.lock();
+            i.connected = true;
+            i.last_sync = Some(now);
+            i.failing_since = None;
+            i.error = None;
+            i.last_attempt = Some(std::time::Instant::now());
+        }
+        crate::metrics::store_synced(if changed { "ok" } else { "unchanged" }, now);
+    }
+
+    fn failed(&self, e: &StoreError) {
+        let now = SystemTime::now();
+        {
+            let mut i = self.inner.lock();
+            i.connected = false;
+            i.failing_since.get_or_insert(now);
+            i.error = Some(e.to_string());
+            i.last_attempt = Some(std::time::Instant::now());
+        }
+        crate::metrics::store_synced("error", now);
+    }
+
+    /// Whether a read is due (Lambda: checked on invocation, at most every `every`).
+    pub fn due(&self, every: Duration) -> bool {
+        self.inner
+            .lock()
+            .last_attempt
+            .is_none_or(|t| t.elapsed() >= every)
+    }
+}
+
+/// The first read at start. On failure the cache file stands in, if set and
+/// readable; else nothing does and checks answer `policy_unavailable` until
+/// the store answers. Returns the client for [`follow`] to keep using.
+pub async fn initial(status: &StoreStatus, cfg: &PolicyConfig) -> Option<Client> {
+    let mut client = match Client::new(cfg) {
+        Ok(c) => c,
+        Err(e) => {
+            status.failed(&e);
+            return None;
+        }
+    };
+    match tokio::time::timeout(START_TIMEOUT, client.sync(true)).await {
+        Ok(Ok(Some(fetched))) => {
+            tracing::info!(store = %status.url, lines = fetched.rows.len(), "policy read from the store");
+            status.synced(true);
+            status.set_latest(fetched, Origin::Store);
+            return Some(client);
+        }
+        Ok(Ok(None)) => status.synced(false),
+        Ok(Err(e)) => status.failed(&e),
+        Err(_) => status.failed(&StoreError {
+            store: status.url.clone(),
+            message: format!("no answer within {} s", START_TIMEOUT.as_secs()),
+        }),
+    }
+    client.disconnect();
+    use_cache(status, cfg);
+    Some(client)
+}
+
+/// Serves the cache file in place of the store, if there is one.
+pub fn use_cache(status: &StoreStatus, cfg: &PolicyConfig) {
+    let error = status.view().error.unwrap_or_default();
+    match cfg.cache_file.as_deref().map(read_cache) {
+        Some(Ok(fetched)) => {
+            tracing::warn!(%error, cache_file = %cfg.cache_file.as_deref().unwrap_or(Path::new("")).display(), "policy store unreachable at start; serving the cached policy");
+            status.set_latest(fetched, Origin::CacheFile);
+        }
+        Some(Err(e)) => {
+            tracing::error!(%error, cache_error = %e, "policy store unreachable and the cache file unreadable: no policy; checks answer 503 policy_unavailable");
+        }
+        None => {
+            tracing::error!(%error, "policy store unreachable at start and no cache_file: no policy; checks answer 503 policy_unavailable");
+        }
+    }
+}
+
+/// How long the first read at start may take before the cache file stands in.
+const START_TIMEOUT: Duration = Duration::from_secs(5);
+
+fn read_cache(path: &Path) -> std::io::Result<Fetched> {
+    let text = std::fs::read_to_string(path)?;
+    let rows = vec![None; text.lines().count()];
+    Ok(Fetched { text, rows })
+}
+
+/// Writes the text now serving to the cache file: a new file renamed over
+/// the old, so a crash mid-write never leaves half a policy.
+fn write_cache(path: &Path, text: &str) -> std::io::Result<()> {
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    std::fs::write(&tmp, text)?;
+    std::fs::rename(&tmp, path)
+}
+
+/// How long notifications must pause before a reload, and the most a burst delays one.
+const QUIET: Duration = Duration::from_millis(50);
+const MAX_DELAY: Duration = Duration::from_millis(300);
+
+/// Reconnect delays: doubling from 250 ms up to 10 s, each with up to 50 % jitter.
+struct Backoff {
+    next: Duration,
+}
+
+impl Backoff {
+    const FIRST: Duration = Duration::from_millis(250);
+    const MAX: Duration = Duration::from_secs(10);
+
+    fn new() -> Self {
+        Self { next: Self::FIRST }
+    }
+
+    fn reset(&mut self) {
+        self.next = Self::FIRST;
+    }
+
+    fn next(&mut self) -> Duration {
+        let base = self.next;
+        self.next = (base * 2).min(Self::MAX);
+        base + base.mul_f64(jitter() * 0.5)
+    }
+}
+
+/// A number in `[0, 1)`, different per call and per process (no RNG crate for this).
+fn jitter() -> f64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
+    (h.finish() >> 11) as f64 / (1u64 << 53) as f64
+}
+
+/// Keeps `store`'s snapshot on the store's newest content: reloads on
+/// notification (bursts coalesced), checks every `poll_secs`, reconnects with
+/// backoff and rereads on reconnect. `after` runs after each new revision.
+pub fn follow(
+    store: Arc<PolicyStore>,
+    client: Option<Client>,
+    after: impl Fn(&Arc<super::snapshot::Snapshot>) + Send + Sync + 'static,
+) -> Option<tokio::task::JoinHandle<()>> {
+    let status = Arc::clone(store.store_status()?);
+    let cfg = store.load().config.policy.clone();
+    let mut client = match client.map_or_else(|| Client::new(&cfg), Ok) {
+        Ok(c) => c,
+        Err(e) => {
+            status.failed(&e);
+            return None;
+        }
+    };
+    let poll = Duration::from_secs(cfg.poll_secs);
+    tracing::info!(store = %status.url, poll_secs = cfg.poll_secs, "following the policy store");
+    Some(tokio::spawn(async move {
+        let mut backoff = Backoff::new();
+        // Reread whole after (re)connecting: notifications sent meanwhile were missed.
+        let mut force = true;
+        loop {
+            match client.sync(force).await {
+                Ok(Some(fetched)) => {
+                    status.synced(true);
+                    apply(&store, &status, &cfg, fetched, &after).await;
+                }
+                Ok(None) => status.synced(false),
+                Err(e) => {
+                    if status.view().error.as_deref() != Some(&e.to_string()) {
+                        tracing::warn!(error = %e, serving = %store.load().revision, "policy store unreachable; the last good revision keeps serving");
+                    }
+                    status.failed(&e);
+                    client.disconnect();
+                    tokio::time::sleep(backoff.next()).await;
+                    force = true;
+                    continue;
+                }
+            }
+            backoff.reset();
+            force = false;
+            match tokio::time::timeout(poll, client.changed()).await {
+                Ok(Wake::Notified) => {
+                    coalesce(&mut client).await;
+                    force = true;
+                }
+                Ok(Wake::Lost(message)) => {
+                    let e = StoreError {
+                        store: status.url.clone(),
+                        message,
+                    };
+                    tracing::warn!(error = %e, "policy store connection lost; reconnecting");
+                    status.failed(&e);
+                    client.disconnect();
+                    force = true;
+                }
+                Err(_) => {} // the poll: a cheap change check
+            }
+        }
+    }))
+}
+
+/// Waits until notifications pause for [`QUIET`], at most [`MAX_DELAY`]: a
+/// burst of commits becomes one reload.
+async fn coalesce(client: &mut Client) {
+    let deadline = tokio::time::Instant::now() + MAX_DELAY;
+    loop {
+        let wait = QUIET.min(deadline.saturating_duration_since(tokio::time::Instant::now()));
+        if wait.is_zero() {
+            return;
+        }
+        match tokio::time::timeout(wait, client.changed()).await {
+            Ok(Wake::Notified) => continue,
+            // A lost connection shows again at the next read.
+            Ok(Wake::Lost(_)) | Err(_) => return,
+        }
+    }
+}
+
+/// Serves `fetched` if it builds; writes it to the cache file when it does.
+async fn apply(
+    store: &PolicyStore,
+    status: &StoreStatus,
+    cfg: &PolicyConfig,
+    fetched: Fetched,
+    after: &impl Fn(&Arc<super::snapshot::Snapshot>),
+) {
+    status.set_latest(fetched, Origin::Store);
+    match store.reload().await {
+        Ok(Some(snap)) => after(&snap),
+        // The text read is the one serving (perhaps since start).
+        Ok(None) => {}
+        Err(_) => return,
+    }
+    if let (Some(path), Some(latest)) = (&cfg.cache_file, status.latest())
+        && std::fs::read_to_string(path).ok().as_deref() != Some(latest.text.as_str())
+        && let Err(e) = write_cache(path, &latest.text)
+    {
+        tracing::warn!(cache_file = %path.display(), error = %e, "cannot write the policy cache file");
+    }
+}
+
+/// Lambda: reads the store on invocation when `poll_secs` have passed since
+/// the last read (a frozen instance runs no background task).
+pub async fn refresh_if_due(store: &PolicyStore, client: &tokio::sync::Mutex<Option<Client>>) {
+    let Some(status) = store.store_status() else {
+        return;
+    };
+    let cfg = store.load().config.policy.clone();
+    if !status.due(Duration::from_secs(cfg.poll_secs)) {
+        return;
+    }
+    let mut guard = client.lock().await;
+    if guard.is_none() {
+        match Client::new(&cfg) {
+            Ok(c) => *guard = Some(c),
+            Err(e) => return status.failed(&e),
+        }
+    }
+    let Some(c) = guard.as_mut() else { return };
+    match c.sync(false).await {
+        Ok(Some(fetched)) => {
+            status.synced(true);
+            apply(store, status, &cfg, fetched, &|_| {}).await;
+        }
+        Ok(None) => status.synced(false),
+        Err(e) => {
+            tracing::warn!(error = %e, serving = %store.load().revision, "policy store unreachable; the last good revision keeps serving");
+            status.failed(&e);
+            c.disconnect();
+        }
+    }
+}
+
+/// Writes one CSV field the way casbin's reader takes it back: quoted when it
+/// holds a comma or surrounding blanks. That reader has no escape for `"`
+/// and no multi-line fields, so a value with a quote or a line break is refused.
+pub(crate) fn push_field(out: &mut String, v: &str) -> Result<(), &'static str> {
+    if v.contains('"') {
+        return Err("a value holds a double quote, which casbin's CSV form cannot carry");
+    }
+    if v.contains(['\n', '\r']) {
+        return Err("a value holds a line break");
+    }
+    if v.contains(',') || v.trim() != v {
+        out.push('"');
+        out.push_str(v);
+        out.push('"');
+    } else {
+        out.push_str(v);
+    }
+    Ok(())
+}
+
+/// One policy line's fields, as casbin reads them: split at commas outside
+/// `"…"`, each trimmed, surrounding quotes removed.
+pub fn split_line(line: &str) -> Result<Vec<String>, &'static str> {
+    let mut raw = Vec::new();
+    let (mut start, mut quoted) = (0, false);
+    for (at, c) in line.char_indices() {
+        match c {
+            '"' => quoted = !quoted,
+            ',' if !quoted => {
+                raw.push(&line[start..at]);
+                start = at + 1;
+            }
+            _ => {}
+        }
+    }
+    if quoted {
+        return Err("unterminated `\"`");
+    }
+    raw.push(&line[start..]);
+    Ok(raw
+        .into_iter()
+        .map(|f| {
+            let t = f.trim();
+            match t.strip_prefix('"').and_then(|t| t.strip_suffix('"')) {
+                Some(inner) => inner.to_string(),
+                None => t.to_string(),
+            }
+        })
+        .collect())
+}
+
+/// The rules of a policy CSV file as fields (`ptype` first), as casbin reads
+/// them: blank lines and `#` comments skipped, fields trimmed, `"…"` quoting a
+/// field that holds commas. `Err((line, message))` for what a table cannot hold.
+pub fn csv_lines(text: &str) -> Result<Vec<Vec<String>>, (usize, String)> {
+    let mut out = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let fields = split_line(line).map_err(|m| (i + 1, m.to_string()))?;
+        out.push(fields);
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_and_signatures_are_redacted() {
+        assert_eq!(
+            redact("postgres://authzd:s3cret@db.internal:5432/authz?sslmode=require"),
+            "postgres://authzd:***@db.internal:5432/authz?sslmode=require"
+        );
+        assert_eq!(
+            redact("postgresql://db/authz?user=a&password=s3cret"),
+            "postgresql://db/authz?user=a&password=***"
+        );
+        assert_eq!(
+            redact("https://bucket.s3.amazonaws.com/policy.csv?X-Amz-Signature=abc&X-Amz-Credential=k"),
+            "https://bucket.s3.amazonaws.com/policy.csv?X-Amz-Signature=***&X-Amz-Credential=***"
+        );
+        assert_eq!(
+            redact("https://u:p@w@h/x"),
+            "https://u:***@h/x",
+            "the host starts after the last @"
+        );
+        assert_eq!(redact("host=db password=x"), "<not a URL>");
+    }
+
+    #[test]
+    fn csv_lines_read_like_casbin() {
+        let text = "# comment\n\np, alice, /x/*, GET\n  g , bob,admin\np, \"a,b\", \" pad\"\n";
+        assert_eq!(
+            csv_lines(text).unwrap(),
+            vec![
+                vec!["p", "alice", "/x/*", "GET"],
+                vec!["g", "bob", "admin"],
+                vec!["p", "a,b", " pad"],
+            ]
+        );
+        assert_eq!(csv_lines("p, \"open, x\n").unwrap_err().0, 1);
+    }
+
+    #[test]
+    fn store_kinds() {
+        assert_eq!(StoreKind::of("postgres://x"), Some(StoreKind::Postgres));
+        assert_eq!(StoreKind::of("PostgreSQL://x"), Some(StoreKind::Postgres));
+        assert_eq!(StoreKind::of("https://x"), Some(StoreKind::Http));
+        assert_eq!(StoreKind::of("s3://x"), None);
+        assert_eq!(StoreKind::of("policy.csv"), None);
+    }
+
+    #[test]
+    fn backoff_doubles_with_jitter_and_caps() {
+        let mut b = Backoff::new();
+        let first = b.next();
+        assert!(first >= Backoff::FIRST && first <= Backoff::FIRST.mul_f64(1.5));
+        for _ in 0..20 {
+            let d = b.next();
+            assert!(d <= Backoff::MAX.mul_f64(1.5), "{d:?}");
+        }
+        b.reset();
+        assert!(b.next() <= Backoff::FIRST.mul_f64(1.5));
+    }
+
+    #[test]
+    fn fields_are_quoted_only_when_needed() {
+        let mut s = String::new();
+        for v in ["alice", "a,b", " pad", "/x/*"] {
+            push_field(&mut s, v).unwrap();
+            s.push('|');
+        }
+        assert_eq!(s, "alice|\"a,b\"|\" pad\"|/x/*|");
+        assert!(push_field(&mut s, "say \"hi\"").is_err());
+        assert!(push_field(&mut s, "two\nlines").is_err());
+    }
+}
