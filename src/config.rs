@@ -572,13 +572,19 @@ impl Config {
         if !plain_identifier(&p.table) {
             return Err(self.invalid(
                 "policy.table",
-                format!("`{}` must be a plain SQL name (letters, digits, `_`, optionally `schema.`)", p.table),
+                format!(
+                    "`{}` must be a plain SQL name (letters, digits, `_`, optionally `schema.`)",
+                    p.table
+                ),
             ));
         }
         if !plain_identifier(&p.channel) || p.channel.contains('.') {
             return Err(self.invalid(
                 "policy.channel",
-                format!("`{}` must be a plain SQL name (letters, digits, `_`)", p.channel),
+                format!(
+                    "`{}` must be a plain SQL name (letters, digits, `_`)",
+                    p.channel
+                ),
             ));
         }
         if p.poll_secs == 0 {

@@ -333,7 +333,9 @@ async fn store(config: &Path, command: StoreCommand) -> Result<ExitCode> {
         bail!("`{}` sets no `[policy] store`", config.display());
     };
     if StoreKind::of(url) != Some(StoreKind::Postgres) {
-        bail!("`authzd store` manages PostgreSQL stores; an HTTP store is written by whatever serves it");
+        bail!(
+            "`authzd store` manages PostgreSQL stores; an HTTP store is written by whatever serves it"
+        );
     }
     let mut admin = Admin::connect(&cfg.policy).await?;
     match command {

@@ -109,6 +109,8 @@ fn every_metric_is_documented() {
     authzd::metrics::policy_reloaded("ok", "rev");
     authzd::metrics::role_lookup("ok");
     authzd::metrics::decision_log_dropped();
+    authzd::metrics::store_configured();
+    authzd::metrics::store_synced("ok", std::time::SystemTime::now());
     let text = authzd::metrics::render();
     let doc = read("docs/metrics.md");
     let mut n = 0;

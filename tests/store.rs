@@ -453,7 +453,10 @@ async fn an_outage_keeps_the_last_revision_and_the_reconnect_catches_up() {
     let r = Replica::start(&fleet.config()).await;
     let serving = r.revision().await;
     // Changes below raise no notification: only the reread on reconnect can find them.
-    pg.psql("outage", "ALTER TABLE casbin_rule DISABLE TRIGGER authzd_notify");
+    pg.psql(
+        "outage",
+        "ALTER TABLE casbin_rule DISABLE TRIGGER authzd_notify",
+    );
 
     pg.stop_server();
     let load = Load::start(std::slice::from_ref(&r), &t);
@@ -464,7 +467,11 @@ async fn an_outage_keeps_the_last_revision_and_the_reconnect_catches_up() {
         .await
     );
     let p = r.policy().await;
-    assert_eq!(p["revision"], serving.as_str(), "the last good revision keeps serving");
+    assert_eq!(
+        p["revision"],
+        serving.as_str(),
+        "the last good revision keeps serving"
+    );
     assert!(p["store"]["unreachable_since"].is_string(), "{p}");
     assert!(p["store"]["error"].is_string(), "{p}");
     let metrics = r.metrics().await;
@@ -478,7 +485,10 @@ async fn an_outage_keeps_the_last_revision_and_the_reconnect_catches_up() {
     };
     let lag1 = lag(&metrics);
     tokio::time::sleep(Duration::from_millis(1100)).await;
-    assert!(lag(&r.metrics().await) > lag1, "the gauge must grow while unreachable");
+    assert!(
+        lag(&r.metrics().await) > lag1,
+        "the gauge must grow while unreachable"
+    );
     assert!(r.check(&t).await.0 == 200);
 
     pg.start_server();
@@ -502,7 +512,10 @@ async fn the_poll_finds_what_no_notification_announced() {
     let fleet = prepared(&pg, "poll", "poll_secs = 1").await;
     let t = fleet.staff_token();
     let r = Replica::start(&fleet.config()).await;
-    pg.psql("poll", "ALTER TABLE casbin_rule DISABLE TRIGGER authzd_notify");
+    pg.psql(
+        "poll",
+        "ALTER TABLE casbin_rule DISABLE TRIGGER authzd_notify",
+    );
     let unchanged = r#"authzd_policy_store_sync_total{result="unchanged"}"#;
     let reloads = r#"authzd_policy_reload_total{result="ok"}"#;
     let (u0, ok0) = (r.counter(unchanged).await, r.counter(reloads).await);
@@ -511,10 +524,19 @@ async fn the_poll_finds_what_no_notification_announced() {
     assert!(r.counter(unchanged).await > u0);
     assert_eq!(r.counter(reloads).await, ok0);
     grant_row(&pg.client("poll").await).await;
-    assert!(eventually(10, || r.allowed(&t)).await, "the poll never saw the insert");
+    assert!(
+        eventually(10, || r.allowed(&t)).await,
+        "the poll never saw the insert"
+    );
     // An update moves it too.
-    pg.psql("poll", "UPDATE casbin_rule SET v2 = 'PUT' WHERE v0 = 'staff'");
-    assert!(eventually(10, || async { !r.allowed(&t).await }).await, "the poll never saw the update");
+    pg.psql(
+        "poll",
+        "UPDATE casbin_rule SET v2 = 'PUT' WHERE v0 = 'staff'",
+    );
+    assert!(
+        eventually(10, || async { !r.allowed(&t).await }).await,
+        "the poll never saw the update"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -525,7 +547,10 @@ async fn starting_without_the_store() {
     let fleet = prepared(
         &pg,
         "startdown",
-        &format!("poll_secs = 86400\ncache_file = \"{}\"", cache_file.display()),
+        &format!(
+            "poll_secs = 86400\ncache_file = \"{}\"",
+            cache_file.display()
+        ),
     )
     .await;
     grant_row(&pg.client("startdown").await).await;
@@ -544,7 +569,13 @@ async fn starting_without_the_store() {
     assert!(cached.allowed(&t).await);
     let p = cached.policy().await;
     assert_eq!(p["store"]["serving_from"], "cache_file");
-    assert!(reqwest::get(cached.url("/readyz")).await.unwrap().status().is_success());
+    assert!(
+        reqwest::get(cached.url("/readyz"))
+            .await
+            .unwrap()
+            .status()
+            .is_success()
+    );
 
     // Without: not ready, and every check is 503 policy_unavailable, never an allow.
     let text = std::fs::read_to_string(fleet.config()).unwrap();
@@ -586,7 +617,13 @@ async fn starting_without_the_store() {
     assert!(eventually(30, || bare.allowed(&t)).await, "never recovered");
     // (Its config text differs from the others', so its revision does too.)
     assert_ne!(bare.revision().await, "none");
-    assert!(reqwest::get(bare.url("/readyz")).await.unwrap().status().is_success());
+    assert!(
+        reqwest::get(bare.url("/readyz"))
+            .await
+            .unwrap()
+            .status()
+            .is_success()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -657,13 +694,19 @@ async fn an_adapter_table_with_extra_columns_and_nulls() {
     assert_eq!(p["rules"], 2);
     assert_eq!(p["groupings"], 1);
     // A value in v6 is part of the rule, not silently cut off: here it makes the line too long.
-    pg.psql("adapter", "UPDATE casbin_rule SET v6 = 'x' WHERE v0 = 'staff'");
+    pg.psql(
+        "adapter",
+        "UPDATE casbin_rule SET v6 = 'x' WHERE v0 = 'staff'",
+    );
     assert!(eventually(10, || async { r.policy().await["last_error"].is_string() }).await);
     // The export reads the same way.
     let out = fleet.store_cmd(&["export"]);
     assert!(out.status.success());
     let csv = String::from_utf8(out.stdout).unwrap();
-    assert!(csv.contains("p, staff, /api/reports, POST, , , , x"), "{csv}");
+    assert!(
+        csv.contains("p, staff, /api/reports, POST, , , , x"),
+        "{csv}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -699,7 +742,11 @@ async fn import_export_round_trip_and_init_refusals() {
 
     // `validate` and `check` read the store too.
     let out = fleet.authzd(&["validate"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -718,8 +765,16 @@ async fn the_password_never_leaks() {
     let cli = String::from_utf8_lossy(&out.stderr).to_string();
     assert!(!out.status.success());
     let stderr = r.stderr.lock().clone();
-    for (what, text) in [("/v1/policy", &p), ("/metrics", &m), ("logs", &stderr), ("CLI", &cli)] {
-        assert!(!text.contains("Wr0ng-Passw0rd-99"), "{what} leaks the password: {text}");
+    for (what, text) in [
+        ("/v1/policy", &p),
+        ("/metrics", &m),
+        ("logs", &stderr),
+        ("CLI", &cli),
+    ] {
+        assert!(
+            !text.contains("Wr0ng-Passw0rd-99"),
+            "{what} leaks the password: {text}"
+        );
         assert!(!text.contains(PASSWORD), "{what} leaks a password");
     }
     assert!(p.contains("postgres:***@127.0.0.1"), "{p}");
@@ -730,7 +785,10 @@ async fn the_password_never_leaks() {
     assert!(out.status.success());
     let r = Replica::start(&good.config()).await;
     let p = r.policy().await.to_string();
-    assert!(!p.contains(PASSWORD) && !r.stderr.lock().contains(PASSWORD), "{p}");
+    assert!(
+        !p.contains(PASSWORD) && !r.stderr.lock().contains(PASSWORD),
+        "{p}"
+    );
 }
 
 /// A web server holding a policy CSV with an ETag, as S3 or nginx serves one.
@@ -745,13 +803,25 @@ struct Object {
 impl Object {
     async fn start(text: &str) -> Object {
         use axum::{extract::State, http::HeaderMap, response::IntoResponse, routing::get};
-        type S = (Arc<Mutex<(String, u16)>>, Arc<AtomicUsize>, Arc<AtomicUsize>);
-        async fn serve(State((body, full, nm)): State<S>, headers: HeaderMap) -> axum::response::Response {
+        type S = (
+            Arc<Mutex<(String, u16)>>,
+            Arc<AtomicUsize>,
+            Arc<AtomicUsize>,
+        );
+        async fn serve(
+            State((body, full, nm)): State<S>,
+            headers: HeaderMap,
+        ) -> axum::response::Response {
             let (text, status) = body.lock().clone();
             if status != 200 {
-                return axum::http::StatusCode::from_u16(status).unwrap().into_response();
+                return axum::http::StatusCode::from_u16(status)
+                    .unwrap()
+                    .into_response();
             }
-            let etag = format!("\"{:x}\"", text.len() * 7919 + text.bytes().map(usize::from).sum::<usize>());
+            let etag = format!(
+                "\"{:x}\"",
+                text.len() * 7919 + text.bytes().map(usize::from).sum::<usize>()
+            );
             if headers.get("if-none-match").and_then(|v| v.to_str().ok()) == Some(etag.as_str()) {
                 nm.fetch_add(1, Ordering::SeqCst);
                 return axum::http::StatusCode::NOT_MODIFIED.into_response();
@@ -779,7 +849,10 @@ impl Object {
     }
 
     fn url(&self) -> String {
-        format!("http://{}/bucket/policy.csv?X-Amz-Signature=sig-Zz9", self.addr)
+        format!(
+            "http://{}/bucket/policy.csv?X-Amz-Signature=sig-Zz9",
+            self.addr
+        )
     }
 }
 
@@ -793,11 +866,17 @@ async fn an_http_store_with_etags() {
     let reloads = r#"authzd_policy_reload_total{result="ok"}"#;
     let ok0 = r.counter(reloads).await;
     tokio::time::sleep(Duration::from_millis(2500)).await;
-    assert!(obj.not_modified.load(Ordering::SeqCst) >= 1, "If-None-Match was not sent");
+    assert!(
+        obj.not_modified.load(Ordering::SeqCst) >= 1,
+        "If-None-Match was not sent"
+    );
     assert_eq!(r.counter(reloads).await, ok0, "a 304 must not rebuild");
     let p = r.policy().await;
     assert_eq!(p["store"]["kind"], "http");
-    assert!(!p.to_string().contains("sig-Zz9"), "the signature leaks: {p}");
+    assert!(
+        !p.to_string().contains("sig-Zz9"),
+        "the signature leaks: {p}"
+    );
 
     // A change.
     obj.body.lock().0 = format!("{BASE}p, staff, /api/reports, POST\n");
@@ -812,7 +891,12 @@ async fn an_http_store_with_etags() {
 
     // Server errors and a server gone: the last good revision serves.
     obj.body.lock().1 = 500;
-    assert!(eventually(10, || async { r.policy().await["store"]["connected"] == false }).await);
+    assert!(
+        eventually(10, || async {
+            r.policy().await["store"]["connected"] == false
+        })
+        .await
+    );
     assert!(r.allowed(&t).await);
     obj.task.abort();
     tokio::time::sleep(Duration::from_millis(1500)).await;

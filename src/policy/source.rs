@@ -109,7 +109,7 @@ pub struct Fetched {
 /// A connection to a store: reads the policy, and for stores that push,
 /// waits for the next change.
 pub enum Client {
-    Postgres(postgres::Follower),
+    Postgres(Box<postgres::Follower>),
     Http(http::Poller),
 }
 
@@ -125,7 +125,9 @@ impl Client {
     pub fn new(cfg: &PolicyConfig) -> Result<Client, StoreError> {
         let url = cfg.store.as_deref().unwrap_or_default();
         match StoreKind::of(url) {
-            Some(StoreKind::Postgres) => Ok(Client::Postgres(postgres::Follower::new(cfg)?)),
+            Some(StoreKind::Postgres) => {
+                Ok(Client::Postgres(Box::new(postgres::Follower::new(cfg)?)))
+            }
             Some(StoreKind::Http) => Ok(Client::Http(http::Poller::new(cfg)?)),
             None => Err(StoreError {
                 store: redact(url),
@@ -607,7 +609,9 @@ mod tests {
             "postgresql://db/authz?user=a&password=***"
         );
         assert_eq!(
-            redact("https://bucket.s3.amazonaws.com/policy.csv?X-Amz-Signature=abc&X-Amz-Credential=k"),
+            redact(
+                "https://bucket.s3.amazonaws.com/policy.csv?X-Amz-Signature=abc&X-Amz-Credential=k"
+            ),
             "https://bucket.s3.amazonaws.com/policy.csv?X-Amz-Signature=***&X-Amz-Credential=***"
         );
         assert_eq!(

@@ -58,7 +58,10 @@ impl Pg {
             );
             return None;
         };
-        let dir = tempfile::Builder::new().prefix("authzd-pg").tempdir().unwrap();
+        let dir = tempfile::Builder::new()
+            .prefix("authzd-pg")
+            .tempdir()
+            .unwrap();
         let as_postgres = is_root();
         std::fs::write(dir.path().join("pw"), PASSWORD).unwrap();
         if as_postgres {
@@ -197,7 +200,15 @@ impl Pg {
     /// Runs `sql` with the real `psql` client, as an operator would.
     pub fn psql(&self, db: &str, sql: &str) {
         let out = Command::new(self.bin.join("psql"))
-            .args(["-v", "ON_ERROR_STOP=1", "-q", "-d", &self.url(db), "-c", sql])
+            .args([
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-q",
+                "-d",
+                &self.url(db),
+                "-c",
+                sql,
+            ])
             .output()
             .unwrap();
         assert!(
@@ -214,11 +225,23 @@ impl Drop for Pg {
             Command::new("runuser")
                 .args(["-u", "postgres", "--"])
                 .arg(self.bin.join("pg_ctl"))
-                .args(["-D", self.data().to_str().unwrap(), "-m", "immediate", "stop"])
+                .args([
+                    "-D",
+                    self.data().to_str().unwrap(),
+                    "-m",
+                    "immediate",
+                    "stop",
+                ])
                 .output()
         } else {
             Command::new(self.bin.join("pg_ctl"))
-                .args(["-D", self.data().to_str().unwrap(), "-m", "immediate", "stop"])
+                .args([
+                    "-D",
+                    self.data().to_str().unwrap(),
+                    "-m",
+                    "immediate",
+                    "stop",
+                ])
                 .output()
         };
     }

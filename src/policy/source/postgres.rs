@@ -92,7 +92,11 @@ impl Follower {
             let tls = tokio_postgres_rustls::MakeRustlsConnect::new(
                 tls_config().map_err(|m| self.err(m))?,
             );
-            let (client, connection) = self.config.connect(tls).await.map_err(|e| db_err(&self.url, e))?;
+            let (client, connection) = self
+                .config
+                .connect(tls)
+                .await
+                .map_err(|e| db_err(&self.url, e))?;
             (client, drive(connection, tx))
         } else {
             let (client, connection) = self
@@ -126,6 +130,18 @@ impl Follower {
         let Some(conn) = self.conn.as_mut() else {
             return Err(self.err("not connected"));
         };
+        // Notifications nobody waited for (Lambda reads only on invocation):
+        // any of them means the cheap check can be skipped.
+        let mut force = force;
+        while let Ok(note) = conn.notes.try_recv() {
+            match note {
+                Note::Notified => force = true,
+                Note::Lost(m) => {
+                    self.disconnect();
+                    return Err(self.err(format!("connection lost: {m}")));
+                }
+            }
+        }
         let table = quote_table(&self.table);
         let read = async {
             let tx = conn
@@ -272,7 +288,9 @@ async fn columns(client: &Client, table: &str) -> Result<Columns, String> {
         .take_while(|i| names.iter().any(|n| *n == format!("v{i}")))
         .count();
     if values == 0 {
-        return Err(format!("table `{table}` has no `v0` column: not a Casbin adapter table"));
+        return Err(format!(
+            "table `{table}` has no `v0` column: not a Casbin adapter table"
+        ));
     }
     Ok(Columns {
         values,
@@ -364,7 +382,11 @@ impl Admin {
             let (c, conn) = f.config.connect(tls).await.map_err(|e| db_err(&f.url, e))?;
             (c, drive(conn, tx))
         } else {
-            let (c, conn) = f.config.connect(NoTls).await.map_err(|e| db_err(&f.url, e))?;
+            let (c, conn) = f
+                .config
+                .connect(NoTls)
+                .await
+                .map_err(|e| db_err(&f.url, e))?;
             (c, drive(conn, tx))
         };
         Ok(Admin {
@@ -408,7 +430,11 @@ impl Admin {
                 FOR EACH STATEMENT EXECUTE FUNCTION {function}();"
         );
         let url = self.url.clone();
-        let tx = self.client.transaction().await.map_err(|e| db_err(&url, e))?;
+        let tx = self
+            .client
+            .transaction()
+            .await
+            .map_err(|e| db_err(&url, e))?;
         tx.batch_execute(&sql).await.map_err(|e| db_err(&url, e))?;
         tx.commit().await.map_err(|e| db_err(&url, e))
     }
@@ -432,7 +458,8 @@ impl Admin {
                 columns.values - 1
             )));
         }
-        let mut arrays: Vec<Vec<Option<String>>> = vec![Vec::with_capacity(lines.len()); columns.values + 1];
+        let mut arrays: Vec<Vec<Option<String>>> =
+            vec![Vec::with_capacity(lines.len()); columns.values + 1];
         for l in lines {
             for (c, array) in arrays.iter_mut().enumerate() {
                 array.push(l.get(c).cloned());
@@ -450,7 +477,11 @@ impl Admin {
             .map(|a| a as &(dyn tokio_postgres::types::ToSql + Sync))
             .collect();
         let url = self.url.clone();
-        let tx = self.client.transaction().await.map_err(|e| db_err(&url, e))?;
+        let tx = self
+            .client
+            .transaction()
+            .await
+            .map_err(|e| db_err(&url, e))?;
         tx.execute(&format!("DELETE FROM {table}"), &[])
             .await
             .map_err(|e| db_err(&url, e))?;
