@@ -631,3 +631,71 @@ fn the_sam_template_passes_cfn_lint() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// A policy CSV served over HTTP with an ETag; counts the full answers.
+async fn policy_object(text: &str) -> (String, Arc<Mutex<String>>, Arc<Mutex<usize>>) {
+    use axum::{extract::State, http::HeaderMap, response::IntoResponse, routing::get};
+    type S = (Arc<Mutex<String>>, Arc<Mutex<usize>>);
+    async fn serve(State((body, gets)): State<S>, headers: HeaderMap) -> axum::response::Response {
+        let text = body.lock().clone();
+        let etag = format!("\"{}-{}\"", text.len(), text.lines().count());
+        *gets.lock() += 1;
+        if headers.get("if-none-match").and_then(|v| v.to_str().ok()) == Some(etag.as_str()) {
+            return axum::http::StatusCode::NOT_MODIFIED.into_response();
+        }
+        ([("etag", etag)], text).into_response()
+    }
+    let body = Arc::new(Mutex::new(text.to_string()));
+    let gets = Arc::new(Mutex::new(0));
+    let app = axum::Router::new()
+        .route("/policy.csv", get(serve))
+        .with_state((Arc::clone(&body), Arc::clone(&gets)));
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/policy.csv", l.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(l, app).await.unwrap() });
+    (url, body, gets)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_policy_store_is_checked_on_invocation_at_most_every_poll_secs() {
+    let (url, body, gets) = policy_object(DEMO_POLICY).await;
+    let rsa = key("rsa.pem");
+    let env = lambda_env(
+        "jwks_file = \"jwks.json\"",
+        "response = \"iam\"\npolicy_scope = \"request\"",
+        "",
+    );
+    let text = std::fs::read_to_string(env.config()).unwrap().replace(
+        "policy = \"policy.csv\"",
+        &format!("store = \"{url}\"\npoll_secs = 2"),
+    );
+    assert!(text.contains("store = "), "the example's policy line moved");
+    env.write("authzd.toml", &text);
+    let api = RuntimeApi::start().await;
+    let _f = start_with(&api, &env, &rsa);
+    let regular = format!("Bearer {}", user(&rsa, ISS, "bob", &["regular"]));
+    let ask = || api.invoke(v2("GET", "/AdminUser", Some(&regular)));
+    let a = ask().await;
+    assert!(!statements(answer(&a), "Deny").is_empty());
+    let at_start = *gets.lock();
+    assert!(at_start >= 1);
+
+    *body.lock() = format!("{DEMO_POLICY}p, regular, /AdminUser, GET\n");
+    // A frozen instance polls nothing: no invocation, no fetch.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(*gets.lock(), at_start, "fetched without an invocation");
+    // The next invocation reads the store first and is decided on the new policy.
+    let a = ask().await;
+    assert!(!statements(answer(&a), "Allow").is_empty(), "{a:?}");
+    assert_eq!(*gets.lock(), at_start + 1);
+    // And not again before poll_secs have passed.
+    for _ in 0..5 {
+        let a = ask().await;
+        assert!(!statements(answer(&a), "Allow").is_empty());
+    }
+    assert_eq!(
+        *gets.lock(),
+        at_start + 1,
+        "checked more often than poll_secs"
+    );
+}

@@ -118,6 +118,7 @@ struct Replica {
     /// Killed when dropped.
     _child: tokio::process::Child,
     http: SocketAddr,
+    grpc: SocketAddr,
     stderr: Arc<Mutex<String>>,
 }
 
@@ -144,17 +145,21 @@ impl Replica {
                     && v["fields"]["message"] == "authzd serving"
                     && let Some(tx) = tx.take()
                 {
-                    let _ = tx.send(v["fields"]["http"].as_str().unwrap().parse().unwrap());
+                    let addr = |k: &str| -> SocketAddr {
+                        v["fields"][k].as_str().unwrap().parse().unwrap()
+                    };
+                    let _ = tx.send((addr("http"), addr("grpc")));
                 }
             }
         });
-        let http = tokio::time::timeout(Duration::from_secs(30), rx)
+        let (http, grpc) = tokio::time::timeout(Duration::from_secs(30), rx)
             .await
             .expect("replica never started serving")
             .unwrap();
         Replica {
             _child: child,
             http,
+            grpc,
             stderr,
         }
     }
@@ -610,6 +615,22 @@ async fn starting_without_the_store() {
         .await
         .unwrap();
     assert_eq!(fwd.status(), 503);
+    let mut envoy = envoy_types::pb::envoy::service::auth::v3::authorization_client::AuthorizationClient::connect(
+        format!("http://{}", bare.grpc),
+    )
+    .await
+    .unwrap();
+    let auth = format!("Bearer {t}");
+    let resp = envoy
+        .check(envoy_request(
+            "POST",
+            "/api/reports",
+            &[("authorization", &auth)],
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(resp.status.unwrap().code, 14, "UNAVAILABLE");
     assert_eq!(bare.policy().await["store"]["serving_from"], "none");
 
     // The store comes up: ready, and deciding from its rules.
