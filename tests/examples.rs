@@ -307,3 +307,85 @@ fn gateway_examples_canonicalize_paths() {
             .any(|l| l.starts_with("proxy_pass http://api/"))
     );
 }
+
+#[test]
+fn kubernetes_fleet_example_is_consistent() {
+    let text = std::fs::read_to_string(example("kubernetes/fleet.yaml")).unwrap();
+    let docs: Vec<Value> = serde_norway::Deserializer::from_str(&text)
+        .map(|d| serde::Deserialize::deserialize(d).unwrap())
+        .collect();
+    let kind = |k: &str| docs.iter().find(|d| d["kind"].as_str() == Some(k)).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    for (name, body) in kind("ConfigMap")["data"].as_mapping().unwrap() {
+        std::fs::write(
+            dir.path().join(name.as_str().unwrap()),
+            body.as_str().unwrap(),
+        )
+        .unwrap();
+    }
+    // The password is expanded from the environment; stand one in.
+    let toml = std::fs::read_to_string(dir.path().join("authzd.toml")).unwrap();
+    assert!(
+        toml.contains("${PGPASSWORD}"),
+        "the password must not be in the file"
+    );
+    let config = Config::from_toml(
+        &toml.replace("${PGPASSWORD}", "x"),
+        &dir.path().join("authzd.toml"),
+    )
+    .unwrap();
+    let store = config.policy.store.as_deref().unwrap();
+    assert!(store.starts_with("postgres://authzd:x@authzd-postgres:5432/"));
+    let cache_dir = config
+        .policy
+        .cache_file
+        .as_deref()
+        .unwrap()
+        .parent()
+        .unwrap();
+
+    // The Secret feeds PGPASSWORD to both the replicas and the init Job.
+    for (k, c) in [
+        (
+            "Deployment",
+            &kind("Deployment")["spec"]["template"]["spec"]["containers"][0],
+        ),
+        (
+            "Job",
+            &kind("Job")["spec"]["template"]["spec"]["containers"][0],
+        ),
+    ] {
+        let env = c["env"].as_sequence().unwrap();
+        assert!(
+            env.iter().any(|e| e["name"].as_str() == Some("PGPASSWORD")
+                && e["valueFrom"]["secretKeyRef"]["name"].as_str() == Some("authzd-db")),
+            "{k}"
+        );
+    }
+    let job = &kind("Job")["spec"]["template"]["spec"]["containers"][0];
+    let args: Vec<&str> = job["args"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap())
+        .collect();
+    assert_eq!(
+        args,
+        ["store", "--config", "/etc/authzd/authzd.toml", "init"]
+    );
+    // The cache file's directory is writable in a read-only container.
+    let c = &kind("Deployment")["spec"]["template"]["spec"]["containers"][0];
+    assert_eq!(
+        c["securityContext"]["readOnlyRootFilesystem"].as_bool(),
+        Some(true)
+    );
+    let mounts = c["volumeMounts"].as_sequence().unwrap();
+    assert!(
+        mounts
+            .iter()
+            .any(|m| Path::new(m["mountPath"].as_str().unwrap()) == cache_dir
+                && m["readOnly"].as_bool() != Some(true)),
+        "{cache_dir:?} is not a writable mount"
+    );
+    assert!(kind("Deployment")["spec"]["replicas"].as_u64().unwrap() > 1);
+}
