@@ -729,3 +729,52 @@ async fn an_http_store_with_etags() {
     assert_eq!(r.revision().await, granted);
     assert!(obj.full.load(Ordering::SeqCst) >= 3);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_when_the_url_asks_for_it_with_the_certificate_checked() {
+    let Some((pg, ca)) = Pg::start_tls() else {
+        return;
+    };
+    let url = pg.create_db("tls").await;
+    let fleet = Fleet::new(&format!("{url}?sslmode=require"), "poll_secs = 86400");
+    // Our CA trusted: TLS, verified, and the server agrees the session is encrypted.
+    let mut init = std::process::Command::new(env!("CARGO_BIN_EXE_authzd"));
+    let out = init
+        .env("SSL_CERT_FILE", &ca)
+        .args(["store", "--config"])
+        .arg(fleet.config())
+        .arg("init")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r = Replica::start_with_env(&fleet.config(), &[("SSL_CERT_FILE", &ca)]).await;
+    assert_eq!(r.policy().await["store"]["serving_from"], "store");
+    let c = pg.client("tls").await;
+    let row = c
+        .query_one(
+            "SELECT bool_and(s.ssl) FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid) \
+             WHERE a.application_name = 'authzd'",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        row.get::<_, Option<bool>>(0),
+        Some(true),
+        "authzd's connection is not TLS"
+    );
+
+    // The system's roots do not vouch for the test CA: refused, never downgraded to plain.
+    let r = Replica::start(&fleet.config()).await;
+    let p = r.policy().await;
+    assert_eq!(p["available"], false, "{p}");
+    let err = p["store"]["error"].as_str().unwrap();
+    assert!(
+        err.contains("certificate") || err.contains("trusted root"),
+        "{err}"
+    );
+}

@@ -113,7 +113,15 @@ pub struct Replica {
 
 impl Replica {
     pub async fn start(config: &Path) -> Replica {
-        let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_authzd"))
+        Self::start_with_env(config, &[]).await
+    }
+
+    pub async fn start_with_env(config: &Path, env: &[(&str, &Path)]) -> Replica {
+        let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_authzd"));
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd
             .args(["--log-format", "json", "serve", "--config"])
             .arg(config)
             .stdout(Stdio::null())

@@ -15,6 +15,8 @@ pub struct Pg {
     bin: PathBuf,
     pub port: u16,
     as_postgres: bool,
+    /// Extra server settings (`-c ssl=on …`).
+    extra: String,
 }
 
 /// The newest `/usr/lib/postgresql/N/bin`, else `initdb` on `PATH`.
@@ -52,6 +54,23 @@ fn is_root() -> bool {
 impl Pg {
     /// Starts a cluster, or says loudly why not and returns `None`.
     pub fn start() -> Option<Pg> {
+        Self::start_with(false)
+    }
+
+    /// A cluster that also accepts TLS, with a certificate for 127.0.0.1
+    /// signed by a throwaway CA; returns the CA's PEM file too. `None` (said
+    /// loudly) without PostgreSQL or `openssl`.
+    pub fn start_tls() -> Option<(Pg, PathBuf)> {
+        if Command::new("openssl").arg("version").output().is_err() {
+            eprintln!("\n*** SKIPPED: no openssl to make test certificates ***\n");
+            return None;
+        }
+        let pg = Self::start_with(true)?;
+        let ca = pg.dir.path().join("ca.pem");
+        Some((pg, ca))
+    }
+
+    fn start_with(tls: bool) -> Option<Pg> {
         let Some(bin) = bin_dir() else {
             eprintln!(
                 "\n*** SKIPPED: PostgreSQL is not installed (apt-get install postgresql; .ci/run does this) ***\n"
@@ -79,12 +98,16 @@ impl Pg {
             .local_addr()
             .unwrap()
             .port();
-        let pg = Pg {
+        let mut pg = Pg {
             dir,
             bin,
             port,
             as_postgres,
+            extra: String::new(),
         };
+        if tls {
+            pg.make_certs();
+        }
         let data = pg.data();
         let pw = pg.dir.path().join("pw");
         pg.run(
@@ -105,6 +128,96 @@ impl Pg {
         );
         pg.start_server();
         Some(pg)
+    }
+
+    fn make_certs(&mut self) {
+        let d = self.dir.path();
+        let openssl = |args: &[&str]| {
+            let out = Command::new("openssl")
+                .args(args)
+                .current_dir(d)
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "openssl {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        let ec = [
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+        ];
+        let mut ca = vec!["req", "-x509"];
+        ca.extend(ec);
+        ca.extend([
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=authzd test CA",
+        ]);
+        openssl(&ca);
+        let mut csr = vec!["req"];
+        csr.extend(ec);
+        csr.extend([
+            "-keyout",
+            "server.key",
+            "-out",
+            "server.csr",
+            "-subj",
+            "/CN=127.0.0.1",
+        ]);
+        openssl(&csr);
+        std::fs::write(d.join("san.ext"), "subjectAltName=IP:127.0.0.1\n").unwrap();
+        openssl(&[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "server.crt",
+            "-days",
+            "2",
+            "-extfile",
+            "san.ext",
+        ]);
+        let key = d.join("server.key");
+        if self.as_postgres {
+            assert!(
+                Command::new("chown")
+                    .args(["postgres:postgres"])
+                    .arg(&key)
+                    .arg(d.join("server.crt"))
+                    .status()
+                    .unwrap()
+                    .success()
+            );
+        }
+        assert!(
+            Command::new("chmod")
+                .arg("600")
+                .arg(&key)
+                .status()
+                .unwrap()
+                .success()
+        );
+        self.extra = format!(
+            " -c ssl=on -c ssl_cert_file={} -c ssl_key_file={}",
+            d.join("server.crt").display(),
+            key.display()
+        );
     }
 
     fn data(&self) -> PathBuf {
@@ -135,9 +248,10 @@ impl Pg {
     /// `pg_ctl start`, waiting until it accepts connections.
     pub fn start_server(&self) {
         let opts = format!(
-            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c full_page_writes=off",
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c full_page_writes=off{}",
             self.port,
-            self.dir.path().display()
+            self.dir.path().display(),
+            self.extra
         );
         let log = self.dir.path().join("log");
         self.run(

@@ -514,7 +514,16 @@ impl Admin {
 fn db_err(url: &str, e: tokio_postgres::Error) -> StoreError {
     let message = match e.as_db_error() {
         Some(db) => format!("{}: {}", db.severity(), db.message()),
-        None => e.to_string(),
+        None => {
+            // "error performing TLS handshake" says little without its cause.
+            let mut m = e.to_string();
+            let mut source = std::error::Error::source(&e);
+            while let Some(s) = source {
+                m.push_str(&format!(": {s}"));
+                source = s.source();
+            }
+            m
+        }
     };
     StoreError {
         store: url.to_string(),
