@@ -273,6 +273,10 @@ fn reload_on_sighup(authorizer: &Arc<Authorizer>) -> Option<tokio::task::JoinHan
             while hup.recv().await.is_some() {
                 tracing::info!("SIGHUP: reloading policy, reopening the decision log");
                 audit.reopen();
+                // A shared store is reread too (its follower does that and reloads).
+                if let Some(status) = store.store_status() {
+                    status.kick();
+                }
                 // Errors are logged, counted and kept for GET /v1/policy inside reload().
                 match store.reload().await {
                     Ok(Some(snap)) => after_reload(&jwks, &roles, &snap),

@@ -778,3 +778,46 @@ async fn tls_when_the_url_asks_for_it_with_the_certificate_checked() {
         "{err}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_rereads_the_store_and_store_settings_need_a_restart() {
+    let Some(pg) = Pg::start() else { return };
+    let fleet = prepared(&pg, "hup", "poll_secs = 86400").await;
+    let t = fleet.staff_token();
+    let r = Replica::start(&fleet.config()).await;
+    pg.psql(
+        "hup",
+        "ALTER TABLE casbin_rule DISABLE TRIGGER authzd_notify",
+    );
+    grant_row(&pg.client("hup").await).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(!r.allowed(&t).await, "nothing announced the change yet");
+    let kill = std::process::Command::new("kill")
+        .args(["-HUP", &r.pid().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    assert!(
+        eventually(10, || r.allowed(&t)).await,
+        "SIGHUP did not reread the store"
+    );
+
+    // Where policy comes from is set up once: a change says it needs a restart.
+    let text = std::fs::read_to_string(fleet.config()).unwrap();
+    std::fs::write(
+        fleet.config(),
+        text.replace("poll_secs = 86400", "poll_secs = 5"),
+    )
+    .unwrap();
+    assert!(
+        eventually(10, || async {
+            r.policy().await["restart_required"]
+                .as_str()
+                .is_some_and(|m| m.contains("poll_secs") || m.contains("store"))
+        })
+        .await,
+        "{}",
+        r.policy().await
+    );
+    assert!(r.allowed(&t).await);
+}

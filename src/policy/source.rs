@@ -187,6 +187,8 @@ pub struct StoreStatus {
     /// The URL, [`redact`]ed.
     pub url: String,
     inner: Mutex<Inner>,
+    /// Asks the follower for a full read now (SIGHUP).
+    kick: tokio::sync::Notify,
 }
 
 #[derive(Debug)]
@@ -226,7 +228,13 @@ impl StoreStatus {
                 error: None,
                 last_attempt: None,
             }),
+            kick: tokio::sync::Notify::new(),
         })
+    }
+
+    /// Asks the follower to read the whole store now.
+    pub fn kick(&self) {
+        self.kick.notify_one();
     }
 
     /// The newest text read (from the store, else the cache file), valid or not.
@@ -434,7 +442,15 @@ pub fn follow(
             }
             backoff.reset();
             force = false;
-            match tokio::time::timeout(poll, client.changed()).await {
+            let woke = tokio::select! {
+                w = tokio::time::timeout(poll, client.changed()) => w,
+                () = status.kick.notified() => {
+                    tracing::info!(store = %status.url, "SIGHUP: rereading the policy store");
+                    force = true;
+                    continue;
+                }
+            };
+            match woke {
                 Ok(Wake::Notified) => {
                     coalesce(&mut client).await;
                     force = true;
