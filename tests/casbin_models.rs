@@ -1,9 +1,10 @@
 //! The indexed evaluator equals casbin-rs on generated models (issue #6).
 //!
 //! proptest generates a model from the grammar the indexed evaluator claims
-//! (`&&`, `||`, `!`, parentheses, `==`, `!=`, literals, `g` with and without
-//! domains, keyMatch…keyMatch5, regexMatch, globMatch; any of the four
-//! effects), a policy with a role hierarchy, and requests with claim roles.
+//! (`&&`, `||`, `!`, parentheses, `==`, `!=`, `in [...]`, literals, `g` with
+//! and without domains, a second role type `g2` on objects and actions,
+//! keyMatch…keyMatch5, regexMatch, globMatch; any of the four effects), a
+//! policy with role hierarchies, and requests with claim roles.
 //! Every answer — decision and matched line — is compared with a plain
 //! casbin-rs `Enforcer` whose policy holds the claim roles as `g` lines.
 //! Where casbin-rs fails (a panic or an evaluation error) we must fail or deny.
@@ -53,6 +54,7 @@ fn subject_atoms(domains: bool) -> Vec<&'static str> {
 fn object_atoms() -> Vec<&'static str> {
     vec![
         "r.obj == p.obj",
+        "g2(r.obj, p.obj)",
         "keyMatch(r.obj, p.obj)",
         "keyMatch2(r.obj, p.obj)",
         "keyMatch3(r.obj, p.obj)",
@@ -74,6 +76,12 @@ fn atoms(domains: bool) -> Vec<&'static str> {
         "p.sub != r.sub",
         "keyMatch2(r.obj, \"/a/:x\")",
         "keyMatch(p.obj, r.obj)",
+        "g2(r.obj, p.obj)",
+        "g2(r.act, p.act)",
+        "g2(p.obj, r.obj)",
+        "r.act in [\"GET\", \"DELETE\"]",
+        "r.sub in [\"root\", p.sub]",
+        "p.act in []",
     ]);
     if domains {
         a.extend([
@@ -122,6 +130,8 @@ struct Case {
     policy: Vec<String>,
     groupings: Vec<(usize, usize, usize)>,
     members: Vec<(usize, usize, usize)>,
+    /// `g2` lines: (request object or action, object pattern or action pattern).
+    objgroups: Vec<(usize, usize)>,
     /// (user, claim roles, domain, object, action).
     requests: Vec<(usize, Vec<usize>, usize, usize, usize)>,
 }
@@ -134,7 +144,7 @@ impl Case {
             ("sub, obj, act", "sub, obj, act, eft", "_, _")
         };
         format!(
-            "[request_definition]\nr = {r}\n[policy_definition]\np = {p}\n[role_definition]\ng = {g}\n[policy_effect]\ne = {}\n[matchers]\nm = {}\n",
+            "[request_definition]\nr = {r}\n[policy_definition]\np = {p}\n[role_definition]\ng = {g}\ng2 = _, _\n[policy_effect]\ne = {}\n[matchers]\nm = {}\n",
             self.effect, self.matcher
         )
     }
@@ -172,6 +182,12 @@ impl Case {
         for &(u, r, d) in &self.members {
             text += &self.grouping(USERS[u], ROLES[r], d);
         }
+        // Object groups (and action groups, by the same lines read for actions).
+        for &(o, g) in &self.objgroups {
+            let member = REQUEST_OBJS.iter().chain(ACTS).nth(o).unwrap();
+            let group = OBJ_PATTERNS.iter().chain(ACT_PATTERNS).nth(g).unwrap();
+            text += &format!("g2, {member}, {group}\n");
+        }
         text
     }
 }
@@ -193,6 +209,13 @@ fn case() -> impl Strategy<Value = Case> {
             prop::collection::vec((0..USERS.len(), 0..ROLES.len(), 0..DOMS.len()), 0..3),
             prop::collection::vec(
                 (
+                    0..REQUEST_OBJS.len() + ACTS.len(),
+                    0..OBJ_PATTERNS.len() + ACT_PATTERNS.len(),
+                ),
+                0..5,
+            ),
+            prop::collection::vec(
+                (
                     0..USERS.len(),
                     prop::collection::vec(0..ROLES.len(), 0..3),
                     0..DOMS.len(),
@@ -202,27 +225,30 @@ fn case() -> impl Strategy<Value = Case> {
                 12,
             ),
         )
-            .prop_map(move |(matcher, lines, groupings, members, requests)| {
-                let policy = lines
-                    .into_iter()
-                    .map(|(s, d, o, a, e)| {
-                        if domains {
-                            format!("p, {s}, {d}, {o}, {a}, {e}")
-                        } else {
-                            format!("p, {s}, {o}, {a}, {e}")
-                        }
-                    })
-                    .collect();
-                Case {
-                    domains,
-                    effect,
-                    matcher,
-                    policy,
-                    groupings,
-                    members,
-                    requests,
-                }
-            })
+            .prop_map(
+                move |(matcher, lines, groupings, members, objgroups, requests)| {
+                    let policy = lines
+                        .into_iter()
+                        .map(|(s, d, o, a, e)| {
+                            if domains {
+                                format!("p, {s}, {d}, {o}, {a}, {e}")
+                            } else {
+                                format!("p, {s}, {o}, {a}, {e}")
+                            }
+                        })
+                        .collect();
+                    Case {
+                        domains,
+                        effect,
+                        matcher,
+                        policy,
+                        groupings,
+                        members,
+                        objgroups,
+                        requests,
+                    }
+                },
+            )
     })
 }
 
@@ -328,6 +354,15 @@ fn common_models_equal_casbin() {
             "g(r.sub, p.sub, r.dom) && r.dom == p.dom && keyMatch5(r.obj, p.obj) && !(r.act == \"DELETE\")",
         ),
         (true, "g(r.sub, p.sub, p.dom) && globMatch(r.obj, p.obj)"),
+        // Casbin's rbac_with_resource_roles and rbac_model_matcher_using_in_op.
+        (
+            false,
+            "g(r.sub, p.sub) && g2(r.obj, p.obj) && r.act == p.act",
+        ),
+        (
+            false,
+            "g(r.sub, p.sub) && r.obj == p.obj && r.act == p.act || r.obj in [\"/c\", \"/d\"]",
+        ),
     ] {
         for effect in EFFECTS {
             let policy = [
@@ -355,6 +390,7 @@ fn common_models_equal_casbin() {
                 policy,
                 groupings: vec![(1, 0, 0), (2, 1, 0), (3, 2, 1)],
                 members: vec![(0, 1, 0), (1, 3, 1)],
+                objgroups: vec![(1, 0), (2, 0), (0, 7), (9, 2)],
                 requests: (0..USERS.len() * REQUEST_OBJS.len() * ACTS.len())
                     .map(|i| {
                         let u = i % USERS.len();

@@ -32,8 +32,10 @@
 //! and requests; the tests below compare each function with casbin-rs's own.
 
 use std::{
+    cell::RefCell,
     collections::{HashMap, HashSet},
     net::IpAddr,
+    rc::Rc,
     sync::{Arc, OnceLock},
 };
 
@@ -115,8 +117,13 @@ enum Expr {
     Not(Box<Expr>),
     /// `a == b` (`true`) or `a != b` (`false`).
     Eq(Arg, Arg, bool),
-    /// `g(a, b)` or `g(a, b, domain)`.
-    Role(Vec<Arg>),
+    /// `g(a, b)` or `g(a, b, domain)`, of role type `rt` (`g`, `g2`, …).
+    Role {
+        rt: usize,
+        args: Vec<Arg>,
+    },
+    /// `a in [x, y, …]`: equal to one of them.
+    In(Arg, Vec<Arg>),
     Call {
         func: Func,
         key: Arg,
@@ -270,12 +277,21 @@ pub struct FastPolicy {
     matcher: Expr,
     rules: Vec<Rule>,
     index: Option<Index>,
+    /// One per role definition (`g`, `g2`, `g3`, …), in `Expr::Role::rt` order.
+    roles: Vec<RoleType>,
+    /// The matcher calls `g(r.sub, …)` in the request's own domain: precompute the closure.
+    uses_closure: bool,
+}
+
+/// One role definition's links.
+struct RoleType {
     /// Role edges by domain ("" without domains).
     graph: HashMap<String, HashMap<String, Vec<String>>>,
     /// `g = _, _, _`: links live in domains.
-    g_domain: bool,
-    /// The matcher calls `g(r.sub, …)` in the request's own domain: precompute the closure.
-    uses_closure: bool,
+    domain: bool,
+    /// `g` itself: the request's claim roles are links from its subject
+    /// (authzd's role manager; the other role types have only their lines).
+    overlay: bool,
 }
 
 /// How many role links a subject may follow: a role is held when it is
@@ -295,25 +311,25 @@ struct Plan {
     slots: Vec<(Func, usize)>,
     eft_at: Option<usize>,
     arity: usize,
-    graph: HashMap<String, HashMap<String, Vec<String>>>,
-    g_domain: bool,
+    roles: Vec<RoleType>,
 }
 
 impl Plan {
     fn of(model: &dyn Model) -> Result<Plan, CompileError> {
         let m = model.get_model();
+        // authzd enforces with the primary sections, as casbin's `enforce`
+        // does: `r2`, `p2`, `e2`, `m2` (for `enforce_with_context`) are never asked.
         let one = |sec: &str| -> Result<Option<&casbin::Assertion>, Unsupported> {
-            match m.get(sec) {
-                None => Ok(None),
-                Some(map) if map.len() == 1 => Ok(map.get(sec)),
-                Some(_) => Err(format!("more than one `{sec}` definition")),
-            }
+            Ok(m.get(sec).and_then(|map| map.get(sec)))
         };
         let r = one("r")?.ok_or("no request definition")?;
         let p = one("p")?.ok_or("no policy definition")?;
         let e = one("e")?.ok_or("no effect")?;
         let matcher = one("m")?.ok_or("no matcher")?;
-        let g = one("g")?;
+        // Every role definition: `g`, `g2`, `g3`, … (the one named `g` gets the claim roles).
+        let mut defs: Vec<(&String, &casbin::Assertion)> =
+            m.get("g").map(|g| g.iter().collect()).unwrap_or_default();
+        defs.sort_by(|a, b| a.0.cmp(b.0));
         let effect = match e.value.as_str() {
             "some(where (p_eft == allow))" => Effect::AllowOverride,
             "!some(where (p_eft == deny))" => Effect::DenyOverride,
@@ -321,17 +337,21 @@ impl Plan {
             "priority(p_eft) || deny" => Effect::Priority,
             other => return Err(format!("effect `{other}`").into()),
         };
-        let g_arity = match g.map(|g| g.value.matches('_').count()) {
-            None => None,
-            Some(n @ (2 | 3)) => Some(n),
-            Some(n) => return Err(format!("role definition with {n} fields").into()),
-        };
+        let mut role_arity = HashMap::new();
+        for (name, def) in &defs {
+            match def.value.matches('_').count() {
+                n @ (2 | 3) => {
+                    role_arity.insert(name.as_str(), (role_arity.len(), n));
+                }
+                n => return Err(format!("role definition `{name}` with {n} fields").into()),
+            }
+        }
         let mut parser = Parser {
             tokens: tokenize(&matcher.value)?,
             at: 0,
             r_tokens: &r.tokens,
             p_tokens: &p.tokens,
-            g_arity,
+            role_arity: &role_arity,
             slots: Vec::new(),
         };
         let expr = parser.parse()?;
@@ -339,23 +359,31 @@ impl Plan {
             // casbin-rs evaluates the matcher once against empty values then; leave that to it.
             return Err("an empty policy".into());
         }
-        let g_domain = g_arity == Some(3);
-        let mut graph: HashMap<String, HashMap<String, Vec<String>>> = HashMap::new();
-        for values in g.map(|g| g.get_policy().iter()).into_iter().flatten() {
-            let dom = if g_domain {
-                values.get(2).cloned().unwrap_or_default()
-            } else {
-                String::new()
-            };
-            let (Some(a), Some(b)) = (values.first(), values.get(1)) else {
-                return Err("short g line".into());
-            };
-            graph
-                .entry(dom)
-                .or_default()
-                .entry(a.clone())
-                .or_default()
-                .push(b.clone());
+        let mut roles = Vec::with_capacity(defs.len());
+        for (name, def) in &defs {
+            let domain = def.value.matches('_').count() == 3;
+            let mut graph: HashMap<String, HashMap<String, Vec<String>>> = HashMap::new();
+            for values in def.get_policy() {
+                let dom = if domain {
+                    values.get(2).cloned().unwrap_or_default()
+                } else {
+                    String::new()
+                };
+                let (Some(a), Some(b)) = (values.first(), values.get(1)) else {
+                    return Err(format!("short `{name}` line").into());
+                };
+                graph
+                    .entry(dom)
+                    .or_default()
+                    .entry(a.clone())
+                    .or_default()
+                    .push(b.clone());
+            }
+            roles.push(RoleType {
+                graph,
+                domain,
+                overlay: name.as_str() == "g",
+            });
         }
         Ok(Plan {
             effect,
@@ -363,8 +391,7 @@ impl Plan {
             slots: parser.slots,
             eft_at: p.tokens.iter().position(|t| t == "p_eft"),
             arity: p.tokens.len(),
-            graph,
-            g_domain,
+            roles,
         })
     }
 }
@@ -390,8 +417,7 @@ impl FastPolicy {
             slots,
             eft_at,
             arity,
-            graph,
-            g_domain,
+            roles,
         } = plan;
         let mut rules = Vec::with_capacity(lines.len());
         let mut regexes = HashMap::new();
@@ -427,31 +453,36 @@ impl FastPolicy {
                 eft,
             });
         }
-        let is_closure = |args: &[Arg]| {
-            args.first() == Some(&Arg::R(RField::Sub))
+        let overlay = roles.iter().position(|r| r.overlay);
+        let is_closure = |rt: usize, args: &[Arg]| {
+            Some(rt) == overlay
+                && args.first() == Some(&Arg::R(RField::Sub))
                 && (args.len() == 2 || args.get(2) == Some(&Arg::R(RField::Dom)))
         };
-        let uses_closure = expr.any(&|e| matches!(e, Expr::Role(args) if is_closure(args)));
+        let uses_closure =
+            expr.any(&|e| matches!(e, Expr::Role { rt, args } if is_closure(*rt, args)));
         let index = build_index(&expr, &rules, &is_closure);
         Ok(FastPolicy {
             effect,
             matcher: expr,
             rules,
             index,
-            graph,
-            g_domain,
+            roles,
             uses_closure,
         })
     }
 
     /// Evaluates `q` exactly as casbin-rs would with `q.roles` as `g` lines.
     pub fn enforce(&self, q: &Query<'_>) -> Result<Enforced, EvalError> {
-        let closure = self
-            .uses_closure
-            .then(|| self.reach(q.subject, self.g_domain.then_some(q.domain), q));
+        let closure = self.uses_closure.then(|| {
+            let rt = self.roles.iter().position(|r| r.overlay).unwrap_or(0);
+            let dom = self.roles.get(rt).is_some_and(|r| r.domain);
+            self.reach(rt, q.subject, dom.then_some(q.domain), q)
+        });
         let cx = Cx {
             q,
             closure: closure.as_ref(),
+            reached: RefCell::new(Vec::new()),
         };
         let mut verdict = Stream::new(self.effect);
         let mut check = |i: usize| -> Result<bool, EvalError> {
@@ -506,13 +537,17 @@ impl FastPolicy {
     /// included), with the request's roles linked from its subject.
     fn reach<'a>(
         &'a self,
+        rt: usize,
         start: &'a str,
         dom: Option<&'a str>,
         q: &'a Query<'a>,
     ) -> HashSet<&'a str> {
-        let edges = self.graph.get(dom.unwrap_or(""));
+        let Some(role) = self.roles.get(rt) else {
+            return HashSet::from([start]);
+        };
+        let edges = role.graph.get(dom.unwrap_or(""));
         // casbin-rs's overlay links live in the request's domain only.
-        let overlay = !self.g_domain || dom == Some(q.domain);
+        let overlay = role.overlay && (!role.domain || dom == Some(q.domain));
         let mut seen: HashSet<&str> = HashSet::new();
         seen.insert(start);
         let mut level: Vec<&str> = vec![start];
@@ -547,7 +582,7 @@ impl FastPolicy {
         }
     }
 
-    fn eval(&self, e: &Expr, rule: &Rule, cx: &Cx<'_>) -> Result<bool, EvalError> {
+    fn eval<'a>(&'a self, e: &'a Expr, rule: &'a Rule, cx: &Cx<'a>) -> Result<bool, EvalError> {
         let q = cx.q;
         Ok(match e {
             // Both short-circuit left to right, as in casbin-rs (Rhai).
@@ -569,15 +604,32 @@ impl FastPolicy {
             }
             Expr::Not(x) => !self.eval(x, rule, cx)?,
             Expr::Eq(a, b, want) => (self.val(a, rule, q) == self.val(b, rule, q)) == *want,
-            Expr::Role(args) => {
+            Expr::In(a, list) => {
+                let a = self.val(a, rule, q);
+                list.iter().any(|x| self.val(x, rule, q) == a)
+            }
+            Expr::Role { rt, args } => {
                 let b = self.val(&args[1], rule, q);
-                match (args[0] == Arg::R(RField::Sub), args.get(2), cx.closure) {
+                let overlay = self.roles.get(*rt).is_some_and(|r| r.overlay);
+                let anchored = matches!(args[0], Arg::R(_))
+                    && matches!(args.get(2), None | Some(Arg::R(_) | Arg::Lit(_)));
+                let a = self.val(&args[0], rule, q);
+                let dom = args.get(2).map(|d| self.val(d, rule, q));
+                match (
+                    overlay && args[0] == Arg::R(RField::Sub),
+                    args.get(2),
+                    cx.closure,
+                ) {
                     (true, None | Some(Arg::R(RField::Dom)), Some(closure)) => closure.contains(b),
-                    _ => {
-                        let a = self.val(&args[0], rule, q);
-                        let dom = args.get(2).map(|d| self.val(d, rule, q));
-                        a == b || self.reach(a, dom, q).contains(b)
+                    // Anchored on the request (`g2(r.obj, p.obj)`): the same
+                    // closure for every rule, computed once per request.
+                    _ if anchored => {
+                        a == b
+                            || cx
+                                .reached(*rt, a, dom, |a, d| self.reach(*rt, a, d, q))
+                                .contains(b)
                     }
+                    _ => a == b || self.reach(*rt, a, dom, q).contains(b),
                 }
             }
             Expr::Call { func, key, pattern } => {
@@ -598,6 +650,29 @@ struct Cx<'a> {
     q: &'a Query<'a>,
     /// What the request subject reaches in the request's domain, when the matcher needs it.
     closure: Option<&'a HashSet<&'a str>>,
+    /// Closures of other request-anchored role calls, computed on first use.
+    reached: RefCell<Vec<Reached<'a>>>,
+}
+
+/// `(role type, start, domain)` and what it reaches.
+type Reached<'a> = ((usize, &'a str, Option<&'a str>), Rc<HashSet<&'a str>>);
+
+impl<'a> Cx<'a> {
+    fn reached(
+        &self,
+        rt: usize,
+        start: &'a str,
+        dom: Option<&'a str>,
+        compute: impl FnOnce(&'a str, Option<&'a str>) -> HashSet<&'a str>,
+    ) -> Rc<HashSet<&'a str>> {
+        let key = (rt, start, dom);
+        if let Some((_, set)) = self.reached.borrow().iter().find(|(k, _)| *k == key) {
+            return Rc::clone(set);
+        }
+        let set = Rc::new(compute(start, dom));
+        self.reached.borrow_mut().push((key, Rc::clone(&set)));
+        set
+    }
 }
 
 fn field<'a>(q: &Query<'a>, f: RField) -> &'a str {
@@ -613,7 +688,11 @@ fn field<'a>(q: &Query<'a>, f: RField) -> &'a str {
 /// if one tests `r.obj` against a pattern with a literal first segment, by
 /// that segment). `None` when no conjunct selects, or when a term could fail
 /// at request time (skipping rules would then hide a failure casbin-rs reports).
-fn build_index(expr: &Expr, rules: &[Rule], is_closure: &dyn Fn(&[Arg]) -> bool) -> Option<Index> {
+fn build_index(
+    expr: &Expr,
+    rules: &[Rule],
+    is_closure: &dyn Fn(usize, &[Arg]) -> bool,
+) -> Option<Index> {
     let can_fail = expr.any(&|e| {
         matches!(
             e,
@@ -629,7 +708,7 @@ fn build_index(expr: &Expr, rules: &[Rule], is_closure: &dyn Fn(&[Arg]) -> bool)
     }
     let conjuncts = expr.conjuncts();
     let (by_role, p_sub) = conjuncts.iter().find_map(|c| match c {
-        Expr::Role(args) if is_closure(args) => match args[1] {
+        Expr::Role { rt, args } if is_closure(*rt, args) => match args[1] {
             Arg::P(i) => Some((true, i)),
             _ => None,
         },
@@ -678,6 +757,8 @@ enum Tok {
     Str(String),
     LParen,
     RParen,
+    LBracket,
+    RBracket,
     Comma,
     And,
     Or,
@@ -701,6 +782,8 @@ fn tokenize(m: &str) -> Result<Vec<Tok>, Unsupported> {
             c if c.is_whitespace() => continue,
             '(' => Tok::LParen,
             ')' => Tok::RParen,
+            '[' => Tok::LBracket,
+            ']' => Tok::RBracket,
             ',' => Tok::Comma,
             '&' => two('&', Tok::And)?,
             '|' => two('|', Tok::Or)?,
@@ -746,7 +829,8 @@ struct Parser<'a> {
     at: usize,
     r_tokens: &'a [String],
     p_tokens: &'a [String],
-    g_arity: Option<usize>,
+    /// Role definition name → (role type index, number of fields).
+    role_arity: &'a HashMap<&'a str, (usize, usize)>,
     /// `(function, policy field)` of each `Pattern::Rule` slot.
     slots: Vec<(Func, usize)>,
 }
@@ -821,6 +905,17 @@ impl Parser<'_> {
             return Ok(Expr::Not(Box::new(inner)));
         }
         let left = self.operand()?;
+        if self.peek() == Some(&Tok::Ident("in".into())) {
+            self.at += 1;
+            let Operand::Value(a) = left else {
+                return Err("`in` after a condition".into());
+            };
+            let list = self.list()?;
+            if matches!(self.peek(), Some(Tok::Eq | Tok::Ne)) {
+                return Err("a comparison of an `in`".into());
+            }
+            return Ok(Expr::In(a, list));
+        }
         let want = match self.peek() {
             Some(Tok::Eq) => true,
             Some(Tok::Ne) => false,
@@ -884,6 +979,29 @@ impl Parser<'_> {
         }
     }
 
+    /// `[a, b, …]`: values only.
+    fn list(&mut self) -> Result<Vec<Arg>, Unsupported> {
+        if !self.eat(&Tok::LBracket) {
+            return Err("`in` without a `[…]` list".into());
+        }
+        let mut out = Vec::new();
+        if self.eat(&Tok::RBracket) {
+            return Ok(out);
+        }
+        loop {
+            match self.operand()? {
+                Operand::Value(a) => out.push(a),
+                Operand::Bool(_) => return Err("a condition in an `in` list".into()),
+            }
+            if self.eat(&Tok::RBracket) {
+                return Ok(out);
+            }
+            if !self.eat(&Tok::Comma) {
+                return Err("an `in` list".into());
+            }
+        }
+    }
+
     /// The arguments of a call whose `(` was just read.
     fn call(&mut self, name: &str) -> Result<Expr, Unsupported> {
         let mut args = Vec::new();
@@ -901,10 +1019,11 @@ impl Parser<'_> {
                 }
             }
         }
-        if name == "g" {
-            return match self.g_arity {
-                Some(n) if n == args.len() => Ok(Expr::Role(args)),
-                _ => Err(format!("`g` with {} arguments", args.len())),
+        if let Some(&(rt, n)) = self.role_arity.get(name) {
+            return if n == args.len() {
+                Ok(Expr::Role { rt, args })
+            } else {
+                Err(format!("`{name}` with {} arguments", args.len()))
             };
         }
         let func = Func::by_name(name).ok_or_else(|| format!("function `{name}`"))?;
@@ -1449,12 +1568,13 @@ mod tests {
     fn parse(m: &str) -> Result<Expr, Unsupported> {
         let r = ["r_sub", "r_obj", "r_act"].map(String::from);
         let p = ["p_sub", "p_obj", "p_act"].map(String::from);
+        let roles = HashMap::from([("g", (0, 2)), ("g2", (1, 2))]);
         let mut parser = Parser {
             tokens: tokenize(m)?,
             at: 0,
             r_tokens: &r,
             p_tokens: &p,
-            g_arity: Some(2),
+            role_arity: &roles,
             slots: Vec::new(),
         };
         parser.parse()
@@ -1470,7 +1590,9 @@ mod tests {
             Expr::Not(x) => format!("not({})", shape(x)),
             Expr::Eq(_, _, true) => "eq".into(),
             Expr::Eq(_, _, false) => "ne".into(),
-            Expr::Role(_) => "g".into(),
+            Expr::Role { rt: 0, .. } => "g".into(),
+            Expr::Role { .. } => "g2".into(),
+            Expr::In(_, xs) => format!("in{}", xs.len()),
             Expr::Call { .. } => "call".into(),
         }
     }
@@ -1498,6 +1620,11 @@ mod tests {
                 "g(r_sub, p_sub) && (r_obj == p_obj && r_act == p_act)",
                 "and(g,eq,eq)",
             ),
+            (
+                "g(r_sub, p_sub) && g2(r_obj, p_obj) || r_obj in [\"a\", p_obj]",
+                "or(and(g,g2),in2)",
+            ),
+            ("!(r_act in [])", "not(in0)"),
         ] {
             assert_eq!(shape(&parse(m).unwrap()), want, "{m}");
         }
@@ -1507,6 +1634,11 @@ mod tests {
             "r_sub == p_sub == p_obj",
             "g(r_sub, p_sub) == r_sub",
             "g(r_sub, p_sub, r_act)",
+            "g3(r_sub, p_sub)",
+            "r_obj in \"a\"",
+            "r_obj in [\"a\"] == r_sub",
+            "r_obj in [g(r_sub, p_sub)]",
+            "g(r_sub, p_sub) in [\"a\"]",
             "keyGet(r_obj, p_obj)",
             "r_sub == p_sub & r_obj == p_obj",
             "r_sub == \"a\\\"b\"",
