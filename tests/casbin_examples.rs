@@ -264,3 +264,48 @@ async fn out_of_scope_examples_say_why() {
         }
     }
 }
+
+/// `ipMatch` rules are indexed only for a request value that is an IP
+/// address: anything else fails in casbin-rs, and must fail here too rather
+/// than skip every rule (under deny-override, skipping would allow).
+#[tokio::test]
+async fn ip_match_with_a_bad_address_fails_rather_than_skipping_rules() {
+    let model = "[request_definition]\nr = sub, obj, act\n[policy_definition]\np = sub, obj, act, eft\n[policy_effect]\ne = !some(where (p.eft == deny))\n[matchers]\nm = ipMatch(r.sub, p.sub) && r.obj == p.obj && r.act == p.act\n";
+    let mut policy = String::new();
+    for i in 0..200 {
+        policy += &format!("p, 10.{i}.0.0/16, /r{i}, GET, deny\n");
+    }
+    let ours = Policy::from_text(model, "m", &policy, "p").await.unwrap();
+    assert_eq!(ours.evaluator, "indexed");
+    let reference = Enforcer::new(
+        DefaultModel::from_str(model).await.unwrap(),
+        StringAdapter::new(policy.clone()),
+    )
+    .await
+    .unwrap();
+    for (sub, obj) in [
+        ("10.7.1.1", "/r7"),
+        ("10.7.1.1", "/r8"),
+        ("192.168.0.1", "/r7"),
+        ("::1", "/r1"),
+        ("not-an-ip", "/r7"),
+        ("not-an-ip", "/nothing"),
+        ("10.7.1.1/8", "/r7"),
+    ] {
+        let got = ours.enforce(&Query {
+            subject: sub,
+            roles: &[],
+            domain: "",
+            resource: obj,
+            action: "GET",
+        });
+        let want = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            reference.enforce_ex(vec![sub, obj, "GET"])
+        }));
+        match (got, want) {
+            (Ok(g), Ok(Ok((allowed, _)))) => assert_eq!(g.allowed, allowed, "{sub} {obj}"),
+            (Err(_), Err(_) | Ok(Err(_))) => {}
+            (g, w) => panic!("{sub} {obj}: authzd {g:?}, casbin-rs {w:?}"),
+        }
+    }
+}

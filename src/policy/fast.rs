@@ -33,13 +33,15 @@
 
 use std::{
     cell::RefCell,
-    collections::{HashMap, HashSet},
     net::IpAddr,
     rc::Rc,
     sync::{Arc, OnceLock},
 };
 
 use casbin::Model;
+// Role closures and bucket lookups hash a few strings per role per check: a
+// fast, per-process-seeded hasher instead of SipHash.
+use foldhash::{HashMap, HashMapExt as _, HashSet, HashSetExt as _};
 use globset::{GlobBuilder, GlobMatcher};
 use ip_network::IpNetwork;
 use regex::Regex;
@@ -204,12 +206,17 @@ struct Bucket {
 }
 
 impl Bucket {
-    fn candidates(&self, segment: u32) -> impl Iterator<Item = u32> + '_ {
-        let start = self.by_segment.partition_point(|(h, _)| *h < segment);
-        self.by_segment[start..]
+    /// The rules filed under any of `segments`, then those filed under none.
+    fn candidates_in<'s>(&'s self, segments: &'s [u32]) -> impl Iterator<Item = u32> + 's {
+        segments
             .iter()
-            .take_while(move |(h, _)| *h == segment)
-            .map(|(_, i)| *i)
+            .flat_map(move |&segment| {
+                let start = self.by_segment.partition_point(|(h, _)| *h < segment);
+                self.by_segment[start..]
+                    .iter()
+                    .take_while(move |(h, _)| *h == segment)
+                    .map(|(_, i)| *i)
+            })
             .chain(self.any.iter().copied())
     }
 }
@@ -229,12 +236,40 @@ enum SegmentBy {
     Field(usize),
     /// A keyMatch/keyMatch2/keyMatch3 pattern in this slot.
     Slot(usize),
+    /// `g2(r.obj, p.X)` (any role type but the subject's closure): rules keyed
+    /// by the whole `p.X`, looked up for every group the request value reaches.
+    Group {
+        rt: usize,
+        key: RField,
+        dom: Option<RField>,
+        field: usize,
+    },
 }
 
 struct Index {
-    /// `g(r.sub, p.X…)`: buckets of the whole role closure; else `r.sub == p.X`: the subject's.
-    by_role: bool,
+    /// Which bucket(s) a request reads.
+    keyed: Keyed,
+    /// How a bucket's rules are narrowed: by the request path's first segment
+    /// (`None`), or by the groups a request value reaches.
+    group: Option<(usize, RField, Option<RField>)>,
     buckets: HashMap<Arc<str>, Bucket>,
+    /// For a matcher `X || Y…` whose `Y…` read no policy field (`|| r.sub ==
+    /// "root"`, `|| r.obj in [...]`): their positions in the `||`. The index
+    /// serves `X`; when one of them holds, every rule matches and all are scanned.
+    escapes: Vec<usize>,
+    /// Request fields that `ipMatch` reads: only an IP address cannot fail
+    /// there, so for anything else every rule is evaluated, as casbin-rs does.
+    ip_keys: Vec<RField>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Keyed {
+    /// `g(r.sub, p.X…)`: the buckets of the subject's whole role closure.
+    Role,
+    /// `r.sub == p.X`: the subject's bucket.
+    Subject,
+    /// No subject test: one bucket, split by the object's first segment only.
+    Whole,
 }
 
 /// The first path segment: `/a/b` → `a`, `/` → ``; other strings are their own segment.
@@ -281,6 +316,11 @@ pub struct FastPolicy {
     roles: Vec<RoleType>,
     /// The matcher calls `g(r.sub, …)` in the request's own domain: precompute the closure.
     uses_closure: bool,
+    /// Every name a `g` call can ask about (policy values in its second
+    /// argument, literals) or link through: a claim role outside it cannot
+    /// change an answer and is not followed. `None` when a call asks about a
+    /// request value.
+    known: Option<HashSet<Arc<str>>>,
 }
 
 /// One role definition's links.
@@ -462,6 +502,7 @@ impl FastPolicy {
         let uses_closure =
             expr.any(&|e| matches!(e, Expr::Role { rt, args } if is_closure(*rt, args)));
         let index = build_index(&expr, &rules, &is_closure);
+        let known = overlay.and_then(|rt| known_names(&expr, rt, &rules, &roles[rt]));
         Ok(FastPolicy {
             effect,
             matcher: expr,
@@ -469,6 +510,7 @@ impl FastPolicy {
             index,
             roles,
             uses_closure,
+            known,
         })
     }
 
@@ -493,26 +535,55 @@ impl FastPolicy {
                 Ok(false)
             }
         };
-        let stopped = match &self.index {
+        let index = match &self.index {
+            Some(index)
+                if index
+                    .ip_keys
+                    .iter()
+                    .all(|f| field(q, *f).parse::<IpAddr>().is_ok())
+                    && !self.escaped(index, &cx)? =>
+            {
+                Some(index)
+            }
+            _ => None,
+        };
+        let stopped = match index {
             // The buckets of the subject (`r.sub == p.X`) or of its whole role
             // closure (`g`), merged and sorted: policy order decides the first
             // match and the explain line.
             Some(index) => {
-                let segment = segment_hash(first_segment(q.resource));
-                let mut c: Vec<u32> = match (index.by_role, &closure) {
-                    (true, Some(closure)) => closure
+                let segments: Vec<u32> = match index.group {
+                    None => vec![segment_hash(first_segment(q.resource))],
+                    Some((rt, key, dom)) => {
+                        let (start, dom) = (field(q, key), dom.map(|d| field(q, d)));
+                        cx.reached(rt, start, dom, |a, d| self.reach(rt, a, d, q))
+                            .iter()
+                            .map(|g| segment_hash(g))
+                            .collect()
+                    }
+                };
+                let mut c: Vec<u32> = match (index.keyed, &closure) {
+                    (Keyed::Role, Some(closure)) => closure
                         .iter()
                         .filter_map(|s| index.buckets.get(*s))
-                        .flat_map(|b| b.candidates(segment))
+                        .flat_map(|b| b.candidates_in(&segments))
+                        .collect(),
+                    (Keyed::Whole, _) => index
+                        .buckets
+                        .get("")
+                        .into_iter()
+                        .flat_map(|b| b.candidates_in(&segments))
                         .collect(),
                     _ => index
                         .buckets
                         .get(q.subject)
                         .into_iter()
-                        .flat_map(|b| b.candidates(segment))
+                        .flat_map(|b| b.candidates_in(&segments))
                         .collect(),
                 };
                 c.sort_unstable();
+                // Two groups can share a hash: a rule is still checked once.
+                c.dedup();
                 c.into_iter()
                     .map(|i| check(i as usize))
                     .find(|r| !matches!(r, Ok(false)))
@@ -533,6 +604,20 @@ impl FastPolicy {
         })
     }
 
+    /// Whether a rule-independent `||` branch holds for this request (then
+    /// every rule matches and the index cannot be used).
+    fn escaped<'a>(&'a self, index: &Index, cx: &Cx<'a>) -> Result<bool, EvalError> {
+        let (Expr::Or(xs), Some(any_rule)) = (&self.matcher, self.rules.first()) else {
+            return Ok(false);
+        };
+        for &i in &index.escapes {
+            if self.eval(&xs[i], any_rule, cx)? {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
     /// Everything `start` reaches through role links in `dom` (itself
     /// included), with the request's roles linked from its subject.
     fn reach<'a>(
@@ -543,7 +628,7 @@ impl FastPolicy {
         q: &'a Query<'a>,
     ) -> HashSet<&'a str> {
         let Some(role) = self.roles.get(rt) else {
-            return HashSet::from([start]);
+            return std::iter::once(start).collect();
         };
         let edges = role.graph.get(dom.unwrap_or(""));
         // casbin-rs's overlay links live in the request's domain only.
@@ -559,7 +644,8 @@ impl FastPolicy {
                 let claimed = (overlay && node == q.subject)
                     .then_some(q.roles)
                     .into_iter()
-                    .flatten();
+                    .flatten()
+                    .filter(|r| self.known.as_ref().is_none_or(|k| k.contains(r.as_str())));
                 for n in stored.chain(claimed) {
                     if seen.insert(n) {
                         next.push(n);
@@ -684,6 +770,69 @@ fn field<'a>(q: &Query<'a>, f: RField) -> &'a str {
     }
 }
 
+/// The names role type `rt` can be asked about or link through (see
+/// `FastPolicy::known`); `None` if a call asks about a request value.
+fn known_names(
+    expr: &Expr,
+    rt: usize,
+    rules: &[Rule],
+    role: &RoleType,
+) -> Option<HashSet<Arc<str>>> {
+    fn targets<'e>(e: &'e Expr, rt: usize, out: &mut Vec<&'e Arg>) {
+        match e {
+            Expr::Role { rt: t, args } if *t == rt => out.push(&args[1]),
+            Expr::And(xs) | Expr::Or(xs) => xs.iter().for_each(|x| targets(x, rt, out)),
+            Expr::Not(x) => targets(x, rt, out),
+            _ => {}
+        }
+    }
+    let mut asked = Vec::new();
+    targets(expr, rt, &mut asked);
+    let mut known: HashSet<Arc<str>> = HashSet::new();
+    for a in asked {
+        match a {
+            Arg::P(i) => known.extend(rules.iter().map(|r| Arc::clone(&r.values[*i]))),
+            Arg::Lit(s) => {
+                known.insert(Arc::from(s.as_str()));
+            }
+            Arg::R(_) => return None,
+        }
+    }
+    for edges in role.graph.values() {
+        for (from, to) in edges {
+            known.insert(Arc::from(from.as_str()));
+            known.extend(to.iter().map(|t| Arc::from(t.as_str())));
+        }
+    }
+    Some(known)
+}
+
+/// The request fields `ipMatch` takes as its address.
+fn collect_ip_keys(e: &Expr, out: &mut Vec<RField>) {
+    match e {
+        Expr::Call {
+            func: Func::Ip,
+            key: Arg::R(f),
+            ..
+        } if !out.contains(f) => out.push(*f),
+        Expr::And(xs) | Expr::Or(xs) => xs.iter().for_each(|x| collect_ip_keys(x, out)),
+        Expr::Not(x) => collect_ip_keys(x, out),
+        _ => {}
+    }
+}
+
+/// Whether `e` reads a policy field anywhere.
+fn reads_rule(e: &Expr) -> bool {
+    let p = |a: &Arg| matches!(a, Arg::P(_));
+    e.any(&|x| match x {
+        Expr::Eq(a, b, _) => p(a) || p(b),
+        Expr::In(a, xs) => p(a) || xs.iter().any(p),
+        Expr::Role { args, .. } => args.iter().any(p),
+        Expr::Call { key, pattern, .. } => p(key) || matches!(pattern, Pattern::Rule { .. }),
+        Expr::And(_) | Expr::Or(_) | Expr::Not(_) => false,
+    })
+}
+
 /// Buckets the rules when a top-level conjunct selects on the subject (and,
 /// if one tests `r.obj` against a pattern with a literal first segment, by
 /// that segment). `None` when no conjunct selects, or when a term could fail
@@ -693,29 +842,45 @@ fn build_index(
     rules: &[Rule],
     is_closure: &dyn Fn(usize, &[Arg]) -> bool,
 ) -> Option<Index> {
+    // A request-time failure must not be skipped over: patterns taken from
+    // the request, and `ipMatch` on anything but a request field (those are
+    // checked per request, see `ip_keys`).
     let can_fail = expr.any(&|e| {
         matches!(
             e,
-            Expr::Call { func: Func::Ip, .. }
-                | Expr::Call {
-                    pattern: Pattern::Live(_),
-                    ..
-                }
-        )
+            Expr::Call {
+                pattern: Pattern::Live(_),
+                ..
+            }
+        ) || matches!(e, Expr::Call { func: Func::Ip, key, .. } if !matches!(key, Arg::R(_)))
     });
     if can_fail {
         return None;
     }
-    let conjuncts = expr.conjuncts();
-    let (by_role, p_sub) = conjuncts.iter().find_map(|c| match c {
+    let mut ip_keys = Vec::new();
+    collect_ip_keys(expr, &mut ip_keys);
+    // `X || Y…` with `Y…` independent of the rule: index `X`.
+    let (core, escapes) = match expr {
+        Expr::Or(xs) => {
+            let (free, bound): (Vec<usize>, Vec<usize>) =
+                (0..xs.len()).partition(|i| !reads_rule(&xs[*i]));
+            match bound.as_slice() {
+                [one] if !free.is_empty() => (&xs[*one], free),
+                _ => (expr, Vec::new()),
+            }
+        }
+        _ => (expr, Vec::new()),
+    };
+    let conjuncts = core.conjuncts();
+    let by_subject = conjuncts.iter().find_map(|c| match c {
         Expr::Role { rt, args } if is_closure(*rt, args) => match args[1] {
-            Arg::P(i) => Some((true, i)),
+            Arg::P(i) => Some((Keyed::Role, i)),
             _ => None,
         },
         Expr::Eq(Arg::R(RField::Sub), Arg::P(i), true)
-        | Expr::Eq(Arg::P(i), Arg::R(RField::Sub), true) => Some((false, *i)),
+        | Expr::Eq(Arg::P(i), Arg::R(RField::Sub), true) => Some((Keyed::Subject, *i)),
         _ => None,
-    })?;
+    });
     // The literal first segment each rule's object test demands, if any.
     let segment_of = conjuncts.iter().find_map(|c| match c {
         Expr::Eq(Arg::R(RField::Obj), Arg::P(i), true)
@@ -727,12 +892,43 @@ fn build_index(
         } => Some(SegmentBy::Slot(*slot)),
         _ => None,
     });
+    // Else a group test on a request value: `g2(r.obj, p.X[, r.dom])`.
+    let segment_of = segment_of.or_else(|| {
+        conjuncts.iter().find_map(|c| match c {
+            Expr::Role { rt, args } if !is_closure(*rt, args) => {
+                match (&args[0], &args[1], args.get(2)) {
+                    (Arg::R(key), Arg::P(field), None) => Some(SegmentBy::Group {
+                        rt: *rt,
+                        key: *key,
+                        dom: None,
+                        field: *field,
+                    }),
+                    (Arg::R(key), Arg::P(field), Some(Arg::R(d))) => Some(SegmentBy::Group {
+                        rt: *rt,
+                        key: *key,
+                        dom: Some(*d),
+                        field: *field,
+                    }),
+                    _ => None,
+                }
+            }
+            _ => None,
+        })
+    });
+    let (keyed, p_sub) = match (by_subject, segment_of) {
+        (Some((k, i)), _) => (k, Some(i)),
+        (None, Some(_)) => (Keyed::Whole, None),
+        (None, None) => return None,
+    };
+    let whole: Arc<str> = Arc::from("");
     let mut buckets: HashMap<Arc<str>, Bucket> = HashMap::new();
     for (i, r) in rules.iter().enumerate() {
-        let bucket = buckets.entry(Arc::clone(&r.values[p_sub])).or_default();
+        let key = p_sub.map_or_else(|| Arc::clone(&whole), |at| Arc::clone(&r.values[at]));
+        let bucket = buckets.entry(key).or_default();
         let segment = match segment_of {
             Some(SegmentBy::Field(i)) => Some(segment_hash(first_segment(&r.values[i]))),
             Some(SegmentBy::Slot(slot)) => r.patterns[slot].segment().map(segment_hash),
+            Some(SegmentBy::Group { field, .. }) => Some(segment_hash(&r.values[field])),
             None => None,
         };
         match segment {
@@ -745,7 +941,17 @@ fn build_index(
         b.by_segment.shrink_to_fit();
         b.any.shrink_to_fit();
     }
-    Some(Index { by_role, buckets })
+    let group = match segment_of {
+        Some(SegmentBy::Group { rt, key, dom, .. }) => Some((rt, key, dom)),
+        _ => None,
+    };
+    Some(Index {
+        keyed,
+        group,
+        buckets,
+        escapes,
+        ip_keys,
+    })
 }
 
 // ---------------------------------------------------------------------------
@@ -1568,7 +1774,8 @@ mod tests {
     fn parse(m: &str) -> Result<Expr, Unsupported> {
         let r = ["r_sub", "r_obj", "r_act"].map(String::from);
         let p = ["p_sub", "p_obj", "p_act"].map(String::from);
-        let roles = HashMap::from([("g", (0, 2)), ("g2", (1, 2))]);
+        let roles: HashMap<&str, (usize, usize)> =
+            [("g", (0, 2)), ("g2", (1, 2))].into_iter().collect();
         let mut parser = Parser {
             tokens: tokenize(m)?,
             at: 0,

@@ -1,0 +1,391 @@
+//! The policy step for each casbin-rs example model, scaled to 10k and 100k
+//! rules (criterion). RBAC also runs with role chains of depth 1, 5 and 10
+//! and principals holding 1, 10 and 300 claim roles. Every benchmarked
+//! query's answer is asserted first; the evaluator each model gets is printed.
+//!
+//! Run: `cargo bench --bench models` (add `-- --quick` for a fast pass).
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::{fmt::Write as _, hint::black_box, time::Duration};
+
+use authzd::policy::{Policy, Query};
+use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
+
+fn example(name: &str) -> String {
+    std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/casbin-examples")
+            .join(name),
+    )
+    .unwrap()
+}
+
+/// (label, subject, claim roles, domain, object, action, allowed).
+type Case = (
+    &'static str,
+    String,
+    Vec<String>,
+    String,
+    String,
+    &'static str,
+    bool,
+);
+
+/// A scaled policy and the queries to time: (label, subject, claim roles, domain, object, action, allowed).
+struct Scaled {
+    policy: String,
+    queries: Vec<Case>,
+}
+
+fn q(
+    label: &'static str,
+    sub: impl Into<String>,
+    roles: Vec<String>,
+    dom: &str,
+    obj: impl Into<String>,
+    act: &'static str,
+    allowed: bool,
+) -> Case {
+    (
+        label,
+        sub.into(),
+        roles,
+        dom.to_string(),
+        obj.into(),
+        act,
+        allowed,
+    )
+}
+
+/// `n` rules for the model in `file`.
+fn scaled(file: &str, n: usize) -> Scaled {
+    let mut p = String::new();
+    let last = n - 1;
+    let queries = match file {
+        "basic_model.conf" | "basic_with_root_model.conf" => {
+            for i in 0..n {
+                writeln!(p, "p, user{i}, /res{i}, GET").unwrap();
+            }
+            let mut v = vec![
+                q(
+                    "allow",
+                    format!("user{last}"),
+                    vec![],
+                    "",
+                    format!("/res{last}"),
+                    "GET",
+                    true,
+                ),
+                q(
+                    "deny",
+                    format!("user{last}"),
+                    vec![],
+                    "",
+                    "/res0",
+                    "GET",
+                    false,
+                ),
+            ];
+            if file == "basic_with_root_model.conf" {
+                v.push(q("root", "root", vec![], "", "/anything", "DELETE", true));
+            }
+            v
+        }
+        "keymatch_model.conf" => {
+            for i in 0..n {
+                writeln!(p, "p, user{i}, /res{i}/*, (GET)|(POST)").unwrap();
+            }
+            vec![
+                q(
+                    "allow",
+                    format!("user{last}"),
+                    vec![],
+                    "",
+                    format!("/res{last}/a/b"),
+                    "POST",
+                    true,
+                ),
+                q(
+                    "deny",
+                    format!("user{last}"),
+                    vec![],
+                    "",
+                    "/res0/a",
+                    "GET",
+                    false,
+                ),
+            ]
+        }
+        "keymatch2_model.conf" => {
+            for i in 0..n {
+                writeln!(p, "p, user{i}, /res{i}/:id, GET").unwrap();
+            }
+            vec![
+                q(
+                    "allow",
+                    format!("user{last}"),
+                    vec![],
+                    "",
+                    format!("/res{last}/42"),
+                    "GET",
+                    true,
+                ),
+                q(
+                    "deny",
+                    format!("user{last}"),
+                    vec![],
+                    "",
+                    "/res0/42",
+                    "GET",
+                    false,
+                ),
+            ]
+        }
+        "ipmatch_model.conf" => {
+            for i in 0..n {
+                writeln!(p, "p, 10.{}.{}.0/24, /res{i}, GET", i / 256 % 256, i % 256).unwrap();
+            }
+            vec![
+                q(
+                    "allow",
+                    format!("10.{}.{}.7", last / 256 % 256, last % 256),
+                    vec![],
+                    "",
+                    format!("/res{last}"),
+                    "GET",
+                    true,
+                ),
+                q("deny", "192.168.0.1", vec![], "", "/res0", "GET", false),
+            ]
+        }
+        "priority_model.conf" => {
+            for i in 0..n {
+                let eft = if i % 2 == 0 { "allow" } else { "deny" };
+                writeln!(p, "p, role{}, /res{}, GET, {eft}", i % 100, i / 2).unwrap();
+            }
+            writeln!(p, "g, alice, role{}", last % 100).unwrap();
+            vec![
+                q(
+                    "deny",
+                    "alice",
+                    vec![],
+                    "",
+                    format!("/res{}", last / 2),
+                    "GET",
+                    false,
+                ),
+                q("none", "alice", vec![], "", "/nothing", "GET", false),
+            ]
+        }
+        "rbac_model.conf"
+        | "rbac_with_deny_model.conf"
+        | "rbac_with_not_deny_model.conf"
+        | "rbac_model_matcher_using_in_op.conf" => {
+            let eft = file.contains("deny");
+            for i in 0..n {
+                if eft {
+                    writeln!(p, "p, role{}, /res{i}, GET, allow", i % 100).unwrap();
+                } else {
+                    writeln!(p, "p, role{}, /res{i}, GET", i % 100).unwrap();
+                }
+            }
+            if eft {
+                writeln!(p, "p, role{}, /res{last}, GET, deny", (last + 1) % 100).unwrap();
+            }
+            writeln!(p, "g, alice, role{}", last % 100).unwrap();
+            let mut v = vec![q(
+                "allow",
+                "alice",
+                vec![],
+                "",
+                format!("/res{last}"),
+                "GET",
+                true,
+            )];
+            // Deny-override allows what no rule denies: its deny is the deny rule's.
+            if !file.contains("not_deny") {
+                v.push(q("deny", "alice", vec![], "", "/res0", "GET", false));
+            }
+            if eft {
+                v.push(q(
+                    "deny_rule",
+                    "bob",
+                    vec![
+                        format!("role{}", last % 100),
+                        format!("role{}", (last + 1) % 100),
+                    ],
+                    "",
+                    format!("/res{last}"),
+                    "GET",
+                    false,
+                ));
+            }
+            if file.contains("in_op") {
+                v.push(q("in_list", "nobody", vec![], "", "data2", "GET", true));
+            }
+            v
+        }
+        "rbac_with_domains_model.conf" => {
+            for i in 0..n {
+                writeln!(p, "p, role{}, dom{}, /res{i}, GET", i % 100, i % 50).unwrap();
+            }
+            writeln!(p, "g, alice, role{}, dom{}", last % 100, last % 50).unwrap();
+            vec![
+                q(
+                    "allow",
+                    "alice",
+                    vec![],
+                    &format!("dom{}", last % 50),
+                    format!("/res{last}"),
+                    "GET",
+                    true,
+                ),
+                q(
+                    "deny",
+                    "alice",
+                    vec![],
+                    "dom0",
+                    format!("/res{last}"),
+                    "GET",
+                    false,
+                ),
+            ]
+        }
+        "rbac_with_resource_roles_model.conf" => {
+            for i in 0..n {
+                writeln!(p, "p, role{}, group{i}, GET", i % 100).unwrap();
+                writeln!(p, "g2, /res{i}, group{i}").unwrap();
+            }
+            writeln!(p, "g, alice, role{}", last % 100).unwrap();
+            vec![
+                q(
+                    "allow",
+                    "alice",
+                    vec![],
+                    "",
+                    format!("/res{last}"),
+                    "GET",
+                    true,
+                ),
+                q("deny", "alice", vec![], "", "/res0", "GET", false),
+            ]
+        }
+        other => panic!("no generator for {other}"),
+    };
+    Scaled { policy: p, queries }
+}
+
+const MODELS: &[&str] = &[
+    "basic_model.conf",
+    "basic_with_root_model.conf",
+    "keymatch_model.conf",
+    "keymatch2_model.conf",
+    "ipmatch_model.conf",
+    "priority_model.conf",
+    "rbac_model.conf",
+    "rbac_with_deny_model.conf",
+    "rbac_with_not_deny_model.conf",
+    "rbac_model_matcher_using_in_op.conf",
+    "rbac_with_domains_model.conf",
+    "rbac_with_resource_roles_model.conf",
+];
+
+fn load(rt: &tokio::runtime::Runtime, model: &str, policy: &str) -> Policy {
+    rt.block_on(Policy::from_text(model, "model", policy, "policy"))
+        .unwrap()
+}
+
+fn bench_models(c: &mut Criterion) {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let mut group = c.benchmark_group("model");
+    group
+        .sample_size(20)
+        .warm_up_time(Duration::from_millis(300))
+        .measurement_time(Duration::from_secs(1));
+    for file in MODELS {
+        let model = example(file);
+        for n in [10_000usize, 100_000] {
+            let s = scaled(file, n);
+            let policy = load(&rt, &model, &s.policy);
+            eprintln!("{file} at {n} rules: {}", policy.evaluator);
+            for (label, sub, roles, dom, obj, act, allowed) in &s.queries {
+                let query = Query {
+                    subject: sub,
+                    roles,
+                    domain: dom,
+                    resource: obj,
+                    action: act,
+                };
+                assert_eq!(
+                    policy.enforce(&query).unwrap().allowed,
+                    *allowed,
+                    "{file} {n} {label}"
+                );
+                let name = format!("{}/{label}", file.trim_end_matches("_model.conf"));
+                group.bench_with_input(BenchmarkId::new(name, n), &query, |b, q| {
+                    b.iter(|| policy.enforce(black_box(q)).unwrap())
+                });
+            }
+        }
+    }
+    group.finish();
+}
+
+/// RBAC with a role chain of `depth` links above the role the policy names,
+/// and `claims` claim roles on the principal (one of them the chain's start).
+fn bench_depth(c: &mut Criterion) {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let model = example("rbac_model.conf");
+    let mut group = c.benchmark_group("rbac_depth");
+    group
+        .sample_size(20)
+        .warm_up_time(Duration::from_millis(300))
+        .measurement_time(Duration::from_secs(1));
+    let n = 100_000;
+    for depth in [1usize, 5, 10] {
+        let mut p = String::new();
+        for i in 0..n {
+            writeln!(p, "p, role{}, /res{i}, GET", i % 1000).unwrap();
+        }
+        // chain0 → chain1 → … → role999 (the last link reaches the granted role).
+        for d in 0..depth - 1 {
+            writeln!(p, "g, chain{d}, chain{}", d + 1).unwrap();
+        }
+        writeln!(p, "g, chain{}, role{}", depth - 1, (n - 1) % 1000).unwrap();
+        let policy = load(&rt, &model, &p);
+        for claims in [1usize, 10, 300] {
+            // Claim roles are one link from the subject: a chain of `depth` links
+            // above the claim is within Casbin's limit of 10 only up to depth 9.
+            let mut roles: Vec<String> = (1..claims).map(|k| format!("other{k}")).collect();
+            roles.push("chain0".into());
+            let reachable = depth < 10;
+            for (label, obj, allowed) in [
+                ("allow", format!("/res{}", n - 1), reachable),
+                ("deny", "/res0".to_string(), false),
+            ] {
+                let query = Query {
+                    subject: "alice",
+                    roles: &roles,
+                    domain: "",
+                    resource: &obj,
+                    action: "GET",
+                };
+                assert_eq!(
+                    policy.enforce(&query).unwrap().allowed,
+                    allowed,
+                    "{depth} {claims} {label}"
+                );
+                group.bench_with_input(
+                    BenchmarkId::new(format!("depth{depth}/claims{claims}/{label}"), n),
+                    &query,
+                    |b, q| b.iter(|| policy.enforce(black_box(q)).unwrap()),
+                );
+            }
+        }
+    }
+    group.finish();
+}
+
+criterion_group!(benches, bench_models, bench_depth);
+criterion_main!(benches);
