@@ -322,7 +322,10 @@ fn bench_models(c: &mut Criterion) {
                     *allowed,
                     "{file} {n} {label}"
                 );
-                let name = format!("{}/{label}", file.trim_end_matches("_model.conf"));
+                let name = format!(
+                    "{}/{label}",
+                    file.trim_end_matches(".conf").trim_end_matches("_model")
+                );
                 group.bench_with_input(BenchmarkId::new(name, n), &query, |b, q| {
                     b.iter(|| policy.enforce(black_box(q)).unwrap())
                 });
