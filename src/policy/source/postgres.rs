@@ -87,6 +87,36 @@ impl Follower {
     /// Connects (TLS when the URL says `sslmode=require`), checks the table
     /// and starts listening on the channel.
     async fn connect(&mut self) -> Result<(), StoreError> {
+        let (client, driver, notes) = self.open().await?;
+        let columns = columns(&client, &self.table)
+            .await
+            .map_err(|m| self.err(m))?;
+        client
+            .batch_execute(&format!("LISTEN {}", quote(&self.channel)))
+            .await
+            .map_err(|e| db_err(&self.url, e))?;
+        self.conn = Some(Conn {
+            client,
+            notes,
+            columns,
+            driver,
+        });
+        self.fingerprint = None;
+        Ok(())
+    }
+
+    /// A connection (TLS when the URL says `sslmode=require`), its driver
+    /// task, and what that task hears (notifications, the connection's end).
+    async fn open(
+        &self,
+    ) -> Result<
+        (
+            Client,
+            tokio::task::JoinHandle<()>,
+            mpsc::UnboundedReceiver<Note>,
+        ),
+        StoreError,
+    > {
         let (tx, notes) = mpsc::unbounded_channel();
         let (client, driver) = if self.config.get_ssl_mode() == SslMode::Require {
             let tls = tokio_postgres_rustls::MakeRustlsConnect::new(
@@ -106,21 +136,7 @@ impl Follower {
                 .map_err(|e| db_err(&self.url, e))?;
             (client, drive(connection, tx))
         };
-        let columns = columns(&client, &self.table)
-            .await
-            .map_err(|m| self.err(m))?;
-        client
-            .batch_execute(&format!("LISTEN {}", quote(&self.channel)))
-            .await
-            .map_err(|e| db_err(&self.url, e))?;
-        self.conn = Some(Conn {
-            client,
-            notes,
-            columns,
-            driver,
-        });
-        self.fingerprint = None;
-        Ok(())
+        Ok((client, driver, notes))
     }
 
     pub async fn sync(&mut self, force: bool) -> Result<Option<Fetched>, StoreError> {
@@ -375,20 +391,7 @@ impl Drop for Admin {
 impl Admin {
     pub async fn connect(cfg: &PolicyConfig) -> Result<Admin, StoreError> {
         let mut f = Follower::new(cfg)?;
-        let (tx, _notes) = mpsc::unbounded_channel();
-        let (client, driver) = if f.config.get_ssl_mode() == SslMode::Require {
-            let tls =
-                tokio_postgres_rustls::MakeRustlsConnect::new(tls_config().map_err(|m| f.err(m))?);
-            let (c, conn) = f.config.connect(tls).await.map_err(|e| db_err(&f.url, e))?;
-            (c, drive(conn, tx))
-        } else {
-            let (c, conn) = f
-                .config
-                .connect(NoTls)
-                .await
-                .map_err(|e| db_err(&f.url, e))?;
-            (c, drive(conn, tx))
-        };
+        let (client, driver, _notes) = f.open().await?;
         Ok(Admin {
             client,
             driver,
