@@ -552,33 +552,40 @@ impl FastPolicy {
             // closure (`g`), merged and sorted: policy order decides the first
             // match and the explain line.
             Some(index) => {
-                let segments: Vec<u32> = match index.group {
-                    None => vec![segment_hash(first_segment(q.resource))],
+                // One segment (no allocation) unless a group test asks for several.
+                let (one, many): ([u32; 1], Vec<u32>);
+                let segments: &[u32] = match index.group {
+                    None => {
+                        one = [segment_hash(first_segment(q.resource))];
+                        &one
+                    }
                     Some((rt, key, dom)) => {
                         let (start, dom) = (field(q, key), dom.map(|d| field(q, d)));
-                        cx.reached(rt, start, dom, |a, d| self.reach(rt, a, d, q))
+                        many = cx
+                            .reached(rt, start, dom, |a, d| self.reach(rt, a, d, q))
                             .iter()
                             .map(|g| segment_hash(g))
-                            .collect()
+                            .collect();
+                        &many
                     }
                 };
                 let mut c: Vec<u32> = match (index.keyed, &closure) {
                     (Keyed::Role, Some(closure)) => closure
                         .iter()
                         .filter_map(|s| index.buckets.get(*s))
-                        .flat_map(|b| b.candidates_in(&segments))
+                        .flat_map(|b| b.candidates_in(segments))
                         .collect(),
                     (Keyed::Whole, _) => index
                         .buckets
                         .get("")
                         .into_iter()
-                        .flat_map(|b| b.candidates_in(&segments))
+                        .flat_map(|b| b.candidates_in(segments))
                         .collect(),
                     _ => index
                         .buckets
                         .get(q.subject)
                         .into_iter()
-                        .flat_map(|b| b.candidates_in(&segments))
+                        .flat_map(|b| b.candidates_in(segments))
                         .collect(),
                 };
                 c.sort_unstable();
