@@ -1,10 +1,6 @@
 //! One consistent revision of everything a decision reads: config, routes, policy.
 
-use std::{
-    path::{Path, PathBuf},
-    sync::Arc,
-    time::SystemTime,
-};
+use std::{path::Path, sync::Arc, time::SystemTime};
 
 use sha2::{Digest, Sha256};
 
@@ -127,12 +123,7 @@ impl Sources {
         let expanded = crate::config::expand_env(text, path)?;
         let text: &str = &expanded;
         let config = Config::from_expanded(text, path)?;
-        let read = |p: &PathBuf| {
-            std::fs::read_to_string(p).map_err(|source| PolicyLoadError::Read {
-                path: p.display().to_string(),
-                source,
-            })
-        };
+        let read = super::source::file::read;
         let model = read(&config.policy.model)?;
         let (policy, policy_name, rows, available) =
             match (&config.policy.policy, &config.policy.store) {

@@ -1,5 +1,5 @@
-//! Where the policy lines come from when they do not come from a file: a
-//! shared store every replica follows (`docs/fleet.md`).
+//! Where the policy lines come from: a file ([`file`]), or a shared store
+//! every replica follows ([`postgres`], [`http`]; `docs/fleet.md`).
 //!
 //! A store only ever yields policy *text* in the CSV form of a policy file;
 //! the snapshot builder does not care where it came from, and the revision is
@@ -7,6 +7,7 @@
 //! revision. [`follow`] keeps a server's snapshot current; [`initial`] is the
 //! first read at start, with the `cache_file` fallback.
 
+pub mod file;
 pub mod http;
 pub mod postgres;
 
