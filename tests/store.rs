@@ -801,6 +801,19 @@ async fn sighup_rereads_the_store_and_store_settings_need_a_restart() {
         eventually(10, || r.allowed(&t)).await,
         "SIGHUP did not reread the store"
     );
+    // Another SIGHUP rereads the same rows: counted as unchanged, not as new content.
+    let (ok, unchanged) = (
+        r#"authzd_policy_store_sync_total{result="ok"}"#,
+        r#"authzd_policy_store_sync_total{result="unchanged"}"#,
+    );
+    let (ok0, unchanged0) = (r.counter(ok).await, r.counter(unchanged).await);
+    let kill = std::process::Command::new("kill")
+        .args(["-HUP", &r.pid().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    assert!(eventually(10, || async { r.counter(unchanged).await > unchanged0 }).await);
+    assert_eq!(r.counter(ok).await, ok0);
 
     // Where policy comes from is set up once: a change says it needs a restart.
     let text = std::fs::read_to_string(fleet.config()).unwrap();

@@ -425,10 +425,7 @@ pub fn follow(
         let mut force = true;
         loop {
             match client.sync(force).await {
-                Ok(Some(fetched)) => {
-                    status.synced(true);
-                    apply(&store, &status, &cfg, fetched, &after).await;
-                }
+                Ok(Some(fetched)) => apply(&store, &status, &cfg, fetched, &after).await,
                 Ok(None) => status.synced(false),
                 Err(e) => {
                     if status.view().error.as_deref() != Some(&e.to_string()) {
@@ -489,7 +486,9 @@ async fn coalesce(client: &mut Client) {
     }
 }
 
-/// Serves `fetched` if it builds; writes it to the cache file when it does.
+/// Counts the read (`ok` only when the text differs from the last one read:
+/// a forced reread of the same rows is `unchanged`), serves `fetched` if it
+/// builds, and writes it to the cache file when it does.
 async fn apply(
     store: &PolicyStore,
     status: &StoreStatus,
@@ -497,6 +496,8 @@ async fn apply(
     fetched: Fetched,
     after: &impl Fn(&Arc<super::snapshot::Snapshot>),
 ) {
+    let new = status.latest().is_none_or(|l| l.text != fetched.text);
+    status.synced(new);
     status.set_latest(fetched, Origin::Store);
     match store.reload().await {
         Ok(Some(snap)) => after(&snap),
@@ -531,10 +532,7 @@ pub async fn refresh_if_due(store: &PolicyStore, client: &tokio::sync::Mutex<Opt
     }
     let Some(c) = guard.as_mut() else { return };
     match c.sync(false).await {
-        Ok(Some(fetched)) => {
-            status.synced(true);
-            apply(store, status, &cfg, fetched, &|_| {}).await;
-        }
+        Ok(Some(fetched)) => apply(store, status, &cfg, fetched, &|_| {}).await,
         Ok(None) => status.synced(false),
         Err(e) => {
             tracing::warn!(error = %e, serving = %store.load().revision, "policy store unreachable; the last good revision keeps serving");
