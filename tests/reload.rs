@@ -7,16 +7,9 @@
 
 mod common;
 
-use std::{
-    sync::{
-        Arc,
-        atomic::{AtomicBool, Ordering},
-    },
-    time::{Duration, Instant},
-};
+use std::time::{Duration, Instant};
 
 use common::*;
-use parking_lot::Mutex;
 use serde_json::{Value, json};
 
 const ISS: &str = "https://rsa.example";
@@ -60,63 +53,13 @@ async fn wait_allowed(srv: &Running, t: &str) -> Duration {
     }
 }
 
-/// Sends checks continuously until stopped; every answer is recorded.
-struct Load {
-    stop: Arc<AtomicBool>,
-    seen: Arc<Mutex<Vec<(String, bool)>>>,
-    tasks: Vec<tokio::task::JoinHandle<()>>,
-}
-
-impl Load {
-    fn start(srv: &Running, t: &str) -> Load {
-        let stop = Arc::new(AtomicBool::new(false));
-        let seen = Arc::new(Mutex::new(Vec::new()));
-        let tasks = (0..3)
-            .map(|_| {
-                let (stop, seen, url, t) = (
-                    Arc::clone(&stop),
-                    Arc::clone(&seen),
-                    srv.url("/v1/check"),
-                    t.to_string(),
-                );
-                tokio::spawn(async move {
-                    let http = reqwest::Client::new();
-                    while !stop.load(Ordering::Relaxed) {
-                        let resp = http
-                            .post(&url)
-                            .json(&json!({"method": "GET", "path": "/AdminUser", "token": t}))
-                            .send()
-                            .await
-                            .expect("no request may fail during a reload");
-                        assert_eq!(resp.status(), 200, "no request may fail during a reload");
-                        let v: Value = resp.json().await.unwrap();
-                        seen.lock().push((
-                            v["policy_revision"].as_str().unwrap().to_string(),
-                            v["allowed"] == true,
-                        ));
-                    }
-                })
-            })
-            .collect();
-        Load { stop, seen, tasks }
-    }
-
-    /// Stops and checks that every answer is the right one for the revision it names.
-    async fn finish(self, allowed_revision: &str) -> usize {
-        self.stop.store(true, Ordering::Relaxed);
-        for t in self.tasks {
-            t.await.unwrap();
-        }
-        let seen = self.seen.lock();
-        for (rev, allowed) in seen.iter() {
-            assert_eq!(
-                *allowed,
-                rev == allowed_revision,
-                "revision {rev} answered allowed={allowed}"
-            );
-        }
-        seen.len()
-    }
+/// Three clients checking `GET /AdminUser` with `t` continuously.
+fn load(srv: &Running, t: &str) -> Load {
+    let url = srv.url("/v1/check");
+    Load::start(
+        &[url.clone(), url.clone(), url],
+        &json!({"method": "GET", "path": "/AdminUser", "token": t}),
+    )
 }
 
 async fn revision(srv: &Running) -> Value {
@@ -138,7 +81,7 @@ async fn in_place_edit_under_load() {
         .as_str()
         .unwrap()
         .to_string();
-    let load = Load::start(&srv, &t);
+    let load = load(&srv, &t);
     tokio::time::sleep(Duration::from_millis(200)).await;
     env.write("policy.csv", &format!("{DEMO_POLICY}{GRANT}"));
     let took = wait_allowed(&srv, &t).await;
@@ -147,7 +90,7 @@ async fn in_place_edit_under_load() {
     let after = revision(&srv).await;
     let after_rev = after["revision"].as_str().unwrap().to_string();
     assert_ne!(before, after_rev);
-    let n = load.finish(&after_rev).await;
+    let n = load.finish(&[&after_rev]).await;
     assert!(n > 10, "the load kept flowing ({n} checks)");
     assert_eq!(
         (after["rules"].as_u64(), after["groupings"].as_u64()),
@@ -170,7 +113,7 @@ async fn in_place_edit_under_load() {
 async fn editor_style_rename_is_seen() {
     let (env, srv, rsa) = env_and_server(DEMO_POLICY, "").await;
     let t = regular_token(&rsa);
-    let load = Load::start(&srv, &t);
+    let load = load(&srv, &t);
     let tmp = env.write(".policy.csv.swp", &format!("{DEMO_POLICY}{GRANT}"));
     std::fs::rename(&tmp, env.dir.path().join("policy.csv")).unwrap();
     eprintln!(
@@ -181,7 +124,7 @@ async fn editor_style_rename_is_seen() {
         .as_str()
         .unwrap()
         .to_string();
-    load.finish(&rev).await;
+    load.finish(&[&rev]).await;
 }
 
 /// The layout Kubernetes gives a ConfigMap volume: files are symlinks through `..data`,
@@ -210,7 +153,7 @@ async fn configmap_symlink_swap_is_seen() {
     }
     let srv = Running::start(&root.join("authzd.toml")).await;
     let t = regular_token(&rsa);
-    let load = Load::start(&srv, &t);
+    let load = load(&srv, &t);
     // What the kubelet does: new directory, new `..data_tmp` link, rename over `..data`.
     write_version("..2026_11_24_v2", &format!("{DEMO_POLICY}{GRANT}"));
     std::os::unix::fs::symlink("..2026_11_24_v2", root.join("..data_tmp")).unwrap();
@@ -224,7 +167,7 @@ async fn configmap_symlink_swap_is_seen() {
         .as_str()
         .unwrap()
         .to_string();
-    load.finish(&rev).await;
+    load.finish(&[&rev]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -235,7 +178,7 @@ async fn a_bad_edit_is_rejected_whole_and_the_fix_recovers() {
         .as_str()
         .unwrap()
         .to_string();
-    let load = Load::start(&srv, &t);
+    let load = load(&srv, &t);
     // A grant on line 1 followed by a broken line: nothing of it may apply.
     env.write(
         "policy.csv",
@@ -283,7 +226,7 @@ async fn a_bad_edit_is_rejected_whole_and_the_fix_recovers() {
     wait_allowed(&srv, &t).await;
     let status = revision(&srv).await;
     assert!(status["last_error"].is_null(), "{status}");
-    load.finish(status["revision"].as_str().unwrap()).await;
+    load.finish(&[status["revision"].as_str().unwrap()]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

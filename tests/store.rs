@@ -13,14 +13,14 @@ use std::{
     net::SocketAddr,
     sync::{
         Arc,
-        atomic::{AtomicBool, AtomicUsize, Ordering},
+        atomic::{AtomicUsize, Ordering},
     },
     time::{Duration, Instant},
 };
 
 use common::{fleet::*, pg::*, *};
 use parking_lot::Mutex;
-use serde_json::{Value, json};
+use serde_json::json;
 
 async fn grant_row(c: &tokio_postgres::Client) {
     c.execute(
@@ -53,65 +53,13 @@ async fn prepared(pg: &Pg, db: &str, extra: &str) -> Fleet {
     fleet
 }
 
-/// Checks continuously on every replica; every answer is recorded with the
-/// revision it names.
-struct Load {
-    stop: Arc<AtomicBool>,
-    seen: Arc<Mutex<Vec<(String, bool)>>>,
-    tasks: Vec<tokio::task::JoinHandle<()>>,
-}
-
-impl Load {
-    fn start(replicas: &[Replica], token: &str) -> Load {
-        let stop = Arc::new(AtomicBool::new(false));
-        let seen = Arc::new(Mutex::new(Vec::new()));
-        let tasks = replicas
-            .iter()
-            .map(|r| {
-                let (stop, seen, url, t) = (
-                    Arc::clone(&stop),
-                    Arc::clone(&seen),
-                    r.url("/v1/check"),
-                    token.to_string(),
-                );
-                tokio::spawn(async move {
-                    let http = reqwest::Client::new();
-                    while !stop.load(Ordering::Relaxed) {
-                        let resp = http
-                            .post(&url)
-                            .json(&json!({"method": "POST", "path": "/api/reports", "token": t}))
-                            .send()
-                            .await
-                            .expect("no check may fail while the store changes");
-                        assert_eq!(resp.status(), 200);
-                        let v: Value = resp.json().await.unwrap();
-                        seen.lock().push((
-                            v["policy_revision"].as_str().unwrap().to_string(),
-                            v["allowed"] == true,
-                        ));
-                    }
-                })
-            })
-            .collect();
-        Load { stop, seen, tasks }
-    }
-
-    /// Every answer must be the one its revision gives.
-    async fn finish(self, allowing: &[&str]) -> usize {
-        self.stop.store(true, Ordering::Relaxed);
-        for t in self.tasks {
-            t.await.unwrap();
-        }
-        let seen = self.seen.lock();
-        for (rev, allowed) in seen.iter() {
-            assert_eq!(
-                *allowed,
-                allowing.contains(&rev.as_str()),
-                "revision {rev} answered allowed={allowed}"
-            );
-        }
-        seen.len()
-    }
+/// One client per replica checking `POST /api/reports` with `token` continuously.
+fn load(replicas: &[Replica], token: &str) -> Load {
+    let urls: Vec<String> = replicas.iter().map(|r| r.url("/v1/check")).collect();
+    Load::start(
+        &urls,
+        &json!({"method": "POST", "path": "/api/reports", "token": token}),
+    )
 }
 
 async fn all_allowed(replicas: &[Replica], token: &str, want: bool) -> bool {
@@ -146,7 +94,7 @@ async fn three_replicas_follow_inserts_and_deletes_by_notification() {
     let before = revisions(&replicas).await;
     assert!(before.iter().all(|r| *r == before[0]), "{before:?}");
 
-    let load = Load::start(&replicas, &t);
+    let load = load(&replicas, &t);
     // Inserted by an operator with psql.
     pg.psql(
         "fleet",
@@ -268,7 +216,7 @@ async fn an_outage_keeps_the_last_revision_and_the_reconnect_catches_up() {
     );
 
     pg.stop_server();
-    let load = Load::start(std::slice::from_ref(&r), &t);
+    let load = load(std::slice::from_ref(&r), &t);
     assert!(
         eventually(10, || async {
             r.policy().await["store"]["connected"] == false

@@ -483,3 +483,66 @@ pub async fn envoy_check(srv: &Running, req: CheckRequest) -> CheckResponse {
         .unwrap();
     client.check(req).await.unwrap().into_inner()
 }
+
+/// Sends `POST /v1/check` with `body` continuously, one client per URL,
+/// until finished; every answer is recorded with the revision it names.
+pub struct Load {
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    seen: Arc<Mutex<Vec<(String, bool)>>>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Load {
+    /// `urls` are `…/v1/check` endpoints (the same one several times for more clients).
+    pub fn start(urls: &[String], body: &Value) -> Load {
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let tasks = urls
+            .iter()
+            .map(|url| {
+                let (stop, seen, url, body) = (
+                    Arc::clone(&stop),
+                    Arc::clone(&seen),
+                    url.clone(),
+                    body.clone(),
+                );
+                tokio::spawn(async move {
+                    let http = reqwest::Client::new();
+                    while !stop.load(Ordering::Relaxed) {
+                        let resp = http
+                            .post(&url)
+                            .json(&body)
+                            .send()
+                            .await
+                            .expect("no check may fail while policy changes");
+                        assert_eq!(resp.status(), 200, "no check may fail while policy changes");
+                        let v: Value = resp.json().await.unwrap();
+                        seen.lock().push((
+                            v["policy_revision"].as_str().unwrap().to_string(),
+                            v["allowed"] == true,
+                        ));
+                    }
+                })
+            })
+            .collect();
+        Load { stop, seen, tasks }
+    }
+
+    /// Stops, and checks that every answer allowed exactly under the
+    /// revisions in `allowing`. Returns how many answers there were.
+    pub async fn finish(self, allowing: &[&str]) -> usize {
+        self.stop.store(true, Ordering::Relaxed);
+        for t in self.tasks {
+            t.await.unwrap();
+        }
+        let seen = self.seen.lock();
+        for (rev, allowed) in seen.iter() {
+            assert_eq!(
+                *allowed,
+                allowing.contains(&rev.as_str()),
+                "revision {rev} answered allowed={allowed}"
+            );
+        }
+        seen.len()
+    }
+}
