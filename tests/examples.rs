@@ -184,22 +184,32 @@ fn traefik_example_copies_our_headers_and_distrusts_clients() {
     );
 }
 
-#[tokio::test]
-async fn kubernetes_example_is_consistent_and_its_policy_loads() {
-    let text = std::fs::read_to_string(example("kubernetes/authzd.yaml")).unwrap();
+/// A Kubernetes example's documents, and its ConfigMap's files written to a temp dir.
+fn kubernetes_example(file: &str) -> (Vec<Value>, tempfile::TempDir) {
+    let text = std::fs::read_to_string(example(file)).unwrap();
     let docs: Vec<Value> = serde_norway::Deserializer::from_str(&text)
         .map(|d| serde::Deserialize::deserialize(d).unwrap())
         .collect();
-    let kind = |k: &str| docs.iter().find(|d| d["kind"].as_str() == Some(k)).unwrap();
-    // The ConfigMap's files load as a real snapshot.
     let dir = tempfile::tempdir().unwrap();
-    for (name, body) in kind("ConfigMap")["data"].as_mapping().unwrap() {
+    let config_map = docs
+        .iter()
+        .find(|d| d["kind"].as_str() == Some("ConfigMap"))
+        .unwrap();
+    for (name, body) in config_map["data"].as_mapping().unwrap() {
         std::fs::write(
             dir.path().join(name.as_str().unwrap()),
             body.as_str().unwrap(),
         )
         .unwrap();
     }
+    (docs, dir)
+}
+
+#[tokio::test]
+async fn kubernetes_example_is_consistent_and_its_policy_loads() {
+    let (docs, dir) = kubernetes_example("kubernetes/authzd.yaml");
+    let kind = |k: &str| docs.iter().find(|d| d["kind"].as_str() == Some(k)).unwrap();
+    // The ConfigMap's files load as a real snapshot.
     let config = Config::load(&dir.path().join("authzd.toml")).unwrap();
     authzd::policy::snapshot::Snapshot::load(&dir.path().join("authzd.toml"))
         .await
@@ -310,19 +320,8 @@ fn gateway_examples_canonicalize_paths() {
 
 #[test]
 fn kubernetes_fleet_example_is_consistent() {
-    let text = std::fs::read_to_string(example("kubernetes/fleet.yaml")).unwrap();
-    let docs: Vec<Value> = serde_norway::Deserializer::from_str(&text)
-        .map(|d| serde::Deserialize::deserialize(d).unwrap())
-        .collect();
+    let (docs, dir) = kubernetes_example("kubernetes/fleet.yaml");
     let kind = |k: &str| docs.iter().find(|d| d["kind"].as_str() == Some(k)).unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    for (name, body) in kind("ConfigMap")["data"].as_mapping().unwrap() {
-        std::fs::write(
-            dir.path().join(name.as_str().unwrap()),
-            body.as_str().unwrap(),
-        )
-        .unwrap();
-    }
     // The password is expanded from the environment; stand one in.
     let toml = std::fs::read_to_string(dir.path().join("authzd.toml")).unwrap();
     assert!(
