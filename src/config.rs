@@ -4,6 +4,7 @@
 //! network or builds runtime objects. Paths in the file are relative to the
 //! file's own directory and are resolved here, once.
 
+use std::collections::BTreeMap;
 use std::{
     borrow::Cow,
     net::SocketAddr,
@@ -370,6 +371,14 @@ pub struct PolicyConfig {
     /// casbin-rs (slower, and slower still as the policy grows), or refuse it.
     #[serde(default)]
     pub fallback: Fallback,
+    /// Role definitions whose names are patterns, and the function that
+    /// matches them (`{ g2 = "keyMatch2" }`), as Go Casbin's `AddNamedMatchingFunc`.
+    #[serde(default)]
+    pub role_matching: BTreeMap<String, String>,
+    /// Role definitions whose domains are patterns (`{ g = "keyMatch" }`),
+    /// as Go Casbin's `AddNamedDomainMatchingFunc`.
+    #[serde(default)]
+    pub domain_matching: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]

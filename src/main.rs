@@ -357,7 +357,7 @@ async fn store(config: &Path, command: StoreCommand) -> Result<ExitCode> {
                 &cfg.policy.model.display().to_string(),
                 &text,
                 &file.display().to_string(),
-                authzd::policy::LoadOptions::default(),
+                authzd::policy::LoadOptions::of(&cfg).map_err(|m| anyhow::anyhow!(m))?,
             )
             .await?;
             let lines = authzd::policy::source::csv_lines(&text)

@@ -98,12 +98,28 @@ pub struct Policy {
 }
 
 /// How a config asks a policy to be built.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct LoadOptions {
     /// `[request] path_case = "insensitive"`: object patterns are lower-cased.
     pub fold_case: bool,
     /// `[policy] fallback = "refuse"`: a model outside the indexed subset is an error.
     pub refuse_fallback: bool,
+    /// `[policy] role_matching` / `domain_matching`.
+    pub matching: fast::Matching,
+}
+
+impl LoadOptions {
+    /// What `config` asks for; `Err` names a bad `role_matching` entry.
+    pub fn of(config: &crate::config::Config) -> Result<LoadOptions, String> {
+        Ok(LoadOptions {
+            fold_case: config.request.path_case == crate::config::PathCase::Insensitive,
+            refuse_fallback: config.policy.fallback == crate::config::Fallback::Refuse,
+            matching: fast::Matching::new(
+                &config.policy.role_matching,
+                &config.policy.domain_matching,
+            )?,
+        })
+    }
 }
 
 impl std::fmt::Debug for Policy {
@@ -188,10 +204,11 @@ impl Policy {
             .map_err(|e| model_err(e.to_string()))?;
         let fields = request_fields(&model).map_err(model_err)?;
         let arity = arities(&model);
-        let (rules, groupings, subjects, role_names) =
+        let (rules, groupings, subjects, role_names, deduplicated) =
             check_lines(policy_text, policy_name, &arity)?;
 
-        let mut enforcer = Enforcer::new(model, StringAdapter::new(policy_text))
+        let text = deduplicated.as_deref().unwrap_or(policy_text);
+        let mut enforcer = Enforcer::new(model, StringAdapter::new(text))
             .await
             .map_err(|e| PolicyLoadError::Policy {
                 path: policy_name.to_string(),
@@ -209,7 +226,7 @@ impl Policy {
                 message: e.to_string(),
             })?;
         let compiled = if indexed {
-            fast::FastPolicy::compile(enforcer.get_mut_model())
+            fast::FastPolicy::compile(enforcer.get_mut_model(), &opts.matching)
         } else {
             Err(fast::CompileError::Unsupported(
                 "casbin-rs was asked for".into(),
@@ -217,6 +234,14 @@ impl Policy {
         };
         let (fast, evaluator) = match compiled {
             Ok(f) => (Some(f), "indexed".to_string()),
+            Err(fast::CompileError::Matching(message)) => return Err(model_err(message)),
+            // casbin-rs 2.20 has one role manager for every role type and
+            // matches names differently from Casbin's documented (Go) one.
+            Err(fast::CompileError::Unsupported(why)) if !opts.matching.is_empty() => {
+                return Err(model_err(format!(
+                    "`[policy] role_matching`/`domain_matching` need the indexed evaluator, and {why} is outside its subset"
+                )));
+            }
             Err(fast::CompileError::Unsupported(why)) if indexed && opts.refuse_fallback => {
                 return Err(model_err(format!(
                     "{why} is outside the indexed evaluator's subset, and `[policy] fallback = \"refuse\"` refuses a model that casbin-rs would have to evaluate"
@@ -226,8 +251,12 @@ impl Policy {
                 None,
                 format!("casbin-rs ({why} is outside the indexed subset)"),
             ),
-            Err(fast::CompileError::InvalidRule { values, message }) => {
-                let line = find_line(policy_text, &values);
+            Err(fast::CompileError::InvalidRule {
+                ptype,
+                values,
+                message,
+            }) => {
+                let line = find_line(policy_text, &ptype, &values);
                 return Err(PolicyLoadError::Line {
                     path: policy_name.to_string(),
                     line,
@@ -416,7 +445,7 @@ fn fold_object_case(model: &mut dyn Model, text: &str, name: &str) -> Result<(),
             {
                 return Err(PolicyLoadError::Line {
                     path: name.to_string(),
-                    line: find_line(text, &line),
+                    line: find_line(text, "p", &line),
                     message: format!(
                         "pattern `{v}` has a case-sensitive regex escape; with `path_case = \"insensitive\"` write it without one"
                     ),
@@ -512,7 +541,9 @@ fn arities(model: &DefaultModel) -> Vec<(String, usize)> {
     out
 }
 
-type LineSummary = (usize, usize, Vec<String>, Vec<String>);
+/// Rules, groupings, subjects, role names, and the lines of a policy that
+/// repeats one (`Some`: without the repeats).
+type LineSummary = (usize, usize, Vec<String>, Vec<String>, Option<String>);
 
 /// Checks every policy line for a known type and the right number of fields,
 /// so an error names the line (casbin-rs would not).
@@ -523,6 +554,11 @@ fn check_lines(
 ) -> Result<LineSummary, PolicyLoadError> {
     let (mut rules, mut groupings) = (0, 0);
     let (mut subjects, mut roles) = (Vec::new(), Vec::new());
+    // A repeated line keeps its first place, as in Go and Python Casbin
+    // (casbin-rs 2.20 moves it to its last, which changes which line a
+    // first-match effect picks): repeats are dropped before casbin-rs reads.
+    let mut distinct: std::collections::HashSet<Vec<String>> = std::collections::HashSet::new();
+    let mut repeats: Vec<usize> = Vec::new();
     for (i, line) in text.lines().enumerate() {
         let line_err = |message: String| PolicyLoadError::Line {
             path: name.to_string(),
@@ -533,8 +569,8 @@ fn check_lines(
         if trimmed.is_empty() || trimmed.starts_with('#') {
             continue;
         }
-        let fields = source::split_line(trimmed).map_err(|m| line_err(m.to_string()))?;
-        let fields: Vec<&str> = fields.iter().map(String::as_str).collect();
+        let owned = source::split_line(trimmed).map_err(|m| line_err(m.to_string()))?;
+        let fields: Vec<&str> = owned.iter().map(String::as_str).collect();
         let ptype = fields[0];
         let Some((_, want)) = arity.iter().find(|(p, _)| p == ptype) else {
             return Err(line_err(format!(
@@ -563,20 +599,33 @@ fn check_lines(
             rules += 1;
             subjects.push(fields[1].to_string());
         }
+        if !distinct.insert(owned) {
+            repeats.push(i);
+        }
     }
     subjects.sort();
     subjects.dedup();
     roles.sort();
     roles.dedup();
-    Ok((rules, groupings, subjects, roles))
+    let deduplicated = (!repeats.is_empty()).then(|| {
+        let mut out = String::with_capacity(text.len());
+        for (i, line) in text.lines().enumerate() {
+            if repeats.binary_search(&i).is_err() {
+                out.push_str(line);
+                out.push('\n');
+            }
+        }
+        out
+    });
+    Ok((rules, groupings, subjects, roles, deduplicated))
 }
 
 /// The 1-based line of the first `p` line with these values (0 if not found).
-fn find_line(text: &str, values: &[String]) -> usize {
+fn find_line(text: &str, ptype: &str, values: &[String]) -> usize {
     text.lines()
         .position(|line| {
             let mut fields = line.split(',').map(|f| f.trim().trim_matches('"'));
-            fields.next() == Some("p") && fields.eq(values.iter().map(String::as_str))
+            fields.next() == Some(ptype) && fields.eq(values.iter().map(String::as_str))
         })
         .map_or(0, |i| i + 1)
 }
@@ -717,7 +766,7 @@ m = g(r.sub, p.sub) && r.obj == p.obj && r.act == p.act && r.obj.len() > 0
             refuse_fallback: true,
             ..LoadOptions::default()
         };
-        let e = Policy::from_text_for(RESOURCE_ROLES, "m.conf", policy, "p.csv", refuse)
+        let e = Policy::from_text_for(RESOURCE_ROLES, "m.conf", policy, "p.csv", refuse.clone())
             .await
             .unwrap_err()
             .to_string();
@@ -863,5 +912,122 @@ m = g(r.sub, p.sub) && r.obj == p.obj && r.act == p.act && r.obj.len() > 0
             "the overlay is gone after the call"
         );
         assert!(p.enforce(&q(&[], "/a")).unwrap().matched.is_empty());
+    }
+
+    fn matching(role: &[(&str, &str)], domain: &[(&str, &str)]) -> LoadOptions {
+        let map = |e: &[(&str, &str)]| -> std::collections::BTreeMap<String, String> {
+            e.iter()
+                .map(|(a, b)| (a.to_string(), b.to_string()))
+                .collect()
+        };
+        LoadOptions {
+            matching: fast::Matching::new(&map(role), &map(domain)).unwrap(),
+            ..LoadOptions::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn role_matching_settings_that_do_not_fit_are_refused_by_name() {
+        let role: std::collections::BTreeMap<String, String> =
+            [("g".to_string(), "keyMatch9".to_string())].into();
+        let bad_fn = fast::Matching::new(&role, &std::collections::BTreeMap::new()).unwrap_err();
+        assert!(
+            bad_fn.contains("role_matching") && bad_fn.contains("keyMatch9"),
+            "{bad_fn}"
+        );
+        let policy = "p, admin, /a, GET\ng, alice, admin\n";
+        let load = |opts| Policy::from_text_for(RBAC, "m.conf", policy, "p.csv", opts);
+        let e = load(matching(&[("g2", "keyMatch")], &[]))
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("`g2`") && e.contains("role_definition"), "{e}");
+        let e = load(matching(&[], &[("g", "keyMatch")]))
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("domain_matching") && e.contains("no domain"),
+            "{e}"
+        );
+        // A model only casbin-rs evaluates: its role manager answers differently.
+        let e = Policy::from_text_for(
+            RESOURCE_ROLES,
+            "m.conf",
+            policy,
+            "p.csv",
+            matching(&[("g", "keyMatch")], &[]),
+        )
+        .await
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("need the indexed evaluator"), "{e}");
+        // A role name that is no valid pattern for the function: its line.
+        let e = Policy::from_text_for(
+            RBAC,
+            "m.conf",
+            "p, admin, /a, GET\ng, alice, admin\ng, bob, adm(in\n",
+            "p.csv",
+            matching(&[("g", "regexMatch")], &[]),
+        )
+        .await
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("line 3") && e.contains("adm(in"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn a_claim_role_is_a_name_never_a_pattern() {
+        let policy = "p, admin, /a, GET\np, team-*, /t, GET\ng, team-*, staff\np, staff, /s, GET\n";
+        let load = |text: &str| {
+            let opts = matching(&[("g", "keyMatch")], &[]);
+            let text = text.to_string();
+            async move {
+                Policy::from_text_for(RBAC, "m", &text, "p", opts)
+                    .await
+                    .unwrap()
+            }
+        };
+        let p = load(policy).await;
+        let held = load(&format!("{policy}g, alice, *\n")).await;
+        let ask = |p: &Policy, roles: &[String], res: &str| {
+            p.enforce(&Query {
+                subject: "alice",
+                roles,
+                domain: "",
+                resource: res,
+                action: "GET",
+            })
+            .unwrap()
+            .allowed
+        };
+        // A claim role matching a pattern in the lines has its links and rules.
+        let red = ["team-red".to_string()];
+        assert!(ask(&p, &red, "/s") && ask(&p, &red, "/t"));
+        assert!(!ask(&p, &red, "/a"));
+        // A claim role that is a pattern does not hold whatever matches it.
+        let wild = ["*".to_string(), "adm*".to_string()];
+        assert!(!ask(&p, &wild, "/a"));
+        // The same pattern held through a line does (Go Casbin's semantics).
+        assert!(ask(&held, &[], "/a"));
+    }
+
+    #[tokio::test]
+    async fn a_repeated_line_keeps_its_first_place() {
+        let model = "[request_definition]\nr = sub, obj, act\n[policy_definition]\np = sub, obj, act, eft\n[role_definition]\ng = _, _\n[policy_effect]\ne = priority(p.eft) || deny\n[matchers]\nm = g(r.sub, p.sub) && r.obj == p.obj && r.act == p.act\n";
+        let policy = "p, alice, /a, GET, deny\np, staff, /a, GET, allow\np, alice, /a, GET, deny\ng, alice, staff\n";
+        let p = Policy::from_text(model, "m", policy, "p").await.unwrap();
+        let r = p
+            .enforce(&Query {
+                subject: "alice",
+                roles: &[],
+                domain: "",
+                resource: "/a",
+                action: "GET",
+            })
+            .unwrap();
+        // casbin-rs would move the repeat last and allow.
+        assert!(!r.allowed);
+        assert_eq!(r.matched, ["alice", "/a", "GET", "deny"]);
     }
 }

@@ -153,12 +153,14 @@ impl Expr {
 }
 
 /// A keyMatch4 pattern: its regex and the parameter name of each group.
+#[derive(Clone)]
 struct Key4 {
     re: Regex,
     names: Vec<String>,
 }
 
 /// One function pattern, ready to test.
+#[derive(Clone)]
 enum Compiled {
     /// keyMatch: the text up to the first `*` is a prefix, or the whole text.
     Prefix(Box<str>),
@@ -260,9 +262,13 @@ struct Index {
     /// Request fields that `ipMatch` reads: only an IP address cannot fail
     /// there, so for anything else every rule is evaluated, as casbin-rs does.
     ip_keys: Vec<RField>,
+    /// `Keyed::Role` with role matching: the bucket keys that are patterns
+    /// (held by matching, not by a link), filed by segment.
+    pattern_keys: Vec<Arc<str>>,
+    pattern_segments: Segments,
 }
 
-#[derive(Clone, Copy, PartialEq, Eq)]
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Keyed {
     /// `g(r.sub, p.X…)`: the buckets of the subject's whole role closure.
     Role,
@@ -288,11 +294,16 @@ pub type Unsupported = String;
 pub enum CompileError {
     /// Outside the indexed subset: casbin-rs evaluates it.
     Unsupported(Unsupported),
-    /// A policy line casbin-rs would panic on when it reaches it.
+    /// A policy line casbin-rs would panic on when it reaches it (or, for a
+    /// role type matching patterns, a name that is no valid pattern).
     InvalidRule {
+        /// `p`, `g`, `g2`, …
+        ptype: String,
         values: Vec<String>,
         message: String,
     },
+    /// `[policy] role_matching` / `domain_matching` do not fit the model.
+    Matching(String),
 }
 
 impl From<String> for CompileError {
@@ -332,6 +343,286 @@ struct RoleType {
     /// `g` itself: the request's claim roles are links from its subject
     /// (authzd's role manager; the other role types have only their lines).
     overlay: bool,
+    /// `[policy] role_matching`: the names in this type's lines are patterns.
+    names: Option<Box<NameMatching>>,
+    /// `[policy] domain_matching`: the domains in this type's lines are patterns.
+    domains: Option<Box<DomainMatching>>,
+}
+
+/// Which role definitions match names or domains as patterns, and with what
+/// (`[policy] role_matching` / `domain_matching`; Go Casbin's
+/// `AddNamedMatchingFunc` / `AddNamedDomainMatchingFunc`).
+#[derive(Debug, Clone, Default)]
+pub struct Matching {
+    role: Vec<(String, Func)>,
+    domain: Vec<(String, Func)>,
+}
+
+impl Matching {
+    /// The functions a role manager can match with, by their matcher names.
+    pub const FUNCTIONS: &'static str =
+        "keyMatch, keyMatch2, keyMatch3, keyMatch4, keyMatch5, regexMatch, globMatch";
+
+    /// From the config's tables (role definition → function name).
+    pub fn new<'a>(
+        role: impl IntoIterator<Item = (&'a String, &'a String)>,
+        domain: impl IntoIterator<Item = (&'a String, &'a String)>,
+    ) -> Result<Matching, String> {
+        let parse = |key: &str, (def, name): (&String, &String)| match Func::by_name(name) {
+            Some(Func::Ip) | None => Err(format!(
+                "`[policy] {key}`: `{def} = \"{name}\"` is not one of {}",
+                Self::FUNCTIONS
+            )),
+            Some(f) => Ok((def.clone(), f)),
+        };
+        Ok(Matching {
+            role: role
+                .into_iter()
+                .map(|e| parse("role_matching", e))
+                .collect::<Result<_, _>>()?,
+            domain: domain
+                .into_iter()
+                .map(|e| parse("domain_matching", e))
+                .collect::<Result<_, _>>()?,
+        })
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.role.is_empty() && self.domain.is_empty()
+    }
+}
+
+/// A role type whose names are patterns, with Go Casbin's semantics: a name
+/// matching a pattern that has links has those links too (`g2, /book/:id,
+/// book_group`: `/book/1` is in `book_group`), and whoever holds a pattern
+/// (`g, alice, /book/*`) holds every name matching it.
+struct NameMatching {
+    func: Func,
+    /// The names in the lines that match more than themselves, compiled.
+    patterns: HashMap<String, Compiled>,
+    /// The patterns that have links of their own.
+    sources: Vec<String>,
+    /// `sources` by the literal first segment every name they match has.
+    by_segment: Segments,
+    /// For each name in the lines: which `sources` it matches (never itself).
+    matched_by: HashMap<String, Vec<u32>>,
+    /// For each pattern some line links to: the names in the lines matching it.
+    matched: HashMap<String, Vec<String>>,
+    /// The names in each domain's lines ("" without domains).
+    nodes: HashMap<String, HashSet<String>>,
+    /// Rule values a role call asks about that are patterns and not names in the lines.
+    targets: HashMap<String, Compiled>,
+}
+
+/// A role type whose domains are patterns (`g, alice, admin, *`): a domain
+/// has the links of every domain pattern it matches, as in Go Casbin.
+struct DomainMatching {
+    func: Func,
+    /// For each domain in the lines: the domains whose links it has (itself first).
+    inherits: HashMap<String, Vec<String>>,
+    /// The domains in the lines that match more than themselves.
+    patterns: Vec<(String, Compiled)>,
+}
+
+fn invalid((ptype, values): (String, Vec<String>), message: String) -> CompileError {
+    CompileError::InvalidRule {
+        ptype,
+        values,
+        message,
+    }
+}
+
+/// Patterns filed by the literal first path segment of whatever they match
+/// (`/book/:id`: `book`), so a name is tried against few of them.
+#[derive(Default)]
+struct Segments {
+    by_segment: HashMap<String, Vec<u32>>,
+    any: Vec<u32>,
+}
+
+impl Segments {
+    fn new<'p>(func: Func, patterns: impl Iterator<Item = &'p Compiled>) -> Segments {
+        let mut out = Segments::default();
+        for (i, c) in patterns.enumerate() {
+            // keyMatch5 drops a query string first: `/a?x` matches `/a`.
+            match c.segment().filter(|_| func != Func::KeyMatch5) {
+                Some(seg) => out
+                    .by_segment
+                    .entry(seg.to_string())
+                    .or_default()
+                    .push(i as u32),
+                None => out.any.push(i as u32),
+            }
+        }
+        out
+    }
+
+    /// The patterns `name` could match.
+    fn candidates(&self, name: &str) -> impl Iterator<Item = u32> + '_ {
+        self.by_segment
+            .get(first_segment(name))
+            .into_iter()
+            .flatten()
+            .chain(&self.any)
+            .copied()
+    }
+}
+
+/// Whether `f(x, pattern)` holds for `x == pattern` only.
+fn literal(func: Func, c: &Compiled) -> bool {
+    match (func, c) {
+        // keyMatch5 ignores a query string: `a?b` matches `a`.
+        (Func::KeyMatch5, _) => false,
+        (_, Compiled::Prefix(p)) => !p.contains('*'),
+        (_, Compiled::Path(pieces)) => pieces.iter().all(|p| matches!(p, Piece::Literal(_))),
+        _ => false,
+    }
+}
+
+impl NameMatching {
+    fn build(
+        func: Func,
+        graph: &HashMap<String, HashMap<String, Vec<String>>>,
+        line_of: &dyn Fn(&str) -> (String, Vec<String>),
+    ) -> Result<NameMatching, CompileError> {
+        let mut regexes = HashMap::new();
+        let mut nodes: HashMap<String, HashSet<String>> = HashMap::new();
+        let mut all: Vec<&String> = Vec::new();
+        let mut seen: HashSet<&str> = HashSet::new();
+        for (dom, edges) in graph {
+            let set = nodes.entry(dom.clone()).or_default();
+            for (from, to) in edges {
+                for n in std::iter::once(from).chain(to) {
+                    set.insert(n.clone());
+                    if seen.insert(n) {
+                        all.push(n);
+                    }
+                }
+            }
+        }
+        all.sort();
+        let mut patterns = HashMap::new();
+        for n in &all {
+            let c = compile(func, n, &mut regexes)
+                .map_err(|message| invalid(line_of(n), format!("role name {message}")))?;
+            if !literal(func, &c) {
+                patterns.insert((*n).clone(), c);
+            }
+        }
+        let has_links = |n: &str| graph.values().any(|e| e.contains_key(n));
+        let targets: HashSet<&str> = graph
+            .values()
+            .flat_map(|e| e.values().flatten())
+            .map(String::as_str)
+            .collect();
+        let is_target = |n: &str| targets.contains(n);
+        let mut sources: Vec<String> = patterns.keys().filter(|p| has_links(p)).cloned().collect();
+        sources.sort();
+        let bad = |n: &str, e: EvalError| invalid(line_of(n), e.0);
+        let by_segment = Segments::new(func, sources.iter().map(|p| &patterns[p]));
+        let mut matched_by: HashMap<String, Vec<u32>> = HashMap::new();
+        for n in &all {
+            let mut ids = Vec::new();
+            for i in by_segment.candidates(n) {
+                let p = &sources[i as usize];
+                if p != *n && patterns[p].matches(func, n).map_err(|e| bad(n, e))? {
+                    ids.push(i);
+                }
+            }
+            if !ids.is_empty() {
+                ids.sort_unstable();
+                matched_by.insert((*n).clone(), ids);
+            }
+        }
+        let mut by_first: HashMap<&str, Vec<&String>> = HashMap::new();
+        for n in &all {
+            by_first.entry(first_segment(n)).or_default().push(n);
+        }
+        let mut matched: HashMap<String, Vec<String>> = HashMap::new();
+        for (p, c) in &patterns {
+            if !is_target(p) {
+                continue;
+            }
+            let within: Box<dyn Iterator<Item = &&String>> =
+                match c.segment().filter(|_| func != Func::KeyMatch5) {
+                    Some(seg) => Box::new(by_first.get(seg).into_iter().flatten()),
+                    None => Box::new(all.iter()),
+                };
+            let mut members = Vec::new();
+            for n in within {
+                if *n != p && c.matches(func, n).map_err(|e| bad(n, e))? {
+                    members.push((*n).clone());
+                }
+            }
+            members.sort();
+            matched.insert(p.clone(), members);
+        }
+        Ok(NameMatching {
+            func,
+            patterns,
+            sources,
+            by_segment,
+            matched_by,
+            matched,
+            nodes,
+            targets: HashMap::new(),
+        })
+    }
+
+    /// A name or rule value of this role type that is a pattern, compiled.
+    fn compiled(&self, name: &str) -> Option<&Compiled> {
+        self.patterns.get(name).or_else(|| self.targets.get(name))
+    }
+
+    /// The pattern `b` compiles to, `None` when it is a plain name.
+    fn pattern_of<'s>(
+        &'s self,
+        b: &str,
+    ) -> Result<Option<std::borrow::Cow<'s, Compiled>>, EvalError> {
+        if let Some(c) = self.compiled(b) {
+            return Ok(Some(std::borrow::Cow::Borrowed(c)));
+        }
+        if self.nodes.values().any(|n| n.contains(b)) {
+            return Ok(None);
+        }
+        let c = compile(self.func, b, &mut HashMap::new()).map_err(EvalError)?;
+        Ok((!literal(self.func, &c)).then_some(std::borrow::Cow::Owned(c)))
+    }
+}
+
+impl DomainMatching {
+    fn build(
+        func: Func,
+        graph: &HashMap<String, HashMap<String, Vec<String>>>,
+        line_of: &dyn Fn(&str) -> (String, Vec<String>),
+    ) -> Result<DomainMatching, CompileError> {
+        let mut regexes = HashMap::new();
+        let mut domains: Vec<&String> = graph.keys().collect();
+        domains.sort();
+        let mut patterns = Vec::new();
+        for d in &domains {
+            let c = compile(func, d, &mut regexes)
+                .map_err(|message| invalid(line_of(d), format!("domain {message}")))?;
+            if !literal(func, &c) {
+                patterns.push(((*d).clone(), c));
+            }
+        }
+        let mut inherits = HashMap::new();
+        for d in &domains {
+            let mut list = vec![(*d).clone()];
+            for (p, c) in &patterns {
+                if p != *d && c.matches(func, d).map_err(|e| invalid(line_of(d), e.0))? {
+                    list.push(p.clone());
+                }
+            }
+            inherits.insert((*d).clone(), list);
+        }
+        Ok(DomainMatching {
+            func,
+            inherits,
+            patterns,
+        })
+    }
 }
 
 /// How many role links a subject may follow: a role is held when it is
@@ -355,7 +646,7 @@ struct Plan {
 }
 
 impl Plan {
-    fn of(model: &dyn Model) -> Result<Plan, CompileError> {
+    fn of(model: &dyn Model, matching: &Matching) -> Result<Plan, CompileError> {
         let m = model.get_model();
         // authzd enforces with the primary sections, as casbin's `enforce`
         // does: `r2`, `p2`, `e2`, `m2` (for `enforce_with_context`) are never asked.
@@ -377,6 +668,13 @@ impl Plan {
             "priority(p_eft) || deny" => Effect::Priority,
             other => return Err(format!("effect `{other}`").into()),
         };
+        for (def, _) in matching.role.iter().chain(&matching.domain) {
+            if !defs.iter().any(|(name, _)| *name == def) {
+                return Err(CompileError::Matching(format!(
+                    "`[policy] role_matching`/`domain_matching` name `{def}`, which the model's [role_definition] does not define"
+                )));
+            }
+        }
         let mut role_arity = HashMap::new();
         for (name, def) in &defs {
             match def.value.matches('_').count() {
@@ -419,10 +717,32 @@ impl Plan {
                     .or_default()
                     .push(b.clone());
             }
+            // The first line naming `n`, to point at in an error.
+            let line_of = |n: &str| -> (String, Vec<String>) {
+                let values = def.get_policy().iter().find(|v| v.iter().any(|x| x == n));
+                (name.to_string(), values.cloned().unwrap_or_default())
+            };
+            let find =
+                |list: &[(String, Func)]| list.iter().find(|(d, _)| d == *name).map(|(_, f)| *f);
+            let names = match find(&matching.role) {
+                Some(f) => Some(Box::new(NameMatching::build(f, &graph, &line_of)?)),
+                None => None,
+            };
+            let domains = match find(&matching.domain) {
+                Some(_) if !domain => {
+                    return Err(CompileError::Matching(format!(
+                        "`[policy] domain_matching` names `{name}`, which has no domain (`{name} = _, _`)"
+                    )));
+                }
+                Some(f) => Some(Box::new(DomainMatching::build(f, &graph, &line_of)?)),
+                None => None,
+            };
             roles.push(RoleType {
                 graph,
                 domain,
                 overlay: name.as_str() == "g",
+                names,
+                domains,
             });
         }
         Ok(Plan {
@@ -441,8 +761,8 @@ impl FastPolicy {
     /// or says why not. On success the policy rules have been moved out of
     /// `model` (converted one by one, so the two copies never coexist): the
     /// caller drops casbin-rs then. On `Unsupported`, `model` is untouched.
-    pub fn compile(model: &mut dyn Model) -> Result<FastPolicy, CompileError> {
-        let plan = Plan::of(model)?;
+    pub fn compile(model: &mut dyn Model, matching: &Matching) -> Result<FastPolicy, CompileError> {
+        let plan = Plan::of(model, matching)?;
         let Some(p) = model
             .get_mut_model()
             .get_mut("p")
@@ -479,6 +799,7 @@ impl FastPolicy {
                 .map(|(func, field)| compile(*func, &values[*field], &mut regexes))
                 .collect::<Result<Box<[_]>, _>>()
                 .map_err(|message| CompileError::InvalidRule {
+                    ptype: "p".into(),
                     values: values.clone(),
                     message,
                 })?;
@@ -501,8 +822,27 @@ impl FastPolicy {
         };
         let uses_closure =
             expr.any(&|e| matches!(e, Expr::Role { rt, args } if is_closure(*rt, args)));
-        let index = build_index(&expr, &rules, &is_closure);
-        let known = overlay.and_then(|rt| known_names(&expr, rt, &rules, &roles[rt]));
+        let mut roles = roles;
+        role_targets(&expr, &rules, &mut roles)?;
+        let is_pattern = |rt: usize, v: &str| {
+            roles
+                .get(rt)
+                .and_then(|r| r.names.as_ref())
+                .is_some_and(|nm| nm.patterns.contains_key(v) || nm.targets.contains_key(v))
+        };
+        let mut index = build_index(&expr, &rules, &is_closure, &is_pattern);
+        if let (Some(index), Some(nm)) = (
+            index.as_mut(),
+            overlay.and_then(|rt| roles[rt].names.as_deref()),
+        ) {
+            let compiled = index.pattern_keys.iter().filter_map(|k| nm.compiled(k));
+            index.pattern_segments = Segments::new(nm.func, compiled);
+        }
+        // With role matching a claim role can match a pattern in the lines:
+        // every one is followed.
+        let known = overlay
+            .filter(|rt| roles[*rt].names.is_none())
+            .and_then(|rt| known_names(&expr, rt, &rules, &roles[rt]));
         Ok(FastPolicy {
             effect,
             matcher: expr,
@@ -516,11 +856,14 @@ impl FastPolicy {
 
     /// Evaluates `q` exactly as casbin-rs would with `q.roles` as `g` lines.
     pub fn enforce(&self, q: &Query<'_>) -> Result<Enforced, EvalError> {
-        let closure = self.uses_closure.then(|| {
-            let rt = self.roles.iter().position(|r| r.overlay).unwrap_or(0);
-            let dom = self.roles.get(rt).is_some_and(|r| r.domain);
-            self.reach(rt, q.subject, dom.then_some(q.domain), q)
-        });
+        let overlay = self.roles.iter().position(|r| r.overlay).unwrap_or(0);
+        let closure = match self.uses_closure {
+            true => {
+                let dom = self.roles.get(overlay).is_some_and(|r| r.domain);
+                Some(self.reach(overlay, q.subject, dom.then_some(q.domain), q)?)
+            }
+            false => None,
+        };
         let cx = Cx {
             q,
             closure: closure.as_ref(),
@@ -552,29 +895,64 @@ impl FastPolicy {
             // closure (`g`), merged and sorted: policy order decides the first
             // match and the explain line.
             Some(index) => {
+                let group = match index.group {
+                    Some((rt, key, dom)) => {
+                        let (start, dom) = (field(q, key), dom.map(|d| field(q, d)));
+                        Some(cx.reached(rt, start, dom, |a, d| self.reach(rt, a, d, q))?)
+                    }
+                    None => None,
+                };
+                // A held pattern role (`g, alice, /book/*`) can reach names no
+                // bucket is keyed by: then every rule is checked, in order.
+                let held_pattern = group.as_ref().is_some_and(|g| !g.linked.is_empty())
+                    || (index.keyed == Keyed::Role
+                        && closure.as_ref().is_some_and(|c| !c.linked.is_empty()));
                 // One segment (no allocation) unless a group test asks for several.
                 let (one, many): ([u32; 1], Vec<u32>);
-                let segments: &[u32] = match index.group {
+                let segments: &[u32] = match &group {
                     None => {
                         one = [segment_hash(first_segment(q.resource))];
                         &one
                     }
-                    Some((rt, key, dom)) => {
-                        let (start, dom) = (field(q, key), dom.map(|d| field(q, d)));
-                        many = cx
-                            .reached(rt, start, dom, |a, d| self.reach(rt, a, d, q))
-                            .iter()
-                            .map(|g| segment_hash(g))
-                            .collect();
+                    Some(group) => {
+                        many = group.seen.iter().map(|g| segment_hash(g)).collect();
                         &many
                     }
                 };
                 let mut c: Vec<u32> = match (index.keyed, &closure) {
-                    (Keyed::Role, Some(closure)) => closure
-                        .iter()
-                        .filter_map(|s| index.buckets.get(*s))
-                        .flat_map(|b| b.candidates_in(segments))
-                        .collect(),
+                    _ if held_pattern => (0..self.rules.len() as u32).collect(),
+                    (Keyed::Role, Some(closure)) => {
+                        let mut c: Vec<u32> = closure
+                            .seen
+                            .iter()
+                            .filter_map(|s| index.buckets.get(*s))
+                            .flat_map(|b| b.candidates_in(segments))
+                            .collect();
+                        // Rules for a role pattern (`p, team-*, …`) that a
+                        // reached name matches.
+                        if let Some(nm) = self.roles[overlay].names.as_deref() {
+                            let mut held: Vec<u32> = Vec::new();
+                            for r in &closure.seen {
+                                for i in index.pattern_segments.candidates(r) {
+                                    let key = &index.pattern_keys[i as usize];
+                                    let hit = match nm.compiled(key) {
+                                        Some(p) => p.matches(nm.func, r)?,
+                                        None => false,
+                                    };
+                                    if hit {
+                                        held.push(i);
+                                    }
+                                }
+                            }
+                            held.sort_unstable();
+                            held.dedup();
+                            for i in held {
+                                let key = &index.pattern_keys[i as usize];
+                                c.extend(index.buckets[key].candidates_in(segments));
+                            }
+                        }
+                        c
+                    }
                     (Keyed::Whole, _) => index
                         .buckets
                         .get("")
@@ -633,29 +1011,107 @@ impl FastPolicy {
         start: &'a str,
         dom: Option<&'a str>,
         q: &'a Query<'a>,
-    ) -> HashSet<&'a str> {
-        let Some(role) = self.roles.get(rt) else {
-            return std::iter::once(start).collect();
-        };
-        let edges = role.graph.get(dom.unwrap_or(""));
-        // casbin-rs's overlay links live in the request's domain only.
-        let overlay = role.overlay && (!role.domain || dom == Some(q.domain));
+    ) -> Result<Closure<'a>, EvalError> {
         let mut seen: HashSet<&str> = HashSet::new();
         seen.insert(start);
+        let mut linked: Vec<&str> = Vec::new();
+        let Some(role) = self.roles.get(rt) else {
+            return Ok(Closure { seen, linked });
+        };
+        // The domains whose links count here: `dom`, and with domain
+        // matching every domain pattern it matches.
+        let dom = dom.unwrap_or("");
+        let mut doms: Vec<&'a str> = Vec::with_capacity(1);
+        match &role.domains {
+            Some(dm) => match dm.inherits.get(dom) {
+                Some(list) => doms.extend(list.iter().map(String::as_str)),
+                None => {
+                    for (d, c) in &dm.patterns {
+                        if c.matches(dm.func, dom)? {
+                            doms.push(d);
+                        }
+                    }
+                }
+            },
+            None => doms.push(dom),
+        }
+        let graphs: Vec<&'a HashMap<String, Vec<String>>> =
+            doms.iter().filter_map(|d| role.graph.get(*d)).collect();
+        // casbin-rs's overlay links live in the request's domain only.
+        let overlay = role.overlay && (!role.domain || dom == q.domain);
+        let claims = |node: &str| {
+            (overlay && node == q.subject)
+                .then_some(q.roles)
+                .into_iter()
+                .flatten()
+                .map(String::as_str)
+                .filter(|r| self.known.as_ref().is_none_or(|k| k.contains(*r)))
+        };
+        // A name in the lines of the domains that count (else, in Go
+        // Casbin, not a node of this domain's role manager).
+        let is_node = |n: &str, nm: &NameMatching| {
+            doms.iter()
+                .any(|d| nm.nodes.get(*d).is_some_and(|set| set.contains(n)))
+        };
         let mut level: Vec<&str> = vec![start];
         // INVARIANT: after k rounds, `seen` holds every node linked within k edges.
         for _ in 0..MAX_DEPTH {
             let mut next: Vec<&str> = Vec::new();
+            let mut visit = |n: &'a str, next: &mut Vec<&'a str>| {
+                if seen.insert(n) {
+                    next.push(n);
+                }
+            };
             for node in level {
-                let stored = edges.and_then(|e| e.get(node)).into_iter().flatten();
-                let claimed = (overlay && node == q.subject)
-                    .then_some(q.roles)
-                    .into_iter()
-                    .flatten()
-                    .filter(|r| self.known.as_ref().is_none_or(|k| k.contains(r.as_str())));
-                for n in stored.chain(claimed) {
-                    if seen.insert(n) {
-                        next.push(n);
+                for n in links_in(&graphs, node) {
+                    visit(n, &mut next);
+                    // A held pattern: every name matching it is held too.
+                    if let Some(members) = role
+                        .names
+                        .as_ref()
+                        .and_then(|nm| nm.matched.get(n).map(|m| (nm, m)))
+                    {
+                        let (nm, members) = members;
+                        if !linked.contains(&n) {
+                            linked.push(n);
+                        }
+                        for x in members {
+                            if is_node(x, nm) {
+                                visit(x, &mut next);
+                            }
+                        }
+                        for c in claims(q.subject) {
+                            if c != n && nm.patterns[n].matches(nm.func, c)? {
+                                visit(c, &mut next);
+                            }
+                        }
+                    }
+                }
+                // A claim role is a name, never a pattern.
+                for c in claims(node) {
+                    visit(c, &mut next);
+                }
+                // The links of every pattern this node matches.
+                if let Some(nm) = &role.names {
+                    match nm.matched_by.get(node) {
+                        Some(ids) => {
+                            for &i in ids {
+                                for n in links_in(&graphs, &nm.sources[i as usize]) {
+                                    visit(n, &mut next);
+                                }
+                            }
+                        }
+                        None if nm.nodes.values().any(|set| set.contains(node)) => {}
+                        None => {
+                            for i in nm.by_segment.candidates(node) {
+                                let p = &nm.sources[i as usize];
+                                if p != node && nm.patterns[p].matches(nm.func, node)? {
+                                    for n in links_in(&graphs, p) {
+                                        visit(n, &mut next);
+                                    }
+                                }
+                            }
+                        }
                     }
                 }
             }
@@ -664,7 +1120,32 @@ impl FastPolicy {
             }
             level = next;
         }
-        seen
+        Ok(Closure { seen, linked })
+    }
+
+    /// Whether a closure of role type `rt` holds `b` (Go Casbin's `HasLink`).
+    fn holds(&self, rt: usize, c: &Closure<'_>, b: &str) -> Result<bool, EvalError> {
+        if c.seen.contains(b) {
+            return Ok(true);
+        }
+        let Some(nm) = self.roles.get(rt).and_then(|r| r.names.as_deref()) else {
+            return Ok(false);
+        };
+        // `b` as a pattern: a reached name matching it.
+        if let Some(p) = nm.pattern_of(b)? {
+            for r in &c.seen {
+                if p.matches(nm.func, r)? {
+                    return Ok(true);
+                }
+            }
+        }
+        // `b` matching a held pattern.
+        for v in &c.linked {
+            if *v != b && nm.patterns[*v].matches(nm.func, b)? {
+                return Ok(true);
+            }
+        }
+        Ok(false)
     }
 
     fn val<'a>(&'a self, a: &'a Arg, rule: &'a Rule, q: &'a Query<'a>) -> &'a str {
@@ -713,16 +1194,18 @@ impl FastPolicy {
                     args.get(2),
                     cx.closure,
                 ) {
-                    (true, None | Some(Arg::R(RField::Dom)), Some(closure)) => closure.contains(b),
+                    (true, None | Some(Arg::R(RField::Dom)), Some(closure)) => {
+                        self.holds(*rt, closure, b)?
+                    }
                     // Anchored on the request (`g2(r.obj, p.obj)`): the same
                     // closure for every rule, computed once per request.
                     _ if anchored => {
-                        a == b
-                            || cx
-                                .reached(*rt, a, dom, |a, d| self.reach(*rt, a, d, q))
-                                .contains(b)
+                        a == b || {
+                            let c = cx.reached(*rt, a, dom, |a, d| self.reach(*rt, a, d, q))?;
+                            self.holds(*rt, &c, b)?
+                        }
                     }
-                    _ => a == b || self.reach(*rt, a, dom, q).contains(b),
+                    _ => a == b || self.holds(*rt, &self.reach(*rt, a, dom, q)?, b)?,
                 }
             }
             Expr::Call { func, key, pattern } => {
@@ -739,16 +1222,37 @@ impl FastPolicy {
     }
 }
 
+/// The links of `n` in each of `graphs`.
+fn links_in<'g>(
+    graphs: &[&'g HashMap<String, Vec<String>>],
+    n: &str,
+) -> impl Iterator<Item = &'g str> {
+    graphs
+        .iter()
+        .filter_map(|g| g.get(n))
+        .flatten()
+        .map(String::as_str)
+}
+
+/// What one name reaches through one role type's links.
+struct Closure<'a> {
+    /// Every name reached, the start included.
+    seen: HashSet<&'a str>,
+    /// With role matching: the patterns among the links followed (`g, alice,
+    /// /book/*`); a name matching one is held although no link reaches it.
+    linked: Vec<&'a str>,
+}
+
 struct Cx<'a> {
     q: &'a Query<'a>,
     /// What the request subject reaches in the request's domain, when the matcher needs it.
-    closure: Option<&'a HashSet<&'a str>>,
+    closure: Option<&'a Closure<'a>>,
     /// Closures of other request-anchored role calls, computed on first use.
     reached: RefCell<Vec<Reached<'a>>>,
 }
 
 /// `(role type, start, domain)` and what it reaches.
-type Reached<'a> = ((usize, &'a str, Option<&'a str>), Rc<HashSet<&'a str>>);
+type Reached<'a> = ((usize, &'a str, Option<&'a str>), Rc<Closure<'a>>);
 
 impl<'a> Cx<'a> {
     fn reached(
@@ -756,15 +1260,15 @@ impl<'a> Cx<'a> {
         rt: usize,
         start: &'a str,
         dom: Option<&'a str>,
-        compute: impl FnOnce(&'a str, Option<&'a str>) -> HashSet<&'a str>,
-    ) -> Rc<HashSet<&'a str>> {
+        compute: impl FnOnce(&'a str, Option<&'a str>) -> Result<Closure<'a>, EvalError>,
+    ) -> Result<Rc<Closure<'a>>, EvalError> {
         let key = (rt, start, dom);
         if let Some((_, set)) = self.reached.borrow().iter().find(|(k, _)| *k == key) {
-            return Rc::clone(set);
+            return Ok(Rc::clone(set));
         }
-        let set = Rc::new(compute(start, dom));
+        let set = Rc::new(compute(start, dom)?);
         self.reached.borrow_mut().push((key, Rc::clone(&set)));
-        set
+        Ok(set)
     }
 }
 
@@ -775,6 +1279,53 @@ fn field<'a>(q: &Query<'a>, f: RField) -> &'a str {
         RField::Obj => q.resource,
         RField::Act => q.action,
     }
+}
+
+/// For each role type with role matching, compiles the rule values and
+/// literals its calls ask about (`g2(r.obj, p.obj)`: every `p.obj`) that are
+/// patterns and no name in its lines: Go Casbin matches them too.
+fn role_targets(expr: &Expr, rules: &[Rule], roles: &mut [RoleType]) -> Result<(), CompileError> {
+    fn asked<'e>(e: &'e Expr, out: &mut Vec<(usize, &'e Arg)>) {
+        match e {
+            Expr::Role { rt, args } => out.push((*rt, &args[1])),
+            Expr::And(xs) | Expr::Or(xs) => xs.iter().for_each(|x| asked(x, out)),
+            Expr::Not(x) => asked(x, out),
+            _ => {}
+        }
+    }
+    let mut calls = Vec::new();
+    asked(expr, &mut calls);
+    let mut regexes = HashMap::new();
+    for (rt, arg) in calls {
+        let Some(nm) = roles.get_mut(rt).and_then(|r| r.names.as_deref_mut()) else {
+            continue;
+        };
+        let values: Vec<(&str, Option<&Rule>)> = match arg {
+            Arg::P(i) => rules.iter().map(|r| (&*r.values[*i], Some(r))).collect(),
+            Arg::Lit(l) => vec![(l.as_str(), None)],
+            Arg::R(_) => continue,
+        };
+        for (v, rule) in values {
+            if nm.patterns.contains_key(v)
+                || nm.targets.contains_key(v)
+                || nm.nodes.values().any(|n| n.contains(v))
+            {
+                continue;
+            }
+            let c =
+                compile(nm.func, v, &mut regexes).map_err(|message| CompileError::InvalidRule {
+                    ptype: "p".into(),
+                    values: rule
+                        .map(|r| r.values.iter().map(|x| x.to_string()).collect())
+                        .unwrap_or_default(),
+                    message: format!("role {message}"),
+                })?;
+            if !literal(nm.func, &c) {
+                nm.targets.insert(v.to_string(), c);
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The names role type `rt` can be asked about or link through (see
@@ -848,6 +1399,7 @@ fn build_index(
     expr: &Expr,
     rules: &[Rule],
     is_closure: &dyn Fn(usize, &[Arg]) -> bool,
+    is_pattern: &dyn Fn(usize, &str) -> bool,
 ) -> Option<Index> {
     // A request-time failure must not be skipped over: patterns taken from
     // the request, and `ipMatch` on anything but a request field (those are
@@ -881,11 +1433,11 @@ fn build_index(
     let conjuncts = core.conjuncts();
     let by_subject = conjuncts.iter().find_map(|c| match c {
         Expr::Role { rt, args } if is_closure(*rt, args) => match args[1] {
-            Arg::P(i) => Some((Keyed::Role, i)),
+            Arg::P(i) => Some((Keyed::Role, i, Some(*rt))),
             _ => None,
         },
         Expr::Eq(Arg::R(RField::Sub), Arg::P(i), true)
-        | Expr::Eq(Arg::P(i), Arg::R(RField::Sub), true) => Some((Keyed::Subject, *i)),
+        | Expr::Eq(Arg::P(i), Arg::R(RField::Sub), true) => Some((Keyed::Subject, *i, None)),
         _ => None,
     });
     // The literal first segment each rule's object test demands, if any.
@@ -923,7 +1475,7 @@ fn build_index(
         })
     });
     let (keyed, p_sub) = match (by_subject, segment_of) {
-        (Some((k, i)), _) => (k, Some(i)),
+        (Some((k, i, _)), _) => (k, Some(i)),
         (None, Some(_)) => (Keyed::Whole, None),
         (None, None) => return None,
     };
@@ -935,6 +1487,9 @@ fn build_index(
         let segment = match segment_of {
             Some(SegmentBy::Field(i)) => Some(segment_hash(first_segment(&r.values[i]))),
             Some(SegmentBy::Slot(slot)) => r.patterns[slot].segment().map(segment_hash),
+            // A group pattern (`g2, /book/:id, …` asked as `p.obj`) is held by
+            // matching, under no name of its own: always a candidate.
+            Some(SegmentBy::Group { rt, field, .. }) if is_pattern(rt, &r.values[field]) => None,
             Some(SegmentBy::Group { field, .. }) => Some(segment_hash(&r.values[field])),
             None => None,
         };
@@ -952,12 +1507,26 @@ fn build_index(
         Some(SegmentBy::Group { rt, key, dom, .. }) => Some((rt, key, dom)),
         _ => None,
     };
+    let pattern_keys = match by_subject {
+        Some((Keyed::Role, _, Some(rt))) => {
+            let mut keys: Vec<Arc<str>> = buckets
+                .keys()
+                .filter(|k| is_pattern(rt, k))
+                .cloned()
+                .collect();
+            keys.sort();
+            keys
+        }
+        _ => Vec::new(),
+    };
     Some(Index {
         keyed,
         group,
         buckets,
         escapes,
         ip_keys,
+        pattern_keys,
+        pattern_segments: Segments::default(),
     })
 }
 

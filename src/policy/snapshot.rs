@@ -9,7 +9,7 @@ use super::{
     source::{Fetched, StoreStatus, redact},
 };
 use crate::{
-    config::{Config, ConfigError, Fallback, PathCase},
+    config::{Config, ConfigError},
     routes::{RouteError, RouteTable},
 };
 
@@ -172,11 +172,11 @@ impl Sources {
             available,
             revision,
         } = self;
-        let fold_case = config.request.path_case == PathCase::Insensitive;
-        let opts = super::LoadOptions {
-            fold_case,
-            refuse_fallback: config.policy.fallback == Fallback::Refuse,
-        };
+        let opts = super::LoadOptions::of(&config).map_err(|message| PolicyLoadError::Model {
+            path: config.policy.model.display().to_string(),
+            message,
+        })?;
+        let fold_case = opts.fold_case;
         let policy = Policy::from_text_for(
             &model,
             &config.policy.model.display().to_string(),

@@ -4,6 +4,7 @@
 
 pub mod fleet;
 pub mod pg;
+pub mod reference;
 pub mod runtime_api;
 
 use std::{
