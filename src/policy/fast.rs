@@ -2,11 +2,13 @@
 //! its subset stay on casbin-rs (the reference).
 //!
 //! Supported: request fields `sub, obj, act` (+ optional `dom`), one policy
-//! type `p` (optionally with `eft`), at most one role type `g` (`_, _` or
-//! `_, _, _`), any of casbin-rs's four effects (allow-override, deny-override,
+//! type `p` (optionally with `eft`), any number of role types (`g`, `g2`, …;
+//! `_, _` or `_, _, _`; names or domains matched as patterns when
+//! `[policy] role_matching` / `domain_matching` say so, with Go Casbin's
+//! semantics), any of casbin-rs's four effects (allow-override, deny-override,
 //! allow-and-deny, priority), and a matcher built from `&&`, `||`, `!`,
 //! parentheses, `==` / `!=` between request fields, policy fields and
-//! double-quoted literals, `g(…)`, and the functions `keyMatch`,
+//! double-quoted literals, `in [...]`, `g(…)`, and the functions `keyMatch`,
 //! `keyMatch2`…`keyMatch5`, `regexMatch`, `globMatch` and `ipMatch`.
 //!
 //! The matcher is parsed once into a tree. Every pattern that comes from a
@@ -1012,31 +1014,57 @@ impl FastPolicy {
         dom: Option<&'a str>,
         q: &'a Query<'a>,
     ) -> Result<Closure<'a>, EvalError> {
+        let Some(role) = self.roles.get(rt) else {
+            let seen = std::iter::once(start).collect();
+            return Ok(Closure {
+                seen,
+                linked: Vec::new(),
+            });
+        };
+        if role.names.is_none() && role.domains.is_none() {
+            return Ok(self.reach_plain(role, start, dom, q));
+        }
         let mut seen: HashSet<&str> = HashSet::new();
         seen.insert(start);
         let mut linked: Vec<&str> = Vec::new();
-        let Some(role) = self.roles.get(rt) else {
-            return Ok(Closure { seen, linked });
-        };
         // The domains whose links count here: `dom`, and with domain
         // matching every domain pattern it matches.
         let dom = dom.unwrap_or("");
-        let mut doms: Vec<&'a str> = Vec::with_capacity(1);
-        match &role.domains {
-            Some(dm) => match dm.inherits.get(dom) {
-                Some(list) => doms.extend(list.iter().map(String::as_str)),
-                None => {
-                    for (d, c) in &dm.patterns {
-                        if c.matches(dm.func, dom)? {
-                            doms.push(d);
-                        }
+        // Without domain matching (the common case) one domain, no allocation.
+        let (one_dom, one_graph): ([&'a str; 1], [&'a HashMap<String, Vec<String>>; 1]);
+        let (many_doms, many_graphs): (Vec<&'a str>, Vec<&'a HashMap<String, Vec<String>>>);
+        let (doms, graphs): (&[&'a str], &[&'a HashMap<String, Vec<String>>]) = match &role.domains
+        {
+            None => {
+                one_dom = [dom];
+                match role.graph.get(dom) {
+                    Some(g) => {
+                        one_graph = [g];
+                        (&one_dom, &one_graph)
                     }
+                    None => (&one_dom, &[]),
                 }
-            },
-            None => doms.push(dom),
-        }
-        let graphs: Vec<&'a HashMap<String, Vec<String>>> =
-            doms.iter().filter_map(|d| role.graph.get(*d)).collect();
+            }
+            Some(dm) => {
+                many_doms = match dm.inherits.get(dom) {
+                    Some(list) => list.iter().map(String::as_str).collect(),
+                    None => {
+                        let mut v = Vec::new();
+                        for (d, c) in &dm.patterns {
+                            if c.matches(dm.func, dom)? {
+                                v.push(d.as_str());
+                            }
+                        }
+                        v
+                    }
+                };
+                many_graphs = many_doms
+                    .iter()
+                    .filter_map(|d| role.graph.get(*d))
+                    .collect();
+                (&many_doms, &many_graphs)
+            }
+        };
         // casbin-rs's overlay links live in the request's domain only.
         let overlay = role.overlay && (!role.domain || dom == q.domain);
         let claims = |node: &str| {
@@ -1063,7 +1091,7 @@ impl FastPolicy {
                 }
             };
             for node in level {
-                for n in links_in(&graphs, node) {
+                for n in links_in(graphs, node) {
                     visit(n, &mut next);
                     // A held pattern: every name matching it is held too.
                     if let Some(members) = role
@@ -1096,7 +1124,7 @@ impl FastPolicy {
                     match nm.matched_by.get(node) {
                         Some(ids) => {
                             for &i in ids {
-                                for n in links_in(&graphs, &nm.sources[i as usize]) {
+                                for n in links_in(graphs, &nm.sources[i as usize]) {
                                     visit(n, &mut next);
                                 }
                             }
@@ -1106,7 +1134,7 @@ impl FastPolicy {
                             for i in nm.by_segment.candidates(node) {
                                 let p = &nm.sources[i as usize];
                                 if p != node && nm.patterns[p].matches(nm.func, node)? {
-                                    for n in links_in(&graphs, p) {
+                                    for n in links_in(graphs, p) {
                                         visit(n, &mut next);
                                     }
                                 }
@@ -1121,6 +1149,48 @@ impl FastPolicy {
             level = next;
         }
         Ok(Closure { seen, linked })
+    }
+
+    /// `reach` for a role type without pattern matching (the common case):
+    /// plain links, one domain.
+    fn reach_plain<'a>(
+        &'a self,
+        role: &'a RoleType,
+        start: &'a str,
+        dom: Option<&'a str>,
+        q: &'a Query<'a>,
+    ) -> Closure<'a> {
+        let edges = role.graph.get(dom.unwrap_or(""));
+        // casbin-rs's overlay links live in the request's domain only.
+        let overlay = role.overlay && (!role.domain || dom == Some(q.domain));
+        let mut seen: HashSet<&str> = HashSet::new();
+        seen.insert(start);
+        let mut level: Vec<&str> = vec![start];
+        // INVARIANT: after k rounds, `seen` holds every node linked within k edges.
+        for _ in 0..MAX_DEPTH {
+            let mut next: Vec<&str> = Vec::new();
+            for node in level {
+                let stored = edges.and_then(|e| e.get(node)).into_iter().flatten();
+                let claimed = (overlay && node == q.subject)
+                    .then_some(q.roles)
+                    .into_iter()
+                    .flatten()
+                    .filter(|r| self.known.as_ref().is_none_or(|k| k.contains(r.as_str())));
+                for n in stored.chain(claimed) {
+                    if seen.insert(n) {
+                        next.push(n);
+                    }
+                }
+            }
+            if next.is_empty() {
+                break;
+            }
+            level = next;
+        }
+        Closure {
+            seen,
+            linked: Vec::new(),
+        }
     }
 
     /// Whether a closure of role type `rt` holds `b` (Go Casbin's `HasLink`).
