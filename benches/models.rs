@@ -9,7 +9,9 @@
 
 use std::{fmt::Write as _, hint::black_box, time::Duration};
 
-use authzd::policy::{Policy, Query};
+use std::collections::BTreeMap;
+
+use authzd::policy::{LoadOptions, Policy, Query, fast::Matching};
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 
 fn example(name: &str) -> String {
@@ -271,6 +273,64 @@ fn scaled(file: &str, n: usize) -> Scaled {
                 q("deny", "alice", vec![], "", "/res0", "GET", false),
             ]
         }
+        // `[policy] role_matching = { g2 = "keyMatch2" }`: one object pattern per group.
+        "rbac_with_pattern_model.conf" => {
+            for i in 0..n {
+                writeln!(p, "p, role{}, group{i}, GET", i % 100).unwrap();
+                writeln!(p, "g2, /res{i}/:id, group{i}").unwrap();
+            }
+            writeln!(p, "g, alice, role{}", last % 100).unwrap();
+            vec![
+                q(
+                    "allow",
+                    "alice",
+                    vec![],
+                    "",
+                    format!("/res{last}/7"),
+                    "GET",
+                    true,
+                ),
+                q("deny", "alice", vec![], "", "/res0/7", "GET", false),
+            ]
+        }
+        // `domain_matching = { g = "keyMatch" }`: alice's role in every domain.
+        "rbac_with_pattern_domain_model.conf" => {
+            for i in 0..n {
+                writeln!(p, "p, role{}, dom{}, /res{i}, read", i % 100, i % 50).unwrap();
+            }
+            writeln!(p, "g, alice, role{}, *", last % 100).unwrap();
+            vec![
+                q(
+                    "allow",
+                    "alice",
+                    vec![],
+                    &format!("dom{}", last % 50),
+                    format!("/res{last}"),
+                    "read",
+                    true,
+                ),
+                q("deny", "alice", vec![], "dom0", "/res0", "read", false),
+            ]
+        }
+        // `role_matching = { g = "keyMatch" }`: every `user-…` holds a role.
+        "rbac_basic_role_model.conf" => {
+            for i in 0..n {
+                writeln!(p, "p, role{}, /res{i}, GET", i % 100).unwrap();
+            }
+            writeln!(p, "g, user-*, role{}", last % 100).unwrap();
+            vec![
+                q(
+                    "allow",
+                    "user-42",
+                    vec![],
+                    "",
+                    format!("/res{last}"),
+                    "GET",
+                    true,
+                ),
+                q("deny", "user-42", vec![], "", "/res0", "GET", false),
+            ]
+        }
         other => panic!("no generator for {other}"),
     };
     Scaled { policy: p, queries }
@@ -289,11 +349,36 @@ const MODELS: &[&str] = &[
     "rbac_model_matcher_using_in_op.conf",
     "rbac_with_domains_model.conf",
     "rbac_with_resource_roles_model.conf",
+    "rbac_with_pattern_model.conf",
+    "rbac_with_pattern_domain_model.conf",
+    "rbac_basic_role_model.conf",
 ];
 
-fn load(rt: &tokio::runtime::Runtime, model: &str, policy: &str) -> Policy {
-    rt.block_on(Policy::from_text(model, "model", policy, "policy"))
-        .unwrap()
+/// The role managers' pattern matching each model is benchmarked with.
+fn options(file: &str) -> LoadOptions {
+    type Pairs = &'static [(&'static str, &'static str)];
+    let (role, domain): (Pairs, Pairs) = match file {
+        "rbac_with_pattern_model.conf" => (&[("g2", "keyMatch2")], &[]),
+        "rbac_with_pattern_domain_model.conf" => (&[], &[("g", "keyMatch")]),
+        "rbac_basic_role_model.conf" => (&[("g", "keyMatch")], &[]),
+        _ => (&[], &[]),
+    };
+    let map = |e: &[(&str, &str)]| -> BTreeMap<String, String> {
+        e.iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect()
+    };
+    LoadOptions {
+        matching: Matching::new(&map(role), &map(domain)).unwrap(),
+        ..LoadOptions::default()
+    }
+}
+
+fn load(rt: &tokio::runtime::Runtime, model: &str, policy: &str, opts: LoadOptions) -> Policy {
+    rt.block_on(Policy::from_text_for(
+        model, "model", policy, "policy", opts,
+    ))
+    .unwrap()
 }
 
 fn bench_models(c: &mut Criterion) {
@@ -307,8 +392,13 @@ fn bench_models(c: &mut Criterion) {
         let model = example(file);
         for n in [10_000usize, 100_000] {
             let s = scaled(file, n);
-            let policy = load(&rt, &model, &s.policy);
-            eprintln!("{file} at {n} rules: {}", policy.evaluator);
+            let started = std::time::Instant::now();
+            let policy = load(&rt, &model, &s.policy, options(file));
+            eprintln!(
+                "{file} at {n} rules: {}, loaded in {:?}",
+                policy.evaluator,
+                started.elapsed()
+            );
             for (label, sub, roles, dom, obj, act, allowed) in &s.queries {
                 let query = Query {
                     subject: sub,
@@ -356,7 +446,7 @@ fn bench_depth(c: &mut Criterion) {
             writeln!(p, "g, chain{d}, chain{}", d + 1).unwrap();
         }
         writeln!(p, "g, chain{}, role{}", depth - 1, (n - 1) % 1000).unwrap();
-        let policy = load(&rt, &model, &p);
+        let policy = load(&rt, &model, &p, LoadOptions::default());
         for claims in [1usize, 10, 300] {
             // Claim roles are one link from the subject: a chain of `depth` links
             // above the claim is within Casbin's limit of 10 only up to depth 9.
