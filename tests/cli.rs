@@ -339,3 +339,71 @@ async fn validate_online_names_each_fault() {
     assert_eq!(code, 1, "{text}");
     assert!(text.contains("is not a JWKS"), "{text}");
 }
+
+/// `[policy] role_matching` / `domain_matching` from a real config file, through
+/// `authzd test`: patterns in the lines hold, claim roles stay names, and a
+/// setting that does not fit the model names its key.
+#[test]
+fn role_matching_settings_apply_from_the_config() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = env!("CARGO_MANIFEST_DIR");
+    let demo = std::fs::read_to_string(format!("{root}/authzd.toml")).unwrap();
+    let model = "[request_definition]\nr = sub, obj, act\n[policy_definition]\np = sub, obj, act\n[role_definition]\ng = _, _\ng2 = _, _\n[policy_effect]\ne = some(where (p.eft == allow))\n[matchers]\nm = g(r.sub, p.sub) && g2(r.obj, p.obj) && r.act == p.act\n";
+    std::fs::write(dir.path().join("model.conf"), model).unwrap();
+    std::fs::write(
+        dir.path().join("policy.csv"),
+        "p, reader, books, GET\ng2, /book/:id, books\n",
+    )
+    .unwrap();
+    let demo = demo.replace(
+        "jwks_file = \"examples/demo/jwks.json\"",
+        &format!("jwks_file = \"{root}/examples/demo/jwks.json\""),
+    );
+    let config = |matching: &str| {
+        demo.replace(
+            "model = \"policies/model.conf\"\npolicy = \"policies/policy.csv\"\n",
+            &format!(
+                "model = \"{0}/model.conf\"\npolicy = \"{0}/policy.csv\"\n{matching}\n",
+                dir.path().display()
+            ),
+        )
+    };
+    let cases = "config = \"authzd.toml\"\n\
+        [[case]]\nname = \"a book matches the group pattern\"\nsubject = \"alice\"\nroles = [\"reader\"]\nresource = \"/book/7\"\naction = \"GET\"\nexpect = \"allow\"\n\
+        [[case]]\nname = \"a pen does not\"\nsubject = \"alice\"\nroles = [\"reader\"]\nresource = \"/pen/7\"\naction = \"GET\"\nexpect = \"deny\"\n";
+    std::fs::write(dir.path().join("cases.toml"), cases).unwrap();
+    let cases_file = dir.path().join("cases.toml");
+    let test = |matching: &str| {
+        std::fs::write(dir.path().join("authzd.toml"), config(matching)).unwrap();
+        run(&["test", cases_file.to_str().unwrap()])
+    };
+
+    let out = test("role_matching = { g2 = \"keyMatch2\" }");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("2 passed, 0 failed"), "{text}");
+
+    // Without the setting `/book/:id` is a literal name: the first case fails.
+    let out = test("");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("FAIL  a book matches the group pattern"),
+        "{text}"
+    );
+
+    for (bad, says) in [
+        ("role_matching = { g3 = \"keyMatch2\" }", "`g3`"),
+        ("role_matching = { g2 = \"keyMatch9\" }", "keyMatch9"),
+        ("domain_matching = { g = \"keyMatch\" }", "domain_matching"),
+    ] {
+        let out = test(bad);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{bad}: {err}");
+        assert!(err.contains(says), "{bad}: {err}");
+    }
+}
