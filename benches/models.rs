@@ -7,21 +7,16 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+#[path = "../tests/common/casbin.rs"]
+mod casbin_fixtures;
+use casbin_fixtures::fixture as example;
+
 use std::{fmt::Write as _, hint::black_box, time::Duration};
 
 use std::collections::BTreeMap;
 
 use authzd::policy::{LoadOptions, Policy, Query, fast::Matching};
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
-
-fn example(name: &str) -> String {
-    std::fs::read_to_string(
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("tests/fixtures/casbin-examples")
-            .join(name),
-    )
-    .unwrap()
-}
 
 /// (label, subject, claim roles, domain, object, action, allowed).
 type Case = (

@@ -9,6 +9,10 @@
 // Helpers outside #[test] fns unwrap too: a failure there is a test failure.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+#[path = "common/casbin.rs"]
+mod casbin_fixtures;
+use casbin_fixtures::first_occurrences;
+
 use std::{collections::HashMap, sync::Arc};
 
 use authzd::policy::{Policy, Query};
@@ -346,15 +350,4 @@ fn concurrent_requests_never_share_roles() {
     for t in threads {
         t.join().unwrap();
     }
-}
-
-/// `text` with each repeated line dropped after its first occurrence: the
-/// reference casbin-rs moves a repeat to its last place, Go and Python
-/// Casbin (and authzd) keep the first.
-fn first_occurrences(text: &str) -> String {
-    let mut seen = std::collections::HashSet::new();
-    text.lines()
-        .filter(|l| seen.insert(l.split(',').map(str::trim).collect::<Vec<_>>()))
-        .map(|l| format!("{l}\n"))
-        .collect()
 }

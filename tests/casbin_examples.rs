@@ -7,19 +7,14 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+#[path = "common/casbin.rs"]
+mod casbin_fixtures;
+use casbin_fixtures::fixture;
+
 use std::collections::BTreeSet;
 
 use authzd::policy::{Policy, Query};
 use casbin::{CoreApi, DefaultModel, Enforcer, StringAdapter};
-
-fn fixture(name: &str) -> String {
-    std::fs::read_to_string(
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("tests/fixtures/casbin-examples")
-            .join(name),
-    )
-    .unwrap()
-}
 
 /// (model, policy, what authzd does with it: `Ok("indexed")`, or `Err(why)`
 /// for a model authzd refuses or evaluates on casbin-rs).

@@ -11,6 +11,10 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+#[path = "common/casbin.rs"]
+mod casbin_fixtures;
+use casbin_fixtures::first_occurrences;
+
 use authzd::policy::{Policy, Query};
 use casbin::{CoreApi, DefaultModel, Enforcer, StringAdapter};
 use proptest::prelude::*;
@@ -414,15 +418,4 @@ fn common_models_equal_casbin() {
             check(&case, &rt).unwrap();
         }
     }
-}
-
-/// `text` with each repeated line dropped after its first occurrence: the
-/// reference casbin-rs moves a repeat to its last place, Go and Python
-/// Casbin (and authzd) keep the first.
-fn first_occurrences(text: &str) -> String {
-    let mut seen = std::collections::HashSet::new();
-    text.lines()
-        .filter(|l| seen.insert(l.split(',').map(str::trim).collect::<Vec<_>>()))
-        .map(|l| format!("{l}\n"))
-        .collect()
 }

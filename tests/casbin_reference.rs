@@ -12,17 +12,11 @@ mod common;
 use std::collections::{BTreeMap, BTreeSet};
 
 use authzd::policy::{LoadOptions, Policy, Query, fast::Matching};
-use common::reference::{Job, Reference};
+use common::{
+    casbin::fixture,
+    reference::{Job, Reference},
+};
 use proptest::prelude::*;
-
-fn fixture(name: &str) -> String {
-    std::fs::read_to_string(
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("tests/fixtures/casbin-examples")
-            .join(name),
-    )
-    .unwrap()
-}
 
 fn map(entries: &[(&str, &str)]) -> BTreeMap<String, String> {
     entries

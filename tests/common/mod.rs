@@ -2,6 +2,7 @@
 //! config files, and the real server bound to 127.0.0.1:0.
 #![allow(dead_code)]
 
+pub mod casbin;
 pub mod fleet;
 pub mod pg;
 pub mod reference;
