@@ -9,7 +9,7 @@
 
 #[path = "common/casbin.rs"]
 mod casbin_fixtures;
-use casbin_fixtures::fixture;
+use casbin_fixtures::{decided, fixture};
 
 use std::collections::BTreeSet;
 
@@ -215,7 +215,7 @@ async fn casbin_examples_run_on_the_indexed_evaluator_and_answer_as_casbin() {
             let at = || format!("{model_file} + {policy_file}: request {vals:?}");
             match (got, want) {
                 (Ok(g), Ok(Ok((allowed, lines)))) => {
-                    let line = lines.into_iter().next().unwrap_or_default();
+                    let line = decided(allowed, lines);
                     assert_eq!((g.allowed, &g.matched), (allowed, &line), "{}", at());
                 }
                 // Where casbin-rs fails, authzd fails too (and the check denies).

@@ -13,7 +13,7 @@
 
 #[path = "common/casbin.rs"]
 mod casbin_fixtures;
-use casbin_fixtures::first_occurrences;
+use casbin_fixtures::{decided, first_occurrences};
 
 use authzd::policy::{Policy, Query};
 use casbin::{CoreApi, DefaultModel, Enforcer, StringAdapter};
@@ -293,7 +293,7 @@ fn check(case: &Case, rt: &tokio::runtime::Runtime) -> Result<(), TestCaseError>
         let ctx = || format!("request ({user} {roles:?} {dom:?} {obj} {act})\n{model}{policy}");
         match (got, want) {
             (Ok(g), Some(Ok((allowed, lines)))) => {
-                let line = lines.into_iter().next().unwrap_or_default();
+                let line = decided(allowed, lines);
                 prop_assert_eq!((g.allowed, &g.matched), (allowed, &line), "{}", ctx());
             }
             // casbin-rs failed: we must not allow.

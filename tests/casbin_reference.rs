@@ -249,6 +249,14 @@ const DOMAINS: &[&str] = &["d1", "d2", "*", "d*"];
 const REQUEST_DOMAINS: &[&str] = &["d1", "d2", "d3"];
 const ACTS: &[&str] = &["read", "write"];
 
+/// Casbin's four standard effects.
+const EFFECTS: &[&str] = &[
+    "some(where (p.eft == allow))",
+    "!some(where (p.eft == deny))",
+    "some(where (p.eft == allow)) && !some(where (p.eft == deny))",
+    "priority(p.eft) || deny",
+];
+
 const MATCHERS: &[&str] = &[
     "g(r.sub, p.sub) && g2(r.obj, p.obj) && r.act == p.act",
     "g(r.sub, p.sub) && keyMatch2(r.obj, p.obj) && r.act == p.act",
@@ -263,7 +271,7 @@ const DOMAIN_MATCHERS: &[&str] = &[
 #[derive(Debug, Clone)]
 struct Generated {
     domains: bool,
-    deny: bool,
+    effect: &'static str,
     matcher: &'static str,
     g_fn: Option<&'static str>,
     g2_fn: Option<&'static str>,
@@ -283,10 +291,7 @@ impl Generated {
             true => ("sub, dom, obj, act", "sub, dom, obj, act, eft", "_, _, _"),
             false => ("sub, obj, act", "sub, obj, act, eft", "_, _"),
         };
-        let e = match self.deny {
-            true => "!some(where (p.eft == deny))",
-            false => "some(where (p.eft == allow))",
-        };
+        let e = self.effect;
         format!(
             "[request_definition]\nr = {r}\n[policy_definition]\np = {p}\n[role_definition]\ng = {g}\ng2 = _, _\n[policy_effect]\ne = {e}\n[matchers]\nm = {}\n",
             self.matcher
@@ -327,8 +332,9 @@ fn generated() -> impl Strategy<Value = Generated> {
         Some("regexMatch"),
     ]);
     let g2_fn = prop::sample::select(vec![None, Some("keyMatch"), Some("keyMatch2")]);
-    (any::<bool>(), any::<bool>(), g_fn, g2_fn, any::<bool>()).prop_flat_map(
-        |(domains, deny, g_fn, g2_fn, dom_pattern)| {
+    let effect = prop::sample::select(EFFECTS);
+    (any::<bool>(), effect, g_fn, g2_fn, any::<bool>()).prop_flat_map(
+        |(domains, effect, g_fn, g2_fn, dom_pattern)| {
             let (nn, no) = (names(g_fn).len(), objects(g2_fn).len());
             let matcher = prop::sample::select(if domains { DOMAIN_MATCHERS } else { MATCHERS });
             let rule = (
@@ -362,7 +368,7 @@ fn generated() -> impl Strategy<Value = Generated> {
             )
                 .prop_map(move |(matcher, rules, g, g2, requests)| Generated {
                     domains,
-                    deny,
+                    effect,
                     matcher,
                     g_fn,
                     g2_fn,
@@ -436,4 +442,61 @@ fn repeated_lines_keep_their_first_place_as_in_go_casbin() {
     };
     let asks = combinations(policy, 3, &[]);
     compare(&mut reference, &job, &asks, &rt);
+}
+
+/// Every casbin-rs example model that authzd runs, with its example policy
+/// and no pattern matching, against Go Casbin.
+#[test]
+fn casbin_examples_answer_as_go_casbin() {
+    let Some(mut reference) = Reference::start() else {
+        return;
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let pairs = [
+        ("basic_model.conf", "basic_policy.csv"),
+        ("basic_model.conf", "basic_inverse_policy.csv"),
+        ("basic_with_root_model.conf", "basic_policy.csv"),
+        ("multi_section_model.conf", "multi_section_policy.csv"),
+        ("keymatch_model.conf", "keymatch_policy.csv"),
+        ("keymatch2_model.conf", "keymatch2_policy.csv"),
+        ("ipmatch_model.conf", "ipmatch_policy.csv"),
+        ("priority_model.conf", "priority_policy.csv"),
+        ("priority_model.conf", "priority_indeterminate_policy.csv"),
+        ("rbac_model.conf", "rbac_policy.csv"),
+        ("rbac_model.conf", "rbac_with_hierarchy_policy.csv"),
+        ("rbac_model_in_multi_line.conf", "rbac_policy.csv"),
+        ("rbac_model_matcher_using_in_op.conf", "rbac_policy.csv"),
+        ("rbac_basic_role_model.conf", "rbac_basic_role_policy.csv"),
+        ("rbac_with_deny_model.conf", "rbac_with_deny_policy.csv"),
+        ("rbac_with_not_deny_model.conf", "rbac_with_deny_policy.csv"),
+        (
+            "rbac_with_domains_model.conf",
+            "rbac_with_domains_policy.csv",
+        ),
+        (
+            "rbac_with_domains_model.conf",
+            "rbac_with_hierarchy_with_domains_policy.csv",
+        ),
+        (
+            "rbac_with_resource_roles_model.conf",
+            "rbac_with_resource_roles_policy.csv",
+        ),
+    ];
+    for (model, policy) in pairs {
+        let policy: String = fixture(policy)
+            .lines()
+            .map(|l| l.split(',').map(str::trim).collect::<Vec<_>>().join(", ") + "\n")
+            .collect();
+        let model = fixture(model);
+        let job = Job {
+            model: &model,
+            policy: &policy,
+            ..Job::default()
+        };
+        let asks = combinations(&policy, request_fields(&model).len(), &["nobody"]);
+        eprintln!("{} requests", asks.len());
+        compare(&mut reference, &job, &asks, &rt);
+    }
 }

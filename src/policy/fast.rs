@@ -28,8 +28,9 @@
 //! taken from the request — are evaluated rule by rule, in order, like
 //! casbin-rs).
 //!
-//! Decisions and the matched line equal casbin-rs's `enforce_ex`, including
-//! its explain quirks (allow-and-deny reports the first allow before a deny).
+//! Decisions and the matched line equal casbin-rs's `enforce_ex`, except
+//! the matched line under allow-and-deny, which is the deny that
+//! decided, as in Go Casbin (casbin-rs reports the first allow instead).
 //! `tests/casbin_equivalence.rs` compares them on generated models, policies
 //! and requests; the tests below compare each function with casbin-rs's own.
 
@@ -2239,9 +2240,11 @@ impl Stream {
         }
     }
 
-    /// The answer and the explain index casbin-rs reports first.
+    /// The answer and the line that decided it: under allow-and-deny a
+    /// matching deny, else the first allow, as Go Casbin reports it
+    /// (casbin-rs 2.20 reports the first allow even when a deny decided).
     fn finish(self) -> (bool, Option<usize>) {
-        (self.res, self.first_allow.or(self.decided_by))
+        (self.res, self.decided_by.or(self.first_allow))
     }
 }
 

@@ -22,3 +22,14 @@ pub fn first_occurrences(text: &str) -> String {
         .map(|l| format!("{l}\n"))
         .collect()
 }
+
+/// The line that decided, from casbin-rs's `enforce_ex` lines: it lists every
+/// allow it saw before a deny under allow-and-deny, and the deny decided
+/// (authzd reports that deny, as Go Casbin does); otherwise one line.
+pub fn decided(allowed: bool, lines: Vec<Vec<String>>) -> Vec<String> {
+    match allowed {
+        true => lines.into_iter().next(),
+        false => lines.into_iter().last(),
+    }
+    .unwrap_or_default()
+}
