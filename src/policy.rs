@@ -379,7 +379,13 @@ impl Policy {
         };
         Ok(Enforced {
             allowed,
-            matched: matched.into_iter().next().unwrap_or_default(),
+            // casbin-rs lists the allows it saw before a deny decided
+            // (allow-and-deny); the deciding line is the deny, as Go reports.
+            matched: match allowed {
+                true => matched.into_iter().next(),
+                false => matched.into_iter().last(),
+            }
+            .unwrap_or_default(),
         })
     }
 }
@@ -1029,5 +1035,33 @@ m = g(r.sub, p.sub) && r.obj == p.obj && r.act == p.act && r.obj.len() > 0
         // casbin-rs would move the repeat last and allow.
         assert!(!r.allowed);
         assert_eq!(r.matched, ["alice", "/a", "GET", "deny"]);
+    }
+
+    #[tokio::test]
+    async fn a_denial_under_allow_and_deny_names_the_deny_on_either_evaluator() {
+        let model = |extra: &str| {
+            format!(
+                "[request_definition]\nr = sub, obj, act\n[policy_definition]\np = sub, obj, act, eft\n[role_definition]\ng = _, _\n[policy_effect]\ne = some(where (p.eft == allow)) && !some(where (p.eft == deny))\n[matchers]\nm = g(r.sub, p.sub) && r.obj == p.obj && r.act == p.act{extra}\n"
+            )
+        };
+        let policy = "p, staff, /a, GET, allow\np, alice, /a, GET, deny\ng, alice, staff\n";
+        let q = Query {
+            subject: "alice",
+            roles: &[],
+            domain: "",
+            resource: "/a",
+            action: "GET",
+        };
+        // The second model has a method call: casbin-rs evaluates it.
+        for (m, evaluator) in [
+            (model(""), "indexed"),
+            (model(" && r.obj >= \"/\""), "casbin-rs"),
+        ] {
+            let p = Policy::from_text(&m, "m", policy, "p").await.unwrap();
+            assert!(p.evaluator.starts_with(evaluator), "{}", p.evaluator);
+            let r = p.enforce(&q).unwrap();
+            assert!(!r.allowed);
+            assert_eq!(r.matched, ["alice", "/a", "GET", "deny"], "{evaluator}");
+        }
     }
 }
