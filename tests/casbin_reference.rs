@@ -13,7 +13,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use authzd::policy::{LoadOptions, Policy, Query, fast::Matching};
 use common::{
-    casbin::fixture,
+    casbin::{EXAMPLES, fixture},
     reference::{Job, Reference},
 };
 use proptest::prelude::*;
@@ -110,6 +110,24 @@ fn compare(reference: &mut Reference, job: &Job<'_>, asks: &[Ask], rt: &tokio::r
     }
 }
 
+/// Go Casbin and a runtime to load authzd's policies on; `None` (said
+/// loudly) where Go Casbin is not installed.
+fn start() -> Option<(Reference, tokio::runtime::Runtime)> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    Some((Reference::start()?, rt))
+}
+
+/// An example policy with its fields trimmed: Go's CSV reader keeps
+/// trailing spaces, casbin-rs trims them.
+fn trimmed_fixture(name: &str) -> String {
+    fixture(name)
+        .lines()
+        .map(|l| l.split(',').map(str::trim).collect::<Vec<_>>().join(", ") + "\n")
+        .collect()
+}
+
 /// Every combination of the policy's values per request field, plus `extra`.
 fn combinations(policy: &str, fields: usize, extra: &[&str]) -> Vec<Ask> {
     let mut names: BTreeSet<String> = extra.iter().map(|s| s.to_string()).collect();
@@ -141,12 +159,9 @@ fn combinations(policy: &str, fields: usize, extra: &[&str]) -> Vec<Ask> {
 
 #[test]
 fn casbin_pattern_examples_answer_as_go_casbin() {
-    let Some(mut reference) = Reference::start() else {
+    let Some((mut reference, rt)) = start() else {
         return;
     };
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .build()
-        .unwrap();
     // (model, policy, role_matching, domain_matching, request values beyond the policy's)
     type Example = (
         &'static str,
@@ -193,12 +208,7 @@ fn casbin_pattern_examples_answer_as_go_casbin() {
         ),
     ];
     for (model, policy, role, domain, extra) in cases {
-        // Fields trimmed: Go's CSV reader keeps trailing spaces, casbin-rs trims them.
-        let policy: String = fixture(policy)
-            .lines()
-            .map(|l| l.split(',').map(str::trim).collect::<Vec<_>>().join(", ") + "\n")
-            .collect();
-        let model = fixture(model);
+        let (model, policy) = (fixture(model), trimmed_fixture(policy));
         let job = Job {
             model: &model,
             policy: &policy,
@@ -387,10 +397,9 @@ proptest! {
 
     #[test]
     fn pattern_role_managers_answer_as_go_casbin(case in generated()) {
-        let Some(mut reference) = Reference::start() else {
+        let Some((mut reference, rt)) = start() else {
             return Ok(());
         };
-        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
         let (model, policy) = (case.model(), case.policy());
         let mut role = BTreeMap::new();
         let mut domain = BTreeMap::new();
@@ -427,12 +436,9 @@ proptest! {
 /// first, and under a first-match effect that decides.
 #[test]
 fn repeated_lines_keep_their_first_place_as_in_go_casbin() {
-    let Some(mut reference) = Reference::start() else {
+    let Some((mut reference, rt)) = start() else {
         return;
     };
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .build()
-        .unwrap();
     let model = "[request_definition]\nr = sub, obj, act\n[policy_definition]\np = sub, obj, act, eft\n[role_definition]\ng = _, _\n[policy_effect]\ne = priority(p.eft) || deny\n[matchers]\nm = g(r.sub, p.sub) && r.obj == p.obj && r.act == p.act\n";
     let policy = "p, alice, /a, GET, deny\np, staff, /a, GET, allow\np, alice, /a, GET, deny\ng, alice, staff\ng, bob, staff\n";
     let job = Job {
@@ -445,58 +451,20 @@ fn repeated_lines_keep_their_first_place_as_in_go_casbin() {
 }
 
 /// Every casbin-rs example model that authzd runs, with its example policy
-/// and no pattern matching, against Go Casbin.
+/// and no pattern matching (names taken literally), against Go Casbin.
 #[test]
 fn casbin_examples_answer_as_go_casbin() {
-    let Some(mut reference) = Reference::start() else {
+    let Some((mut reference, rt)) = start() else {
         return;
     };
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .build()
-        .unwrap();
-    let pairs = [
-        ("basic_model.conf", "basic_policy.csv"),
-        ("basic_model.conf", "basic_inverse_policy.csv"),
-        ("basic_with_root_model.conf", "basic_policy.csv"),
-        ("multi_section_model.conf", "multi_section_policy.csv"),
-        ("keymatch_model.conf", "keymatch_policy.csv"),
-        ("keymatch2_model.conf", "keymatch2_policy.csv"),
-        ("ipmatch_model.conf", "ipmatch_policy.csv"),
-        ("priority_model.conf", "priority_policy.csv"),
-        ("priority_model.conf", "priority_indeterminate_policy.csv"),
-        ("rbac_model.conf", "rbac_policy.csv"),
-        ("rbac_model.conf", "rbac_with_hierarchy_policy.csv"),
-        ("rbac_model_in_multi_line.conf", "rbac_policy.csv"),
-        ("rbac_model_matcher_using_in_op.conf", "rbac_policy.csv"),
-        ("rbac_basic_role_model.conf", "rbac_basic_role_policy.csv"),
-        ("rbac_with_deny_model.conf", "rbac_with_deny_policy.csv"),
-        ("rbac_with_not_deny_model.conf", "rbac_with_deny_policy.csv"),
-        (
-            "rbac_with_domains_model.conf",
-            "rbac_with_domains_policy.csv",
-        ),
-        (
-            "rbac_with_domains_model.conf",
-            "rbac_with_hierarchy_with_domains_policy.csv",
-        ),
-        (
-            "rbac_with_resource_roles_model.conf",
-            "rbac_with_resource_roles_policy.csv",
-        ),
-    ];
-    for (model, policy) in pairs {
-        let policy: String = fixture(policy)
-            .lines()
-            .map(|l| l.split(',').map(str::trim).collect::<Vec<_>>().join(", ") + "\n")
-            .collect();
-        let model = fixture(model);
+    for (model, policy) in EXAMPLES {
+        let (model, policy) = (fixture(model), trimmed_fixture(policy));
         let job = Job {
             model: &model,
             policy: &policy,
             ..Job::default()
         };
         let asks = combinations(&policy, request_fields(&model).len(), &["nobody"]);
-        eprintln!("{} requests", asks.len());
         compare(&mut reference, &job, &asks, &rt);
     }
 }

@@ -831,7 +831,7 @@ impl FastPolicy {
             roles
                 .get(rt)
                 .and_then(|r| r.names.as_ref())
-                .is_some_and(|nm| nm.patterns.contains_key(v) || nm.targets.contains_key(v))
+                .is_some_and(|nm| nm.compiled(v).is_some())
         };
         let mut index = build_index(&expr, &rules, &is_closure, &is_pattern);
         if let (Some(index), Some(nm)) = (

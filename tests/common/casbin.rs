@@ -33,3 +33,45 @@ pub fn decided(allowed: bool, lines: Vec<Vec<String>>) -> Vec<String> {
     }
     .unwrap_or_default()
 }
+
+/// Every casbin-rs example model authzd runs on its indexed evaluator, with
+/// an example policy for it. The two pattern models are, as files, plain role
+/// models; their matching is `[policy] role_matching` / `domain_matching`.
+pub const EXAMPLES: &[(&str, &str)] = &[
+    ("basic_model.conf", "basic_policy.csv"),
+    ("basic_model.conf", "basic_inverse_policy.csv"),
+    ("basic_with_root_model.conf", "basic_policy.csv"),
+    ("multi_section_model.conf", "multi_section_policy.csv"),
+    ("keymatch_model.conf", "keymatch_policy.csv"),
+    ("keymatch2_model.conf", "keymatch2_policy.csv"),
+    ("ipmatch_model.conf", "ipmatch_policy.csv"),
+    ("priority_model.conf", "priority_policy.csv"),
+    ("priority_model.conf", "priority_indeterminate_policy.csv"),
+    ("rbac_model.conf", "rbac_policy.csv"),
+    ("rbac_model.conf", "rbac_with_hierarchy_policy.csv"),
+    ("rbac_model_in_multi_line.conf", "rbac_policy.csv"),
+    ("rbac_model_matcher_using_in_op.conf", "rbac_policy.csv"),
+    ("rbac_basic_role_model.conf", "rbac_basic_role_policy.csv"),
+    ("rbac_with_deny_model.conf", "rbac_with_deny_policy.csv"),
+    ("rbac_with_not_deny_model.conf", "rbac_with_deny_policy.csv"),
+    (
+        "rbac_with_domains_model.conf",
+        "rbac_with_domains_policy.csv",
+    ),
+    (
+        "rbac_with_domains_model.conf",
+        "rbac_with_hierarchy_with_domains_policy.csv",
+    ),
+    (
+        "rbac_with_resource_roles_model.conf",
+        "rbac_with_resource_roles_policy.csv",
+    ),
+    (
+        "rbac_with_pattern_model.conf",
+        "rbac_with_pattern_policy.csv",
+    ),
+    (
+        "rbac_with_pattern_domain_model.conf",
+        "rbac_with_pattern_domain_policy.csv",
+    ),
+];
