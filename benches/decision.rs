@@ -118,6 +118,7 @@ fn bench_decide(c: &mut Criterion) {
                 authorization: None,
                 origin: None,
                 access_control_request_method: None,
+                answers_preflight: false,
                 domain: None,
                 method_overrides: [None; 3],
             };
@@ -194,6 +195,7 @@ fn bench_token(c: &mut Criterion) {
             authorization: None,
             origin: None,
             access_control_request_method: None,
+            answers_preflight: false,
             domain: None,
             method_overrides: [None; 3],
         };

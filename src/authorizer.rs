@@ -4,8 +4,11 @@
 //! [`Authorizer::check`]; none of them re-implements a step.
 
 use std::{
-    sync::Arc,
-    time::{Instant, SystemTime},
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::{Instant, SystemTime, UNIX_EPOCH},
 };
 
 use crate::{
@@ -25,6 +28,9 @@ pub struct Authorizer {
     /// Tokens already verified (SHA-256 of the whole token → principal).
     tokens: VerifiedCache,
     audit: AuditSink,
+    /// When (Unix seconds) a refused CORS preflight was last logged as a
+    /// warning: at most one a minute, so preflights cannot flood the log.
+    preflight_warned: AtomicU64,
 }
 
 /// One item of a batch: what to ask about.
@@ -76,6 +82,7 @@ impl Authorizer {
             jwks,
             roles,
             audit,
+            preflight_warned: AtomicU64::new(0),
         }
     }
 
@@ -130,6 +137,7 @@ impl Authorizer {
             authorization,
             origin: None,
             access_control_request_method: None,
+            answers_preflight: false,
             domain,
             method_overrides: [None; 3],
         };
@@ -268,7 +276,32 @@ impl Authorizer {
             latency,
         });
         self.audit.record(Arc::clone(&outcome));
+        if outcome.decision.reason == Reason::CorsPreflight && outcome.decision.status == 403 {
+            self.warn_preflight(&outcome);
+        }
         outcome
+    }
+
+    /// A preflight that reached authzd and was refused means the gateway does
+    /// not answer preflights itself: say so, at most once a minute.
+    fn warn_preflight(&self, o: &Outcome) {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let last = self.preflight_warned.load(Ordering::Relaxed);
+        if now >= last.saturating_add(60)
+            && self
+                .preflight_warned
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            tracing::warn!(
+                source = o.source.as_str(),
+                path = %o.decision.resource,
+                detail = %o.decision.detail,
+                "CORS preflight refused: configure the gateway to answer preflights (docs/security.md, \"CORS preflights\")"
+            );
+        }
     }
 }
 

@@ -47,11 +47,13 @@ pub enum ConfigError {
 pub struct Config {
     #[serde(default)]
     pub server: ServerConfig,
-    /// `allow`: an `OPTIONS` preflight (with `Origin` and
-    /// `Access-Control-Request-Method`) is answered 200 without a token.
-    /// `check`: preflights go through the pipeline like any request.
+    /// What a CORS preflight (`OPTIONS` with `Origin` and
+    /// `Access-Control-Request-Method`, never a token) gets: see [`CorsPreflight`].
     #[serde(default)]
     pub cors_preflight: CorsPreflight,
+    /// The CORS answer authzd gives where it answers preflights itself.
+    #[serde(default)]
+    pub cors: CorsConfig,
     #[serde(default, rename = "issuer")]
     pub issuers: Vec<IssuerConfig>,
     #[serde(default, rename = "route")]
@@ -223,12 +225,101 @@ pub enum TrailingSlash {
     Distinct,
 }
 
+/// What a CORS preflight gets (`docs/security.md`, "CORS preflights"). A
+/// preflight carries no token, so forwarding it lets anyone reach upstream
+/// handlers that run for every method: no mode but `allow` ever does.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum CorsPreflight {
+    /// Answered by authzd from `[cors]` where the interface can carry an
+    /// answer to the client (Envoy gRPC and HTTP mode); refused elsewhere.
     #[default]
-    Allow,
+    Answer,
+    /// Refused on every interface: the gateway is expected to answer preflights.
+    Deny,
+    /// Decided like any request (a browser's preflight has no token: 401).
     Check,
+    /// Forwarded to the upstream without a token. Only for upstreams known to
+    /// answer preflights without running any handler.
+    Allow,
+}
+
+/// `[cors]`: the answer to an allowed preflight (`cors_preflight = "answer"`).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CorsConfig {
+    /// Exact origins (`https://app.example.com`), subdomain patterns
+    /// (`https://*.example.com`), or `*` (any origin, without credentials).
+    #[serde(default)]
+    pub allow_origins: Vec<String>,
+    #[serde(default = "default_cors_methods")]
+    pub allow_methods: Vec<String>,
+    #[serde(default = "default_cors_headers")]
+    pub allow_headers: Vec<String>,
+    /// `Access-Control-Max-Age`: how long a browser may cache the answer.
+    #[serde(default = "default_cors_max_age")]
+    pub max_age_secs: u64,
+    /// `Access-Control-Allow-Credentials: true` (never with origin `*`).
+    #[serde(default)]
+    pub allow_credentials: bool,
+}
+
+impl Default for CorsConfig {
+    fn default() -> Self {
+        Self {
+            allow_origins: Vec::new(),
+            allow_methods: default_cors_methods(),
+            allow_headers: default_cors_headers(),
+            max_age_secs: default_cors_max_age(),
+            allow_credentials: false,
+        }
+    }
+}
+
+fn default_cors_methods() -> Vec<String> {
+    ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"]
+        .map(String::from)
+        .to_vec()
+}
+fn default_cors_headers() -> Vec<String> {
+    vec!["authorization".into(), "content-type".into()]
+}
+fn default_cors_max_age() -> u64 {
+    600
+}
+
+/// Why an `[cors] allow_origins` entry is not an origin authzd can match
+/// exactly: `*`, `null`, `scheme://host[:port]`, or `scheme://*.host[:port]`
+/// (the `*` stands for one or more whole leading DNS labels).
+pub fn check_origin(origin: &str) -> Result<(), String> {
+    if origin == "*" || origin == "null" {
+        return Ok(());
+    }
+    let Some((scheme, rest)) = origin.split_once("://") else {
+        return Err(format!(
+            "`{origin}` is not an origin like `https://app.example.com`"
+        ));
+    };
+    let rest = rest.strip_prefix("*.").unwrap_or(rest);
+    let host = match rest.rsplit_once(':') {
+        Some((h, port)) if !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()) => h,
+        _ => rest,
+    };
+    let label =
+        |l: &str| !l.is_empty() && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
+    if scheme.is_empty()
+        || !scheme
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"+-.".contains(&b))
+        || host.is_empty()
+        || !host.split('.').all(label)
+        || origin.bytes().any(|b| b.is_ascii_uppercase())
+    {
+        return Err(format!(
+            "`{origin}` is not an origin: `scheme://host[:port]` in lower case, no path, `*` only as `scheme://*.domain`"
+        ));
+    }
+    Ok(())
 }
 
 /// One trusted token issuer (`docs/pipeline.md`).
@@ -700,6 +791,41 @@ impl Config {
         if self.decision_log.buffer == 0 {
             return Err(self.invalid("decision_log.buffer", "must be at least 1"));
         }
+        self.validate_cors()
+    }
+
+    fn validate_cors(&self) -> Result<(), ConfigError> {
+        let c = &self.cors;
+        for o in &c.allow_origins {
+            check_origin(o).map_err(|m| self.invalid("cors.allow_origins", m))?;
+        }
+        if c.allow_credentials && c.allow_origins.iter().any(|o| o == "*") {
+            return Err(self.invalid(
+                "cors.allow_credentials",
+                "cannot be true with origin `*`: any site could make credentialed requests",
+            ));
+        }
+        for (key, list) in [
+            ("cors.allow_methods", &c.allow_methods),
+            ("cors.allow_headers", &c.allow_headers),
+        ] {
+            if let Some(bad) = list
+                .iter()
+                .find(|v| v.is_empty() || !v.bytes().all(|b| b.is_ascii_graphic() && b != b','))
+            {
+                return Err(self.invalid(key, format!("`{bad}` is not an HTTP token")));
+            }
+        }
+        if let Some(m) = c
+            .allow_methods
+            .iter()
+            .find(|m| m.bytes().any(|b| b.is_ascii_lowercase()))
+        {
+            return Err(self.invalid(
+                "cors.allow_methods",
+                format!("`{m}` must be upper case (methods are case-sensitive)"),
+            ));
+        }
         Ok(())
     }
 
@@ -878,7 +1004,45 @@ mod tests {
         let c = Config::load(&path).unwrap();
         assert_eq!(c.policy.model, dir.path().join("model.conf"));
         assert_eq!(c.server.grpc_addr.port(), 50051);
-        assert_eq!(c.cors_preflight, CorsPreflight::Allow);
+        assert_eq!(c.cors_preflight, CorsPreflight::Answer);
+        assert!(
+            c.cors.allow_origins.is_empty(),
+            "no origin is allowed by default"
+        );
+    }
+
+    #[test]
+    fn cors_origins_are_checked() {
+        for ok in [
+            "*",
+            "null",
+            "https://app.example.com",
+            "http://localhost:3000",
+            "https://*.example.com",
+        ] {
+            assert_eq!(check_origin(ok), Ok(()), "{ok}");
+        }
+        for bad in [
+            "app.example.com",
+            "https://app.example.com/",
+            "https://*example.com",
+            "https://a.*.example.com",
+            "https://App.example.com",
+            "https://",
+            "https://a b",
+            "*.example.com",
+        ] {
+            assert!(check_origin(bad).is_err(), "{bad}");
+        }
+        let e = err("[cors]\nallow_origins = [\"https://x.example/app\"]\n");
+        assert!(
+            e.contains("cors.allow_origins") && e.contains("x.example/app"),
+            "{e}"
+        );
+        let e = err("[cors]\nallow_origins = [\"*\"]\nallow_credentials = true\n");
+        assert!(e.contains("cors.allow_credentials"), "{e}");
+        let e = err("[cors]\nallow_methods = [\"get\"]\n");
+        assert!(e.contains("cors.allow_methods"), "{e}");
     }
 
     #[test]

@@ -12,7 +12,8 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use crate::{
-    config::{CorsPreflight, IssuerConfig},
+    config::IssuerConfig,
+    cors::{self, Preflight},
     policy::{Query, snapshot::Snapshot},
     request::{self, Overrides},
     roles::{Lookup, RoleLookup, RoleSource},
@@ -93,12 +94,13 @@ impl Reason {
         }
     }
 
-    /// HTTP semantics of the outcome (`docs/pipeline.md`).
+    /// HTTP semantics of the outcome (`docs/pipeline.md`). A preflight is
+    /// refused (403) unless step 1 answers it (204) or forwards it (200).
     pub fn status(self) -> u16 {
         match self {
             Reason::RequestRejected => 400,
-            Reason::Allowed | Reason::CorsPreflight | Reason::PublicRoute => 200,
-            Reason::ScopeMissing | Reason::PolicyDenied => 403,
+            Reason::Allowed | Reason::PublicRoute => 200,
+            Reason::ScopeMissing | Reason::PolicyDenied | Reason::CorsPreflight => 403,
             Reason::RoleLookupFailed | Reason::PolicyUnavailable => 503,
             _ => 401,
         }
@@ -136,6 +138,10 @@ pub struct Request<'a> {
     /// `Origin` and `Access-Control-Request-Method` headers: both present makes an `OPTIONS` a preflight.
     pub origin: Option<&'a str>,
     pub access_control_request_method: Option<&'a str>,
+    /// The interface can send authzd's own answer to the client instead of
+    /// forwarding the request (Envoy's denied response): there a CORS
+    /// preflight is answered (`cors_preflight = "answer"`), elsewhere refused.
+    pub answers_preflight: bool,
     /// Casbin domain for four-field models; falls back to the issuer's `domain_claim`.
     pub domain: Option<&'a str>,
     /// Method-override headers, in the order of [`request::METHOD_OVERRIDE_HEADERS`].
@@ -174,6 +180,9 @@ pub struct Decision {
     pub revision: Arc<str>,
     /// First 16 hex chars of SHA-256 of the token; the token itself is never kept.
     pub token_sha256: Option<String>,
+    /// Headers of authzd's own answer to the client (a CORS preflight answered
+    /// with status 204); empty otherwise.
+    pub response_headers: Vec<(&'static str, String)>,
 }
 
 /// A verified caller.
@@ -434,16 +443,42 @@ fn before_token<'s>(
     d.route = route.map(|r| r.label.clone());
     // 1. CORS preflight.
     if resolved.http
-        && snap.config.cors_preflight == CorsPreflight::Allow
-        && action == "OPTIONS"
-        && req.origin.is_some()
-        && req.access_control_request_method.is_some()
+        && let (Some(origin), Some(wants)) = (req.origin, req.access_control_request_method)
+        && cors::is_preflight(action, req.origin, req.access_control_request_method)
     {
-        return Stage::Decided(finish(
-            d,
-            Reason::CorsPreflight,
-            "CORS preflight passes without a token".into(),
-        ));
+        let c = &snap.config;
+        match cors::preflight(
+            c.cors_preflight,
+            &c.cors,
+            origin,
+            wants,
+            req.answers_preflight,
+        ) {
+            Preflight::Check => {}
+            Preflight::Forward => {
+                d.conclude_as(
+                    Reason::CorsPreflight,
+                    200,
+                    "CORS preflight forwarded without a token (cors_preflight = \"allow\")".into(),
+                );
+                return Stage::Decided(d);
+            }
+            Preflight::Refuse(why) => {
+                return Stage::Decided(finish(d, Reason::CorsPreflight, why));
+            }
+            Preflight::Answer(headers) => {
+                d.conclude_as(
+                    Reason::CorsPreflight,
+                    204,
+                    format!(
+                        "CORS preflight answered by authzd for origin `{}`",
+                        token::clip(origin)
+                    ),
+                );
+                d.response_headers = headers;
+                return Stage::Decided(d);
+            }
+        }
     }
     // 2. Public route.
     if let Some(r) = route
@@ -553,14 +588,21 @@ impl Decision {
             matched_policy: Vec::new(),
             revision: Arc::clone(revision),
             token_sha256: None,
+            response_headers: Vec::new(),
         }
     }
 
     /// Sets the reason and everything that follows from it.
     pub fn conclude(&mut self, reason: Reason, detail: String) {
+        self.conclude_as(reason, reason.status(), detail);
+    }
+
+    /// Sets the reason with a status other than its usual one (a preflight:
+    /// 204 answered, 200 forwarded). Only 200 allows.
+    pub fn conclude_as(&mut self, reason: Reason, status: u16, detail: String) {
         self.reason = reason;
-        self.status = reason.status();
-        self.allowed = self.status == 200;
+        self.status = status;
+        self.allowed = status == 200;
         self.detail = detail;
     }
 
@@ -823,6 +865,7 @@ mod tests {
             authorization: auth,
             origin: None,
             access_control_request_method: None,
+            answers_preflight: false,
             domain: None,
             method_overrides: [None; 3],
         }

@@ -11,6 +11,7 @@
 //!   issuer keys; [`token::claims`] reads claims through JSON Pointers;
 //!   [`token::verified`] caches verified tokens by SHA-256.
 //! - [`roles`]: looked-up roles from an HTTP directory, cached in moka.
+//! - [`cors`]: what a CORS preflight is and authzd's answer to it (pure).
 //! - [`request`]: the canonical form of what the upstream will execute: path and method (pure).
 //! - [`routes`]: the route table, API Gateway path syntax, most-specific match (pure).
 //! - [`policy`]: Casbin behind our own type, per-request roles as a thread-local
@@ -32,6 +33,7 @@
 pub mod audit;
 pub mod authorizer;
 pub mod config;
+pub mod cors;
 pub mod decision;
 pub mod devtoken;
 pub mod metrics;

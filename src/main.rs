@@ -314,6 +314,7 @@ async fn check(
         authorization: None,
         origin: None,
         access_control_request_method: None,
+        answers_preflight: false,
         domain,
         method_overrides: [None; 3],
     };

@@ -345,6 +345,7 @@ pub fn check_request(m: &crate::pb::CheckRequest) -> Result<Request<'_>, BadRequ
         authorization: header(&m.headers, "authorization"),
         origin: header(&m.headers, "origin"),
         access_control_request_method: header(&m.headers, "access-control-request-method"),
+        answers_preflight: false,
         domain: Some(m.domain.as_str()).filter(|d| !d.is_empty()),
         method_overrides: method_overrides(|name| header(&m.headers, name)),
     })
@@ -406,6 +407,14 @@ impl HttpAnswer {
                 headers,
             };
         }
+        if d.status == 204 {
+            // authzd's own answer (a CORS preflight): no body, its headers, never forwarded.
+            return HttpAnswer {
+                status: 204,
+                body: "",
+                headers: d.response_headers.clone(),
+            };
+        }
         let body = match d.status {
             400 => r#"{"message":"Bad Request"}"#,
             401 => r#"{"message":"Unauthorized"}"#,
@@ -433,10 +442,11 @@ impl HttpAnswer {
     }
 
     /// The answer for a proxy that understands only 401 and 403 (nginx
-    /// `auth_request`, Traefik ForwardAuth turn anything else into a 500):
-    /// a refused request (400) becomes a 403.
+    /// `auth_request`, Traefik ForwardAuth turn anything else into a 500,
+    /// and every 2xx into "forward it"): a refused request (400) becomes a
+    /// 403, and so does any other answer but an allow, 401 or 503.
     pub fn for_forward_auth(mut self) -> HttpAnswer {
-        if self.status == 400 {
+        if !matches!(self.status, 200 | 401 | 403 | 503) {
             self.status = 403;
             self.body = r#"{"message":"Forbidden"}"#;
         }

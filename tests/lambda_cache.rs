@@ -192,6 +192,7 @@ fn decide(snap: &Snapshot, method: &str, path: &str, p: &Principal) -> decision:
         authorization: None,
         origin: None,
         access_control_request_method: None,
+        answers_preflight: false,
         domain: None,
         method_overrides: [None; 3],
     };

@@ -56,6 +56,7 @@ fuzz_target!(|data: &[u8]| {
         authorization: Some(&raw),
         origin: None,
         access_control_request_method: None,
+        answers_preflight: false,
         domain: None,
         method_overrides: [None; 3],
     };

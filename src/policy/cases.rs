@@ -158,6 +158,7 @@ pub async fn run(path: &Path) -> Result<(Snapshot, Vec<CaseResult>), CasesError>
             authorization: None,
             origin: None,
             access_control_request_method: None,
+            answers_preflight: false,
             domain: case.domain.as_deref(),
             method_overrides: [None; 3],
         };

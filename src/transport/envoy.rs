@@ -90,6 +90,7 @@ impl Authorization for EnvoyGrpc {
             authorization: authorization.as_deref(),
             origin: origin.as_deref(),
             access_control_request_method: acrm.as_deref(),
+            answers_preflight: true,
             domain: None,
             method_overrides: [0, 1, 2].map(|i| overrides[i].as_deref()),
         };
@@ -243,6 +244,7 @@ pub async fn http_mode(State(app): State<Arc<Authorizer>>, req: AxumRequest) -> 
             path: &path,
         },
         Source::EnvoyHttp,
+        true,
     )
     .await;
     let answer = HttpAnswer::of(&outcome);

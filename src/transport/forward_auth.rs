@@ -56,6 +56,7 @@ pub async fn forward_auth(State(app): State<Arc<Authorizer>>, headers: HeaderMap
         &headers,
         Target::Http { method, path: uri },
         Source::ForwardAuth,
+        false,
     )
     .await;
     to_http_response(HttpAnswer::of(&outcome).for_forward_auth())

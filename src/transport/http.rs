@@ -77,12 +77,15 @@ fn authorization(headers: &HeaderMap) -> Option<String> {
         .map(str::to_string)
 }
 
-/// Runs a check for an HTTP request whose credentials and CORS headers are `headers`.
+/// Runs a check for an HTTP request whose credentials and CORS headers are
+/// `headers`; `answers_preflight`: the caller can send authzd's answer to a
+/// CORS preflight to the client (Envoy HTTP mode, not forward auth).
 pub(super) async fn check_headers(
     app: &Authorizer,
     headers: &HeaderMap,
     target: Target<'_>,
     source: Source,
+    answers_preflight: bool,
 ) -> Arc<Outcome> {
     let get = |name: header::HeaderName| headers.get(name).and_then(|v| v.to_str().ok());
     let req = Request {
@@ -91,6 +94,7 @@ pub(super) async fn check_headers(
         authorization: get(header::AUTHORIZATION),
         origin: get(header::ORIGIN),
         access_control_request_method: get(header::ACCESS_CONTROL_REQUEST_METHOD),
+        answers_preflight,
         domain: None,
         method_overrides: super::method_overrides(|name| {
             headers.get(name).and_then(|v| v.to_str().ok())

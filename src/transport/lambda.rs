@@ -279,6 +279,7 @@ pub async fn handle(authorizer: &Authorizer, raw: &Value) -> Reply {
         authorization: event.header("authorization"),
         origin: event.header("origin"),
         access_control_request_method: event.header("access-control-request-method"),
+        answers_preflight: false,
         domain: None,
         method_overrides: METHOD_OVERRIDE_HEADERS.map(|h| event.header(h)),
     };
