@@ -171,7 +171,8 @@ async fn envoy_grpc_public_route_preflight_and_proxy_route() {
             ("access-control-request-method", "DELETE"),
         ],
     );
-    assert_eq!(envoy_check(&srv, pre).await.status.unwrap().code, 0);
+    // Never forwarded: without `[cors]` origins, refused (tests/cors.rs).
+    assert_eq!(envoy_check(&srv, pre).await.status.unwrap().code, 7);
     let mut c = claims(ISS, "kc");
     c["realm_access"] = json!({"roles": ["reader"]});
     let auth = format!("Bearer {}", token(&rsa, &c));
@@ -221,7 +222,8 @@ async fn envoy_grpc_malformed_requests_are_denied_not_errors() {
         ),
     )
     .await;
-    assert_eq!(resp.status.unwrap().code, 0);
+    // An answer, not a gRPC error (the preflight itself is refused: tests/cors.rs).
+    assert_eq!(resp.status.unwrap().code, 7);
     // Raw header_map with two Authorization headers: never silently pick one.
     let mut req = envoy_request("GET", "/AdminUser", &[]);
     if let Some(http) = req
@@ -294,7 +296,7 @@ async fn envoy_http_mode_answers_with_status_body_and_headers() {
         .send()
         .await
         .unwrap();
-    assert_eq!(resp.status(), 200, "preflight");
+    assert_eq!(resp.status(), 403, "preflight: never forwarded");
     srv.stop().await;
     assert!(env.log_lines().iter().all(|l| l["source"] == "envoy_http"));
     assert_eq!(env.log_lines()[0]["resource"], "/AdminUser");
@@ -345,7 +347,7 @@ async fn forward_auth_for_traefik_and_nginx() {
         .send()
         .await
         .unwrap();
-    assert_eq!(resp.status(), 200, "preflight");
+    assert_eq!(resp.status(), 403, "preflight: never forwarded");
     let resp = http.get(srv.url("/v1/forward-auth")).send().await.unwrap();
     // nginx and Traefik understand only 401/403: a call that cannot be checked is a 403.
     assert_eq!(resp.status(), 403, "no original method/URI");

@@ -441,6 +441,44 @@ async fn simple_responses_request_scope_and_a_failed_role_lookup() {
     f.stop().await;
 }
 
+/// A CORS preflight that reaches the authorizer (API Gateway answers them
+/// when CORS is configured) is denied in both response forms, never allowed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_preflight_is_denied_never_allowed() {
+    let rsa = key("rsa.pem");
+    let api = RuntimeApi::start().await;
+    let preflight = |mut e: Value| {
+        e["headers"]["origin"] = json!("https://app.example.com");
+        e["headers"]["access-control-request-method"] = json!("DELETE");
+        e
+    };
+    let env = lambda_env("jwks_file = \"jwks.json\"", "response = \"iam\"", "");
+    let f = start_with(&api, &env, &rsa);
+    let a = api
+        .invoke(preflight(v2("OPTIONS", "/AdminUser", None)))
+        .await;
+    assert_eq!(answer(&a)["context"]["reason"], "cors_preflight");
+    assert!(
+        statements(answer(&a), "Allow")
+            .iter()
+            .all(|arn| !arn.contains("/OPTIONS/")),
+        "{a:?}"
+    );
+    assert!(
+        statements(answer(&a), "Deny").contains(&format!("{API}/OPTIONS/AdminUser")),
+        "{a:?}"
+    );
+    f.stop().await;
+    let env = lambda_env("jwks_file = \"jwks.json\"", "response = \"simple\"", "");
+    let f = start_with(&api, &env, &rsa);
+    let a = api
+        .invoke(preflight(v2("OPTIONS", "/AdminUser", None)))
+        .await;
+    assert_eq!(answer(&a)["isAuthorized"], false);
+    assert_eq!(answer(&a)["context"]["reason"], "cors_preflight");
+    f.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_config_that_does_not_load_is_an_init_error() {
     let api = RuntimeApi::start().await;
