@@ -66,11 +66,11 @@ fn envoy_grpc_example_points_at_authzd_and_fails_closed() {
     let d = defaults();
     let filter = find(&doc, "http_filters")[0].as_sequence().unwrap();
     assert_eq!(
-        filter[0]["name"].as_str(),
+        filter[1]["name"].as_str(),
         Some("envoy.filters.http.ext_authz"),
-        "ext_authz runs before the router"
+        "ext_authz runs after cors, before the router"
     );
-    let cfg = &filter[0]["typed_config"];
+    let cfg = &filter[1]["typed_config"];
     assert_eq!(cfg["failure_mode_allow"].as_bool(), Some(false));
     assert_eq!(cfg["transport_api_version"].as_str(), Some("V3"));
     assert_eq!(
@@ -279,6 +279,100 @@ async fn kubernetes_example_is_consistent_and_its_policy_loads() {
 
 /// The gateways resolve paths before authzd and the upstream see them, so the
 /// two agree on one spelling (docs/security.md, "Canonical paths").
+/// Both Envoy examples answer CORS preflights in Envoy (the cors filter
+/// first, with a policy on the virtual host) and send form bodies to authzd.
+#[test]
+fn envoy_examples_answer_preflights_and_send_bodies() {
+    for file in ["envoy/envoy.yaml", "envoy/envoy-http.yaml"] {
+        let doc = yaml(file);
+        let filters = find(&doc, "http_filters")[0].as_sequence().unwrap();
+        let names: Vec<&str> = filters
+            .iter()
+            .map(|f| f["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "envoy.filters.http.cors",
+                "envoy.filters.http.ext_authz",
+                "envoy.filters.http.router"
+            ],
+            "{file}: cors answers preflights before ext_authz"
+        );
+        let policy = &find(&doc, "virtual_hosts")[0][0]["typed_per_filter_config"]["envoy.filters.http.cors"];
+        assert_eq!(
+            policy["@type"].as_str(),
+            Some("type.googleapis.com/envoy.extensions.filters.http.cors.v3.CorsPolicy"),
+            "{file}"
+        );
+        assert!(
+            !policy["allow_origin_string_match"]
+                .as_sequence()
+                .unwrap()
+                .is_empty(),
+            "{file}"
+        );
+        assert_eq!(
+            policy["forward_not_matching_preflights"].as_bool(),
+            Some(false),
+            "{file}"
+        );
+        let body = &filters[1]["typed_config"]["with_request_body"];
+        let max = body["max_request_bytes"].as_u64().unwrap();
+        assert!(
+            (8_192..=1 << 20).contains(&max),
+            "{file}: max_request_bytes {max}"
+        );
+        // A cut body is flagged, so authzd can refuse a form it did not see whole.
+        assert_eq!(
+            body["allow_partial_message"].as_bool(),
+            Some(true),
+            "{file}"
+        );
+    }
+    // HTTP mode forwards only the headers it lists: authzd needs these to see overrides and bodies.
+    let doc = yaml("envoy/envoy-http.yaml");
+    let allowed = serde_norway::to_string(find(&doc, "allowed_headers")[0]).unwrap();
+    for h in [
+        "x-http-method-override",
+        "x-http-method",
+        "x-method-override",
+        "content-type",
+        "x-envoy-auth-partial-body",
+    ] {
+        assert!(
+            allowed.contains(&format!("exact: {h}\n")),
+            "envoy-http.yaml must send `{h}`"
+        );
+    }
+}
+
+/// The Traefik example answers preflights in its headers middleware, ahead of forward auth.
+#[test]
+fn traefik_example_answers_preflights_before_forward_auth() {
+    let doc = yaml("traefik/dynamic.yaml");
+    let mw = doc["http"]["routers"]["api"]["middlewares"]
+        .as_sequence()
+        .unwrap();
+    assert_eq!(
+        mw.iter().map(|m| m.as_str().unwrap()).collect::<Vec<_>>(),
+        ["cors", "authzd"]
+    );
+    let cors = &doc["http"]["middlewares"]["cors"]["headers"];
+    assert!(
+        !cors["accessControlAllowOriginList"]
+            .as_sequence()
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        !cors["accessControlAllowMethods"]
+            .as_sequence()
+            .unwrap()
+            .is_empty()
+    );
+}
+
 #[test]
 fn gateway_examples_canonicalize_paths() {
     for file in ["envoy/envoy.yaml", "envoy/envoy-http.yaml"] {

@@ -366,3 +366,120 @@ async fn no_spelling_reaches_a_denied_file_through_nginx() {
         srv.stop().await;
     }
 }
+
+/// An upstream that records every request it receives (method and URI) and
+/// has a handler for every method on every path, as `app.all('/admin/*')` does.
+async fn recording_upstream() -> (SocketAddr, std::sync::Arc<parking_lot::Mutex<Vec<String>>>) {
+    let seen = std::sync::Arc::new(parking_lot::Mutex::new(Vec::new()));
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    let log = std::sync::Arc::clone(&seen);
+    let app = Router::new().fallback(any(move |req: axum::extract::Request| {
+        let log = std::sync::Arc::clone(&log);
+        async move {
+            log.lock().push(format!("{} {}", req.method(), req.uri()));
+            "handled"
+        }
+    }));
+    tokio::spawn(async move { axum::serve(l, app).await.unwrap() });
+    (addr, seen)
+}
+
+/// The shipped example answers CORS preflights in nginx: an allowed origin
+/// gets the CORS answer, a foreign one gets none, and the upstream (which
+/// would run a handler for any method) records nothing; a real request with
+/// a token still reaches it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn preflights_are_answered_by_nginx_and_never_reach_the_upstream() {
+    let Some(nginx) = nginx_binary() else {
+        eprintln!("SKIPPED: nginx is not installed (.ci/run installs it)");
+        return;
+    };
+    let rsa = key("rsa.pem");
+    let env = Env::new(
+        &file_issuer(ISS, "rsa-jwks.json", "\"RS256\"", ""),
+        &format!("{DEMO_POLICY}p, admin, /admin/*, GET\n"),
+        "",
+    );
+    env.write("rsa-jwks.json", &jwks_of(&[&rsa]).to_string());
+    let srv = Running::start(&env.config()).await;
+    let (up, seen) = recording_upstream().await;
+    let nginx = Nginx::start(nginx, &env, &srv, up).await;
+    let base = nginx.base.clone();
+    let http = reqwest::Client::new();
+    let preflight = |origin: &'static str, method: &'static str| {
+        http.request(reqwest::Method::OPTIONS, format!("{base}/admin/users/1"))
+            .header("origin", origin)
+            .header("access-control-request-method", method)
+            .header("access-control-request-headers", "authorization")
+            .send()
+    };
+    for origin in ["https://app.example.com", "https://eu.app.example.com"] {
+        let resp = preflight(origin, "DELETE").await.unwrap();
+        assert_eq!(resp.status(), 204, "{origin}");
+        let h = resp.headers();
+        assert_eq!(h["access-control-allow-origin"], origin);
+        assert_eq!(
+            h["access-control-allow-methods"],
+            "GET, HEAD, POST, PUT, PATCH, DELETE"
+        );
+        assert_eq!(
+            h["access-control-allow-headers"],
+            "authorization, content-type"
+        );
+        assert_eq!(h["access-control-max-age"], "600");
+    }
+    for origin in [
+        "https://evil.example",
+        "https://app.example.com.evil.example",
+        "null",
+    ] {
+        let resp = preflight(origin, "DELETE").await.unwrap();
+        assert_eq!(resp.status(), 204, "{origin}");
+        assert!(
+            !resp
+                .headers()
+                .keys()
+                .any(|k| k.as_str().starts_with("access-control-")),
+            "{origin}: {:?}",
+            resp.headers()
+        );
+    }
+    assert!(
+        seen.lock().is_empty(),
+        "a preflight reached the upstream: {:?}",
+        seen.lock()
+    );
+    // A real request with a token still works, and carries the CORS header for its origin.
+    let mut c = claims(ISS, "alice");
+    c["cognito:groups"] = json!(["admin"]);
+    let resp = http
+        .get(format!("{base}/admin/users/1"))
+        .bearer_auth(token(&rsa, &c))
+        .header("origin", "https://app.example.com")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(
+        resp.headers()["access-control-allow-origin"],
+        "https://app.example.com"
+    );
+    // An OPTIONS that is not a preflight is an ordinary request: authzd decides it.
+    let resp = http
+        .request(reqwest::Method::OPTIONS, format!("{base}/admin/users/1"))
+        .header("origin", "https://app.example.com")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 401);
+    assert_eq!(*seen.lock(), ["GET /admin/users/1"]);
+    nginx.stop().await;
+    srv.stop().await;
+    assert!(
+        env.log_lines()
+            .iter()
+            .all(|l| l["reason"] != "cors_preflight"),
+        "no preflight reached authzd"
+    );
+}
