@@ -35,6 +35,8 @@
 //! slashes merged. Everything whose meaning differs between upstreams stays
 //! refused in every mode.
 
+pub mod body;
+
 use std::borrow::Cow;
 
 use crate::config::{MethodOverride, Noncanonical, PathCase, RequestConfig, TrailingSlash};
@@ -85,6 +87,12 @@ pub enum Rejected {
     MethodOverride(String),
     #[error("method overrides disagree: `{0}` and `{1}`")]
     ConflictingOverrides(String, String),
+    #[error("form body was cut short by the gateway: a `_method` field could hide past the cut")]
+    PartialBody,
+    #[error("multipart body has no single `boundary`, so its fields cannot be read")]
+    BadFormBody,
+    #[error("body field `_method` is not a single method")]
+    UnclearOverride,
 }
 
 /// A request's method and path in canonical form.
@@ -101,11 +109,14 @@ pub struct Canonical<'a> {
 /// [`METHOD_OVERRIDE_HEADERS`]); the `_method` query parameter is read from the path.
 pub type Overrides<'a> = [Option<&'a str>; 3];
 
-/// Canonical method and path of an HTTP request (`raw_path` may carry a query).
+/// Canonical method and path of an HTTP request (`raw_path` may carry a
+/// query), with the overrides of its headers, query and, where the gateway
+/// forwarded it, `body`.
 pub fn canonical<'a>(
     method: &'a str,
     raw_path: &'a str,
     overrides: &Overrides<'a>,
+    body: Option<&body::Body<'a>>,
     rules: &RequestConfig,
 ) -> Result<Canonical<'a>, Rejected> {
     let (path, query) = split_query(raw_path);
@@ -114,7 +125,7 @@ pub fn canonical<'a>(
     // Most frameworks answer HEAD by running the GET handler (Express,
     // Flask, Spring, Go's ServeMux): a HEAD must be allowed as GET too, or a
     // rule that denies GET would leak the resource's headers.
-    let overridden = override_method(overrides, query, rules)?
+    let overridden = override_method(overrides, query, body, rules)?
         .or_else(|| (method == "HEAD").then(|| "GET".to_string()));
     Ok(Canonical {
         method,
@@ -170,19 +181,32 @@ fn is_tchar(b: u8) -> bool {
 fn override_method(
     headers: &Overrides<'_>,
     query: Option<&str>,
+    body: Option<&body::Body<'_>>,
     rules: &RequestConfig,
 ) -> Result<Option<String>, Rejected> {
     let from_query = query.and_then(query_override);
+    let from_body = match body {
+        Some(b) => body::overrides(b)?,
+        None => Vec::new(),
+    };
     let named = METHOD_OVERRIDE_HEADERS
         .iter()
         .zip(headers)
-        .filter_map(|(name, v)| v.map(|v| ((*name).to_string(), Cow::Borrowed(v))))
-        .chain(from_query.map(|v| (format!("?{METHOD_OVERRIDE_PARAM}="), v)));
+        .filter_map(|(name, v)| v.map(|v| ((*name).to_string(), Some(Cow::Borrowed(v)))))
+        .chain(from_query.map(|v| (format!("?{METHOD_OVERRIDE_PARAM}="), Some(v))))
+        .chain(from_body.into_iter().map(|f| {
+            let value = match f {
+                body::Field::Value(v) => Some(v),
+                body::Field::Unclear => None,
+            };
+            (format!("body field `{METHOD_OVERRIDE_PARAM}`"), value)
+        }));
     let mut found: Option<(String, String)> = None;
     for (name, value) in named {
         if rules.method_override == MethodOverride::Reject {
             return Err(Rejected::MethodOverride(name));
         }
+        let value = value.ok_or(Rejected::UnclearOverride)?;
         let method = canonical_method(value.trim(), rules)?.into_owned();
         match &found {
             Some((_, m)) if *m != method => {
@@ -575,10 +599,13 @@ mod tests {
     fn method_overrides_are_refused_or_authorized() {
         let r = RequestConfig::default();
         let none: Overrides<'_> = [None, None, None];
-        assert_eq!(canonical("POST", "/a", &none, &r).unwrap().overridden, None);
+        assert_eq!(
+            canonical("POST", "/a", &none, None, &r).unwrap().overridden,
+            None
+        );
         // HEAD runs the GET handler: it must be allowed as GET too.
         assert_eq!(
-            canonical("HEAD", "/a", &none, &r)
+            canonical("HEAD", "/a", &none, None, &r)
                 .unwrap()
                 .overridden
                 .as_deref(),
@@ -587,7 +614,7 @@ mod tests {
         for h in 0..3 {
             let mut o: Overrides<'_> = [None, None, None];
             o[h] = Some("DELETE");
-            let e = canonical("POST", "/a", &o, &r).unwrap_err();
+            let e = canonical("POST", "/a", &o, None, &r).unwrap_err();
             assert_eq!(
                 e,
                 Rejected::MethodOverride(METHOD_OVERRIDE_HEADERS[h].into())
@@ -600,7 +627,7 @@ mod tests {
         ] {
             assert!(
                 matches!(
-                    canonical("POST", q, &none, &r),
+                    canonical("POST", q, &none, None, &r),
                     Err(Rejected::MethodOverride(_))
                 ),
                 "{q}"
@@ -614,15 +641,22 @@ mod tests {
             "POST",
             "/a?_method=DELETE",
             &[Some(" DELETE "), None, None],
+            None,
             &auth,
         );
         assert_eq!(c.unwrap().overridden.as_deref(), Some("DELETE"));
         assert!(matches!(
-            canonical("POST", "/a", &[Some("DELETE"), Some("PUT"), None], &auth),
+            canonical(
+                "POST",
+                "/a",
+                &[Some("DELETE"), Some("PUT"), None],
+                None,
+                &auth
+            ),
             Err(Rejected::ConflictingOverrides(..))
         ));
         assert!(matches!(
-            canonical("POST", "/a", &[Some("delete"), None, None], &auth),
+            canonical("POST", "/a", &[Some("delete"), None, None], None, &auth),
             Err(Rejected::Method(_))
         ));
     }
