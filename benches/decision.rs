@@ -121,6 +121,7 @@ fn bench_decide(c: &mut Criterion) {
                 answers_preflight: false,
                 domain: None,
                 method_overrides: [None; 3],
+                body: None,
             };
             let expect_allow = name == "allow";
             match decision::decide(&snap, &req, sources(&keys, Some(&cache)), SystemTime::now()) {
@@ -198,6 +199,7 @@ fn bench_token(c: &mut Criterion) {
             answers_preflight: false,
             domain: None,
             method_overrides: [None; 3],
+            body: None,
         };
         group.bench_function(format!("decide_first_sight/{alg}"), |b| {
             b.iter(|| {

@@ -140,6 +140,7 @@ impl Authorizer {
             answers_preflight: false,
             domain,
             method_overrides: [None; 3],
+            body: None,
         };
         let raw = decision::bearer_token(&probe);
         let fingerprint = raw.as_ref().ok().map(|r| decision::token_fingerprint(r));

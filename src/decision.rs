@@ -15,7 +15,7 @@ use crate::{
     config::IssuerConfig,
     cors::{self, Preflight},
     policy::{Query, snapshot::Snapshot},
-    request::{self, Overrides},
+    request::{self, Overrides, body::Body},
     roles::{Lookup, RoleLookup, RoleSource},
     routes::Route,
     token::{
@@ -146,6 +146,9 @@ pub struct Request<'a> {
     pub domain: Option<&'a str>,
     /// Method-override headers, in the order of [`request::METHOD_OVERRIDE_HEADERS`].
     pub method_overrides: Overrides<'a>,
+    /// The request body, where the gateway forwards it (Envoy with
+    /// `with_request_body`): a `_method` form field is an override too.
+    pub body: Option<Body<'a>>,
 }
 
 /// Step 0's result: what the rest of the pipeline decides on.
@@ -297,14 +300,19 @@ fn with_override(resolved: &Resolved<'_>, mut run: impl FnMut(&str) -> Step) -> 
 fn resolve<'a>(snap: &Snapshot, req: &Request<'a>) -> Result<Resolved<'a>, Box<Decision>> {
     let rules = &snap.config.request;
     let resolved = match req.target {
-        Target::Http { method, path } => {
-            request::canonical(method, path, &req.method_overrides, rules).map(|c| Resolved {
-                resource: c.path,
-                action: c.method,
-                http: true,
-                overridden: c.overridden,
-            })
-        }
+        Target::Http { method, path } => request::canonical(
+            method,
+            path,
+            &req.method_overrides,
+            req.body.as_ref(),
+            rules,
+        )
+        .map(|c| Resolved {
+            resource: c.path,
+            action: c.method,
+            http: true,
+            overridden: c.overridden,
+        }),
         Target::Resource { resource, action } => {
             request::canonical_resource(resource, rules).map(|resource| Resolved {
                 resource,
@@ -868,6 +876,7 @@ mod tests {
             answers_preflight: false,
             domain: None,
             method_overrides: [None; 3],
+            body: None,
         }
     }
 

@@ -317,6 +317,7 @@ async fn check(
         answers_preflight: false,
         domain,
         method_overrides: [None; 3],
+        body: None,
     };
     let outcome = authorizer.check(&req, Source::Cli).await;
     println!("{}", outcome.to_json_line());

@@ -195,6 +195,7 @@ fn decide(snap: &Snapshot, method: &str, path: &str, p: &Principal) -> decision:
         answers_preflight: false,
         domain: None,
         method_overrides: [None; 3],
+        body: None,
     };
     decision::decide_for(snap, &req, p)
 }

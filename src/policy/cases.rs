@@ -161,6 +161,7 @@ pub async fn run(path: &Path) -> Result<(Snapshot, Vec<CaseResult>), CasesError>
             answers_preflight: false,
             domain: case.domain.as_deref(),
             method_overrides: [None; 3],
+            body: None,
         };
         let decision = decision::decide_for(&snap, &req, &principal);
         let allowed_ok = decision.allowed == (case.expect == Expect::Allow);

@@ -39,11 +39,21 @@ use crate::{
     audit::Source,
     authorizer::Authorizer,
     decision::{self, Target},
-    request::METHOD_OVERRIDE_HEADERS,
+    request::{METHOD_OVERRIDE_HEADERS, body::Body as RequestBody},
 };
 
 /// `envoy.service.auth.v3.Authorization`.
 pub struct EnvoyGrpc(pub Arc<Authorizer>);
+
+/// Set by Envoy when `with_request_body` cut the body at `max_request_bytes`.
+const PARTIAL_BODY_HEADER: &str = "x-envoy-auth-partial-body";
+
+/// The most body HTTP service mode reads; a longer one counts as cut.
+const MAX_HTTP_BODY: usize = 1 << 20;
+
+fn is_partial(header: Option<&str>) -> bool {
+    header.is_some_and(|v| v.trim().eq_ignore_ascii_case("true"))
+}
 
 /// gRPC status codes Envoy reads from `CheckResponse.status`.
 const OK: i32 = 0;
@@ -81,6 +91,14 @@ impl Authorization for EnvoyGrpc {
         let origin = headers.get("origin");
         let acrm = headers.get("access-control-request-method");
         let overrides = METHOD_OVERRIDE_HEADERS.map(|name| headers.get(name));
+        let content_type = headers.get("content-type");
+        let partial = headers.get(PARTIAL_BODY_HEADER);
+        // `with_request_body`: `raw_body` with `pack_as_bytes`, else `body`.
+        let bytes = if http.raw_body.is_empty() {
+            http.body.as_bytes()
+        } else {
+            &http.raw_body[..]
+        };
         let req = decision::Request {
             target: Target::Http {
                 method: &method,
@@ -93,6 +111,11 @@ impl Authorization for EnvoyGrpc {
             answers_preflight: true,
             domain: None,
             method_overrides: [0, 1, 2].map(|i| overrides[i].as_deref()),
+            body: Some(RequestBody {
+                content_type: content_type.as_deref(),
+                bytes,
+                partial: is_partial(partial.as_deref()),
+            }),
         };
         let outcome = self.0.check(&req, Source::EnvoyGrpc).await;
         let answer = HttpAnswer::of(&outcome);
@@ -235,7 +258,19 @@ pub async fn http_mode(State(app): State<Arc<Authorizer>>, req: AxumRequest) -> 
         format!("/{rest}")
     };
     let method = req.method().as_str().to_string();
-    let headers = req.headers();
+    let (parts, body) = req.into_parts();
+    let headers = &parts.headers;
+    // The forwarded body (`with_request_body`); one past the cap counts as cut.
+    let (bytes, cut) = match axum::body::to_bytes(body, MAX_HTTP_BODY).await {
+        Ok(b) => (b, false),
+        Err(_) => (Default::default(), true),
+    };
+    let text = |n: &str| headers.get(n).and_then(|v| v.to_str().ok());
+    let body = RequestBody {
+        content_type: text("content-type"),
+        bytes: &bytes,
+        partial: cut || is_partial(text(PARTIAL_BODY_HEADER)),
+    };
     let outcome = super::http::check_headers(
         &app,
         headers,
@@ -245,6 +280,7 @@ pub async fn http_mode(State(app): State<Arc<Authorizer>>, req: AxumRequest) -> 
         },
         Source::EnvoyHttp,
         true,
+        Some(body),
     )
     .await;
     let answer = HttpAnswer::of(&outcome);

@@ -57,6 +57,8 @@ pub async fn forward_auth(State(app): State<Arc<Authorizer>>, headers: HeaderMap
         Target::Http { method, path: uri },
         Source::ForwardAuth,
         false,
+        // nginx and Traefik never send the body (docs/security.md).
+        None,
     )
     .await;
     to_http_response(HttpAnswer::of(&outcome).for_forward_auth())

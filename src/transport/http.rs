@@ -19,6 +19,7 @@ use crate::{
     authorizer::Authorizer,
     decision::{Request, Target},
     pb,
+    request::body::Body,
 };
 
 type App = Arc<Authorizer>;
@@ -79,13 +80,15 @@ fn authorization(headers: &HeaderMap) -> Option<String> {
 
 /// Runs a check for an HTTP request whose credentials and CORS headers are
 /// `headers`; `answers_preflight`: the caller can send authzd's answer to a
-/// CORS preflight to the client (Envoy HTTP mode, not forward auth).
+/// CORS preflight to the client (Envoy HTTP mode, not forward auth); `body`:
+/// the request body where the gateway forwards it.
 pub(super) async fn check_headers(
     app: &Authorizer,
     headers: &HeaderMap,
     target: Target<'_>,
     source: Source,
     answers_preflight: bool,
+    body: Option<Body<'_>>,
 ) -> Arc<Outcome> {
     let get = |name: header::HeaderName| headers.get(name).and_then(|v| v.to_str().ok());
     let req = Request {
@@ -99,6 +102,7 @@ pub(super) async fn check_headers(
         method_overrides: super::method_overrides(|name| {
             headers.get(name).and_then(|v| v.to_str().ok())
         }),
+        body,
     };
     app.check(&req, source).await
 }

@@ -282,6 +282,7 @@ pub async fn handle(authorizer: &Authorizer, raw: &Value) -> Reply {
         answers_preflight: false,
         domain: None,
         method_overrides: METHOD_OVERRIDE_HEADERS.map(|h| event.header(h)),
+        body: None,
     };
     let snap = authorizer.store.load();
     let outcome = authorizer.check(&req, Source::Lambda).await;
