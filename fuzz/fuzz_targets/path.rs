@@ -23,7 +23,7 @@ fuzz_target!(|data: &[u8]| {
         trailing_slash: if flags & 4 == 0 { TrailingSlash::Same } else { TrailingSlash::Distinct },
         ..RequestConfig::default()
     };
-    let _ = canonical("POST", path, &[Some(path), None, None], &rules);
+    let _ = canonical("POST", path, &[Some(path), None, None], None, &rules);
     let Ok(c) = canonical_path(path, &rules) else {
         return;
     };

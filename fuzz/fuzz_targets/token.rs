@@ -59,6 +59,7 @@ fuzz_target!(|data: &[u8]| {
         answers_preflight: false,
         domain: None,
         method_overrides: [None; 3],
+        body: None,
     };
     let src = Sources { keys, roles: &NoLookup, fetch_keys: false, fetch_roles: false, tokens: None };
     match decision::decide(snap, &req, src, SystemTime::now()) {
