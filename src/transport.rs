@@ -348,6 +348,7 @@ pub fn check_request(m: &crate::pb::CheckRequest) -> Result<Request<'_>, BadRequ
         answers_preflight: false,
         domain: Some(m.domain.as_str()).filter(|d| !d.is_empty()),
         method_overrides: method_overrides(|name| header(&m.headers, name)),
+        body: None,
     })
 }
 
