@@ -39,6 +39,7 @@ pub mod devtoken;
 pub mod metrics;
 pub mod policy;
 pub mod probe;
+pub mod reason;
 pub mod request;
 pub mod roles;
 pub mod routes;

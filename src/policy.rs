@@ -15,6 +15,7 @@
 
 pub mod cases;
 pub mod fast;
+pub mod follow;
 pub mod reload;
 pub mod snapshot;
 pub mod source;

@@ -13,6 +13,21 @@ use serde::Deserialize;
 
 use crate::config::LookupConfig;
 
+/// A verified caller.
+#[derive(Debug, Clone)]
+pub struct Principal {
+    /// Subject with `subject_prefix` applied.
+    pub subject: String,
+    /// The subject claim as the token has it (for role lookups).
+    pub claim_subject: String,
+    pub issuer: String,
+    /// Claim roles with `role_prefix` applied.
+    pub roles: Vec<String>,
+    pub scopes: Vec<String>,
+    /// Domain from `domain_claim`, if configured and present.
+    pub domain: Option<String>,
+}
+
 /// What the cache knows about a subject's looked-up roles.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Lookup {

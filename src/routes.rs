@@ -5,7 +5,7 @@
 //! segment by segment as they are, so the path a route sees is the path the
 //! policy sees.
 
-use crate::config::{RouteAuth, RouteConfig};
+use crate::config::{Config, ConfigError, RouteAuth, RouteConfig};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RouteError {
@@ -321,6 +321,17 @@ pub struct RouteTable {
 }
 
 impl RouteTable {
+    /// The route table of `config`; a bad route is a config error naming
+    /// its file and key (`route[2]`).
+    pub fn of_config(config: &Config, fold_case: bool) -> Result<RouteTable, ConfigError> {
+        for (i, route) in config.routes.iter().enumerate() {
+            Route::compile(route)
+                .map_err(|e| config.invalid(format!("route[{i}]"), e.to_string()))?;
+        }
+        Self::compile_folded(&config.routes, fold_case)
+            .map_err(|e| config.invalid("route", e.to_string()))
+    }
+
     pub fn compile(cfgs: &[RouteConfig]) -> Result<RouteTable, RouteError> {
         Self::compile_folded(cfgs, false)
     }
@@ -362,6 +373,21 @@ impl RouteTable {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn bad_route_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        for f in ["model.conf", "policy.csv"] {
+            std::fs::write(dir.path().join(f), "").unwrap();
+        }
+        let text = "[policy]\nmodel = \"model.conf\"\npolicy = \"policy.csv\"\n[[route]]\npath = \"/api/{proxy+}/x\"\n";
+        let config = Config::from_toml(text, &dir.path().join("authzd.toml")).unwrap();
+        let e = RouteTable::of_config(&config, false)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("route[0]") && e.contains("greedy"), "{e}");
+        assert!(e.contains("authzd.toml"), "{e}");
+    }
+
     use super::*;
     use proptest::prelude::*;
 

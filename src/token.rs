@@ -6,6 +6,7 @@
 //! Keys are never taken from the token: `jku`, `x5u`, `jwk` and `x5c` are
 //! not even deserialized.
 
+pub mod alg;
 pub mod claims;
 pub mod jwks;
 pub mod verified;
@@ -16,74 +17,13 @@ use base64::{Engine as _, engine::general_purpose::URL_SAFE_NO_PAD};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
-use crate::{config::IssuerConfig, decision::Reason};
+pub use alg::Alg;
 use jwks::{Key, KeySet};
+
+use crate::{config::IssuerConfig, reason::Reason};
 
 /// Tokens longer than this are rejected before any decoding.
 pub const MAX_TOKEN_BYTES: usize = 16 * 1024;
-
-/// The asymmetric algorithms authzd accepts. `none` and HMAC have no variant:
-/// they can never be allowed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Alg {
-    RS256,
-    RS384,
-    RS512,
-    PS256,
-    PS384,
-    PS512,
-    ES256,
-    ES384,
-    EdDSA,
-}
-
-impl Alg {
-    pub const ALL: [Alg; 9] = [
-        Alg::RS256,
-        Alg::RS384,
-        Alg::RS512,
-        Alg::PS256,
-        Alg::PS384,
-        Alg::PS512,
-        Alg::ES256,
-        Alg::ES384,
-        Alg::EdDSA,
-    ];
-
-    /// Exact, case-sensitive JOSE name (RFC 7518): `rs256` is not `RS256`.
-    pub fn parse(name: &str) -> Option<Alg> {
-        Self::ALL.into_iter().find(|a| a.name() == name)
-    }
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Alg::RS256 => "RS256",
-            Alg::RS384 => "RS384",
-            Alg::RS512 => "RS512",
-            Alg::PS256 => "PS256",
-            Alg::PS384 => "PS384",
-            Alg::PS512 => "PS512",
-            Alg::ES256 => "ES256",
-            Alg::ES384 => "ES384",
-            Alg::EdDSA => "EdDSA",
-        }
-    }
-
-    pub fn to_jwt(self) -> jsonwebtoken::Algorithm {
-        use jsonwebtoken::Algorithm as A;
-        match self {
-            Alg::RS256 => A::RS256,
-            Alg::RS384 => A::RS384,
-            Alg::RS512 => A::RS512,
-            Alg::PS256 => A::PS256,
-            Alg::PS384 => A::PS384,
-            Alg::PS512 => A::PS512,
-            Alg::ES256 => A::ES256,
-            Alg::ES384 => A::ES384,
-            Alg::EdDSA => A::EdDSA,
-        }
-    }
-}
 
 /// Why a token was rejected. `Display` is the human `detail` of the decision log.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]

@@ -177,9 +177,11 @@ impl Server {
         };
         let follower = {
             let (jwks, roles) = (Arc::clone(&authorizer.jwks), Arc::clone(&authorizer.roles));
-            source::follow(Arc::clone(&authorizer.store), store_client, move |snap| {
-                after_reload(&jwks, &roles, snap)
-            })
+            crate::policy::follow::follow(
+                Arc::clone(&authorizer.store),
+                store_client,
+                move |snap| after_reload(&jwks, &roles, snap),
+            )
         };
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         tokio::spawn(async move {

@@ -10,7 +10,7 @@ use super::{
 };
 use crate::{
     config::{Config, ConfigError},
-    routes::{RouteError, RouteTable},
+    routes::RouteTable,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -19,8 +19,6 @@ pub enum SnapshotError {
     Config(#[from] ConfigError),
     #[error(transparent)]
     Policy(#[from] PolicyLoadError),
-    #[error(transparent)]
-    Route(#[from] RouteError),
     #[error("building the snapshot did not finish: {0}")]
     Aborted(String),
     #[error(transparent)]
@@ -176,7 +174,8 @@ impl Sources {
             path: config.policy.model.display().to_string(),
             message,
         })?;
-        let fold_case = opts.fold_case;
+        // Routes first: cheap, and a bad route is named before the policy is read.
+        let routes = RouteTable::of_config(&config, opts.fold_case)?;
         let policy = Policy::from_text_for(
             &model,
             &config.policy.model.display().to_string(),
@@ -186,7 +185,6 @@ impl Sources {
         )
         .await
         .map_err(|e| name_row(e, &rows))?;
-        let routes = RouteTable::compile_folded(&config.routes, fold_case)?;
         Ok(Snapshot {
             config,
             routes,

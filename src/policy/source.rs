@@ -4,12 +4,15 @@
 //! A store only ever yields policy *text* in the CSV form of a policy file;
 //! the snapshot builder does not care where it came from, and the revision is
 //! the hash of that text, so replicas reading the same rows report the same
-//! revision. [`follow`] keeps a server's snapshot current; [`initial`] is the
-//! first read at start, with the `cache_file` fallback.
+//! revision. [`initial`] is the first read at start, with the `cache_file`
+//! fallback; `policy::follow` keeps a server's snapshot current.
 
 pub mod file;
 pub mod http;
 pub mod postgres;
+pub mod url;
+
+pub use url::{StoreKind, redact};
 
 use std::{
     path::Path,
@@ -19,75 +22,7 @@ use std::{
 
 use parking_lot::Mutex;
 
-use super::reload::PolicyStore;
 use crate::config::PolicyConfig;
-
-/// The kinds of store `policy.store` can name.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum StoreKind {
-    Postgres,
-    Http,
-}
-
-impl StoreKind {
-    pub fn of(url: &str) -> Option<StoreKind> {
-        let scheme = url.split_once("://")?.0.to_ascii_lowercase();
-        match scheme.as_str() {
-            "postgres" | "postgresql" => Some(StoreKind::Postgres),
-            "http" | "https" => Some(StoreKind::Http),
-            _ => None,
-        }
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            StoreKind::Postgres => "postgres",
-            StoreKind::Http => "http",
-        }
-    }
-}
-
-/// A store URL fit for logs, errors and `/v1/policy`: the password of the
-/// user part and every credential-like query value (`password`, and for
-/// HTTP every value: presigned URLs carry signatures there) become `***`.
-pub fn redact(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return "<not a URL>".into();
-    };
-    let http = scheme.eq_ignore_ascii_case("http") || scheme.eq_ignore_ascii_case("https");
-    let (before_query, query) = match rest.split_once('?') {
-        Some((b, q)) => (b, Some(q.split('#').next().unwrap_or(""))),
-        None => (rest.split('#').next().unwrap_or(""), None),
-    };
-    let authority_end = before_query.find('/').unwrap_or(before_query.len());
-    let (authority, path) = before_query.split_at(authority_end);
-    let authority = match authority.rsplit_once('@') {
-        Some((user, host)) => match user.split_once(':') {
-            Some((name, _)) => format!("{name}:***@{host}"),
-            None => format!("{user}@{host}"),
-        },
-        None => authority.to_string(),
-    };
-    let mut out = format!("{scheme}://{authority}{path}");
-    if let Some(q) = query {
-        let pairs: Vec<String> = q
-            .split('&')
-            .map(|pair| match pair.split_once('=') {
-                Some((k, _))
-                    if http
-                        || k.eq_ignore_ascii_case("password")
-                        || k.eq_ignore_ascii_case("sslpassword") =>
-                {
-                    format!("{k}=***")
-                }
-                _ => pair.to_string(),
-            })
-            .collect();
-        out.push('?');
-        out.push_str(&pairs.join("&"));
-    }
-    out
-}
 
 /// What went wrong talking to a store. The message never holds the URL as
 /// configured, only [`redact`]ed.
@@ -234,6 +169,11 @@ impl StoreStatus {
     }
 
     /// Asks the follower to read the whole store now.
+    /// Resolves when [`kick`](Self::kick) was called (the follower's wake-up).
+    pub(crate) async fn kicked(&self) {
+        self.kick.notified().await;
+    }
+
     pub fn kick(&self) {
         self.kick.notify_one();
     }
@@ -254,14 +194,14 @@ impl StoreStatus {
         }
     }
 
-    fn set_latest(&self, fetched: Fetched, origin: Origin) {
+    pub(crate) fn set_latest(&self, fetched: Fetched, origin: Origin) {
         let mut i = self.inner.lock();
         i.latest = Some(Arc::new(fetched));
         i.origin = origin;
     }
 
     /// A read succeeded (`changed`: it returned new text).
-    fn synced(&self, changed: bool) {
+    pub(crate) fn synced(&self, changed: bool) {
         let now = SystemTime::now();
         {
             let mut i = self.inner.lock();
@@ -274,7 +214,7 @@ impl StoreStatus {
         crate::metrics::store_synced(if changed { "ok" } else { "unchanged" }, now);
     }
 
-    fn failed(&self, e: &StoreError) {
+    pub(crate) fn failed(&self, e: &StoreError) {
         let now = SystemTime::now();
         {
             let mut i = self.inner.lock();
@@ -353,193 +293,11 @@ fn read_cache(path: &Path) -> std::io::Result<Fetched> {
 
 /// Writes the text now serving to the cache file: a new file renamed over
 /// the old, so a crash mid-write never leaves half a policy.
-fn write_cache(path: &Path, text: &str) -> std::io::Result<()> {
+pub(crate) fn write_cache(path: &Path, text: &str) -> std::io::Result<()> {
     let mut tmp = path.as_os_str().to_owned();
     tmp.push(".tmp");
     std::fs::write(&tmp, text)?;
     std::fs::rename(&tmp, path)
-}
-
-/// How long notifications must pause before a reload, and the most a burst delays one.
-const QUIET: Duration = Duration::from_millis(50);
-const MAX_DELAY: Duration = Duration::from_millis(300);
-
-/// Reconnect delays: doubling from 250 ms up to 10 s, each with up to 50 % jitter.
-struct Backoff {
-    next: Duration,
-}
-
-impl Backoff {
-    const FIRST: Duration = Duration::from_millis(250);
-    const MAX: Duration = Duration::from_secs(10);
-
-    fn new() -> Self {
-        Self { next: Self::FIRST }
-    }
-
-    fn reset(&mut self) {
-        self.next = Self::FIRST;
-    }
-
-    fn next(&mut self) -> Duration {
-        let base = self.next;
-        self.next = (base * 2).min(Self::MAX);
-        base + base.mul_f64(jitter() * 0.5)
-    }
-}
-
-/// A number in `[0, 1)`, different per call and per process (no RNG crate for this).
-fn jitter() -> f64 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u128(
-        SystemTime::now()
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos()),
-    );
-    (h.finish() >> 11) as f64 / (1u64 << 53) as f64
-}
-
-/// Keeps `store`'s snapshot on the store's newest content: reloads on
-/// notification (bursts coalesced), checks every `poll_secs`, reconnects with
-/// backoff and rereads on reconnect. `after` runs after each new revision.
-pub fn follow(
-    store: Arc<PolicyStore>,
-    client: Option<Client>,
-    after: impl Fn(&Arc<super::snapshot::Snapshot>) + Send + Sync + 'static,
-) -> Option<tokio::task::JoinHandle<()>> {
-    let status = Arc::clone(store.store_status()?);
-    let cfg = store.load().config.policy.clone();
-    let mut client = match client.map_or_else(|| Client::new(&cfg), Ok) {
-        Ok(c) => c,
-        Err(e) => {
-            status.failed(&e);
-            return None;
-        }
-    };
-    let poll = Duration::from_secs(cfg.poll_secs);
-    tracing::info!(store = %status.url, poll_secs = cfg.poll_secs, "following the policy store");
-    Some(tokio::spawn(async move {
-        let mut backoff = Backoff::new();
-        // Reread whole after (re)connecting: notifications sent meanwhile were missed.
-        let mut force = true;
-        loop {
-            match client.sync(force).await {
-                Ok(Some(fetched)) => apply(&store, &status, &cfg, fetched, &after).await,
-                Ok(None) => status.synced(false),
-                Err(e) => {
-                    if status.view().error.as_deref() != Some(&e.to_string()) {
-                        tracing::warn!(error = %e, serving = %store.load().revision, "policy store unreachable; the last good revision keeps serving");
-                    }
-                    status.failed(&e);
-                    client.disconnect();
-                    tokio::time::sleep(backoff.next()).await;
-                    force = true;
-                    continue;
-                }
-            }
-            backoff.reset();
-            force = false;
-            let woke = tokio::select! {
-                w = tokio::time::timeout(poll, client.changed()) => w,
-                () = status.kick.notified() => {
-                    tracing::info!(store = %status.url, "SIGHUP: rereading the policy store");
-                    force = true;
-                    continue;
-                }
-            };
-            match woke {
-                Ok(Wake::Notified) => {
-                    coalesce(&mut client).await;
-                    force = true;
-                }
-                Ok(Wake::Lost(message)) => {
-                    let e = StoreError {
-                        store: status.url.clone(),
-                        message,
-                    };
-                    tracing::warn!(error = %e, "policy store connection lost; reconnecting");
-                    status.failed(&e);
-                    client.disconnect();
-                    force = true;
-                }
-                Err(_) => {} // the poll: a cheap change check
-            }
-        }
-    }))
-}
-
-/// Waits until notifications pause for [`QUIET`], at most [`MAX_DELAY`]: a
-/// burst of commits becomes one reload.
-async fn coalesce(client: &mut Client) {
-    let deadline = tokio::time::Instant::now() + MAX_DELAY;
-    loop {
-        let wait = QUIET.min(deadline.saturating_duration_since(tokio::time::Instant::now()));
-        if wait.is_zero() {
-            return;
-        }
-        match tokio::time::timeout(wait, client.changed()).await {
-            Ok(Wake::Notified) => continue,
-            // A lost connection shows again at the next read.
-            Ok(Wake::Lost(_)) | Err(_) => return,
-        }
-    }
-}
-
-/// Counts the read (`ok` only when the text differs from the last one read:
-/// a forced reread of the same rows is `unchanged`), serves `fetched` if it
-/// builds, and writes it to the cache file when it does.
-async fn apply(
-    store: &PolicyStore,
-    status: &StoreStatus,
-    cfg: &PolicyConfig,
-    fetched: Fetched,
-    after: &impl Fn(&Arc<super::snapshot::Snapshot>),
-) {
-    let new = status.latest().is_none_or(|l| l.text != fetched.text);
-    status.synced(new);
-    status.set_latest(fetched, Origin::Store);
-    match store.reload().await {
-        Ok(Some(snap)) => after(&snap),
-        // The text read is the one serving (perhaps since start).
-        Ok(None) => {}
-        Err(_) => return,
-    }
-    if let (Some(path), Some(latest)) = (&cfg.cache_file, status.latest())
-        && std::fs::read_to_string(path).ok().as_deref() != Some(latest.text.as_str())
-        && let Err(e) = write_cache(path, &latest.text)
-    {
-        tracing::warn!(cache_file = %path.display(), error = %e, "cannot write the policy cache file");
-    }
-}
-
-/// Lambda: reads the store on invocation when `poll_secs` have passed since
-/// the last read (a frozen instance runs no background task).
-pub async fn refresh_if_due(store: &PolicyStore, client: &tokio::sync::Mutex<Option<Client>>) {
-    let Some(status) = store.store_status() else {
-        return;
-    };
-    let cfg = store.load().config.policy.clone();
-    if !status.due(Duration::from_secs(cfg.poll_secs)) {
-        return;
-    }
-    let mut guard = client.lock().await;
-    if guard.is_none() {
-        match Client::new(&cfg) {
-            Ok(c) => *guard = Some(c),
-            Err(e) => return status.failed(&e),
-        }
-    }
-    let Some(c) = guard.as_mut() else { return };
-    match c.sync(false).await {
-        Ok(Some(fetched)) => apply(store, status, &cfg, fetched, &|_| {}).await,
-        Ok(None) => status.synced(false),
-        Err(e) => {
-            tracing::warn!(error = %e, serving = %store.load().revision, "policy store unreachable; the last good revision keeps serving");
-            status.failed(&e);
-            c.disconnect();
-        }
-    }
 }
 
 /// Writes one CSV field the way casbin's reader takes it back: quoted when it
@@ -658,19 +416,6 @@ mod tests {
         assert_eq!(StoreKind::of("https://x"), Some(StoreKind::Http));
         assert_eq!(StoreKind::of("s3://x"), None);
         assert_eq!(StoreKind::of("policy.csv"), None);
-    }
-
-    #[test]
-    fn backoff_doubles_with_jitter_and_caps() {
-        let mut b = Backoff::new();
-        let first = b.next();
-        assert!(first >= Backoff::FIRST && first <= Backoff::FIRST.mul_f64(1.5));
-        for _ in 0..20 {
-            let d = b.next();
-            assert!(d <= Backoff::MAX.mul_f64(1.5), "{d:?}");
-        }
-        b.reset();
-        assert!(b.next() <= Backoff::FIRST.mul_f64(1.5));
     }
 
     #[test]

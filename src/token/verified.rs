@@ -12,7 +12,7 @@ use std::{
 };
 
 use super::jwks::KeySet;
-use crate::decision::Principal;
+use crate::roles::Principal;
 
 /// What a cached verification proved: the principal, stored compactly (a
 /// full cache holds 100k of these), and when it stops being true.

@@ -233,7 +233,7 @@ async fn serve(
         };
         // A frozen instance runs no background task: a store is read here,
         // at most every `poll_secs`, before the invocation is decided.
-        crate::policy::source::refresh_if_due(&authorizer.store, &store_client).await;
+        crate::policy::follow::refresh_if_due(&authorizer.store, &store_client).await;
         let reply = handle(authorizer, &inv.event).await;
         rt.reply(&inv.id, reply).await?;
     }

@@ -1,0 +1,216 @@
+//! Following a shared store: a server's snapshot kept on the store's newest
+//! content ([`follow`]: notifications, polls, reconnects), and a Lambda
+//! instance's read on invocation ([`refresh_if_due`]). Reading a store is
+//! [`super::source`]'s job; publishing a snapshot is [`super::reload`]'s.
+
+use std::{
+    sync::Arc,
+    time::{Duration, SystemTime},
+};
+
+use super::{
+    reload::PolicyStore,
+    snapshot::Snapshot,
+    source::{Client, Fetched, Origin, StoreError, StoreStatus, Wake, write_cache},
+};
+use crate::config::PolicyConfig;
+
+/// How long notifications must pause before a reload, and the most a burst delays one.
+const QUIET: Duration = Duration::from_millis(50);
+const MAX_DELAY: Duration = Duration::from_millis(300);
+
+/// Reconnect delays: doubling from 250 ms up to 10 s, each with up to 50 % jitter.
+struct Backoff {
+    next: Duration,
+}
+
+impl Backoff {
+    const FIRST: Duration = Duration::from_millis(250);
+    const MAX: Duration = Duration::from_secs(10);
+
+    fn new() -> Self {
+        Self { next: Self::FIRST }
+    }
+
+    fn reset(&mut self) {
+        self.next = Self::FIRST;
+    }
+
+    fn next(&mut self) -> Duration {
+        let base = self.next;
+        self.next = (base * 2).min(Self::MAX);
+        base + base.mul_f64(jitter() * 0.5)
+    }
+}
+
+/// A number in `[0, 1)`, different per call and per process (no RNG crate for this).
+fn jitter() -> f64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
+    (h.finish() >> 11) as f64 / (1u64 << 53) as f64
+}
+
+/// Keeps `store`'s snapshot on the store's newest content: reloads on
+/// notification (bursts coalesced), checks every `poll_secs`, reconnects with
+/// backoff and rereads on reconnect. `after` runs after each new revision.
+pub fn follow(
+    store: Arc<PolicyStore>,
+    client: Option<Client>,
+    after: impl Fn(&Arc<Snapshot>) + Send + Sync + 'static,
+) -> Option<tokio::task::JoinHandle<()>> {
+    let status = Arc::clone(store.store_status()?);
+    let cfg = store.load().config.policy.clone();
+    let mut client = match client.map_or_else(|| Client::new(&cfg), Ok) {
+        Ok(c) => c,
+        Err(e) => {
+            status.failed(&e);
+            return None;
+        }
+    };
+    let poll = Duration::from_secs(cfg.poll_secs);
+    tracing::info!(store = %status.url, poll_secs = cfg.poll_secs, "following the policy store");
+    Some(tokio::spawn(async move {
+        let mut backoff = Backoff::new();
+        // Reread whole after (re)connecting: notifications sent meanwhile were missed.
+        let mut force = true;
+        loop {
+            match client.sync(force).await {
+                Ok(Some(fetched)) => apply(&store, &status, &cfg, fetched, &after).await,
+                Ok(None) => status.synced(false),
+                Err(e) => {
+                    if status.view().error.as_deref() != Some(&e.to_string()) {
+                        tracing::warn!(error = %e, serving = %store.load().revision, "policy store unreachable; the last good revision keeps serving");
+                    }
+                    status.failed(&e);
+                    client.disconnect();
+                    tokio::time::sleep(backoff.next()).await;
+                    force = true;
+                    continue;
+                }
+            }
+            backoff.reset();
+            force = false;
+            let woke = tokio::select! {
+                w = tokio::time::timeout(poll, client.changed()) => w,
+                () = status.kicked() => {
+                    tracing::info!(store = %status.url, "SIGHUP: rereading the policy store");
+                    force = true;
+                    continue;
+                }
+            };
+            match woke {
+                Ok(Wake::Notified) => {
+                    coalesce(&mut client).await;
+                    force = true;
+                }
+                Ok(Wake::Lost(message)) => {
+                    let e = StoreError {
+                        store: status.url.clone(),
+                        message,
+                    };
+                    tracing::warn!(error = %e, "policy store connection lost; reconnecting");
+                    status.failed(&e);
+                    client.disconnect();
+                    force = true;
+                }
+                Err(_) => {} // the poll: a cheap change check
+            }
+        }
+    }))
+}
+
+/// Waits until notifications pause for [`QUIET`], at most [`MAX_DELAY`]: a
+/// burst of commits becomes one reload.
+async fn coalesce(client: &mut Client) {
+    let deadline = tokio::time::Instant::now() + MAX_DELAY;
+    loop {
+        let wait = QUIET.min(deadline.saturating_duration_since(tokio::time::Instant::now()));
+        if wait.is_zero() {
+            return;
+        }
+        match tokio::time::timeout(wait, client.changed()).await {
+            Ok(Wake::Notified) => continue,
+            // A lost connection shows again at the next read.
+            Ok(Wake::Lost(_)) | Err(_) => return,
+        }
+    }
+}
+
+/// Counts the read (`ok` only when the text differs from the last one read:
+/// a forced reread of the same rows is `unchanged`), serves `fetched` if it
+/// builds, and writes it to the cache file when it does.
+async fn apply(
+    store: &PolicyStore,
+    status: &StoreStatus,
+    cfg: &PolicyConfig,
+    fetched: Fetched,
+    after: &impl Fn(&Arc<Snapshot>),
+) {
+    let new = status.latest().is_none_or(|l| l.text != fetched.text);
+    status.synced(new);
+    status.set_latest(fetched, Origin::Store);
+    match store.reload().await {
+        Ok(Some(snap)) => after(&snap),
+        // The text read is the one serving (perhaps since start).
+        Ok(None) => {}
+        Err(_) => return,
+    }
+    if let (Some(path), Some(latest)) = (&cfg.cache_file, status.latest())
+        && std::fs::read_to_string(path).ok().as_deref() != Some(latest.text.as_str())
+        && let Err(e) = write_cache(path, &latest.text)
+    {
+        tracing::warn!(cache_file = %path.display(), error = %e, "cannot write the policy cache file");
+    }
+}
+
+/// Lambda: reads the store on invocation when `poll_secs` have passed since
+/// the last read (a frozen instance runs no background task).
+pub async fn refresh_if_due(store: &PolicyStore, client: &tokio::sync::Mutex<Option<Client>>) {
+    let Some(status) = store.store_status() else {
+        return;
+    };
+    let cfg = store.load().config.policy.clone();
+    if !status.due(Duration::from_secs(cfg.poll_secs)) {
+        return;
+    }
+    let mut guard = client.lock().await;
+    if guard.is_none() {
+        match Client::new(&cfg) {
+            Ok(c) => *guard = Some(c),
+            Err(e) => return status.failed(&e),
+        }
+    }
+    let Some(c) = guard.as_mut() else { return };
+    match c.sync(false).await {
+        Ok(Some(fetched)) => apply(store, status, &cfg, fetched, &|_| {}).await,
+        Ok(None) => status.synced(false),
+        Err(e) => {
+            tracing::warn!(error = %e, serving = %store.load().revision, "policy store unreachable; the last good revision keeps serving");
+            status.failed(&e);
+            c.disconnect();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_with_jitter_and_caps() {
+        let mut b = Backoff::new();
+        let first = b.next();
+        assert!(first >= Backoff::FIRST && first <= Backoff::FIRST.mul_f64(1.5));
+        for _ in 0..20 {
+            let d = b.next();
+            assert!(d <= Backoff::MAX.mul_f64(1.5), "{d:?}");
+        }
+        b.reset();
+        assert!(b.next() <= Backoff::FIRST.mul_f64(1.5));
+    }
+}
