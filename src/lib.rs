@@ -43,6 +43,7 @@ pub mod reason;
 pub mod request;
 pub mod roles;
 pub mod routes;
+pub mod server;
 pub mod token;
 pub mod transport;
 

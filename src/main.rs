@@ -15,8 +15,8 @@ use authzd::{
     devtoken::{self, SigningKey},
     policy::{reload::PolicyStore, snapshot::Snapshot},
     probe::Level,
+    server::Server,
     token::jwks::Jwks,
-    transport::Server,
 };
 use clap::{Parser, Subcommand};
 

@@ -168,9 +168,9 @@ fn traefik_example_copies_our_headers_and_distrusts_clients() {
         .map(|v| v.as_str().unwrap().to_ascii_lowercase())
         .collect();
     for h in [
-        authzd::transport::SUBJECT_HEADER,
-        authzd::transport::ROLES_HEADER,
-        authzd::transport::DECISION_ID_HEADER,
+        authzd::transport::answer::SUBJECT_HEADER,
+        authzd::transport::answer::ROLES_HEADER,
+        authzd::transport::answer::DECISION_ID_HEADER,
     ] {
         assert!(
             names.iter().any(|n| n == h),

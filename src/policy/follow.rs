@@ -1,17 +1,20 @@
-//! Following a shared store: a server's snapshot kept on the store's newest
+//! The first policy read at start ([`start`], with a store's `cache_file`
+//! fallback), and following a shared store: a server's snapshot kept on the store's newest
 //! content ([`follow`]: notifications, polls, reconnects), and a Lambda
 //! instance's read on invocation ([`refresh_if_due`]). Reading a store is
 //! [`super::source`]'s job; publishing a snapshot is [`super::reload`]'s.
 
 use std::{
+    path::Path,
     sync::Arc,
     time::{Duration, SystemTime},
 };
 
+use super::snapshot::{SnapshotError, Sources};
 use super::{
     reload::PolicyStore,
     snapshot::Snapshot,
-    source::{Client, Fetched, Origin, StoreError, StoreStatus, Wake, write_cache},
+    source::{self, Client, Fetched, Origin, StoreError, StoreStatus, Wake, write_cache},
 };
 use crate::config::PolicyConfig;
 
@@ -195,6 +198,38 @@ pub async fn refresh_if_due(store: &PolicyStore, client: &tokio::sync::Mutex<Opt
             c.disconnect();
         }
     }
+}
+
+/// The first snapshot. With a `store`: read it once (else the cache file,
+/// else an unavailable snapshot: checks answer `policy_unavailable` and the
+/// follower keeps trying). A store whose content does not build at start is
+/// treated like one that does not answer.
+pub async fn start(
+    path: &Path,
+) -> Result<(Snapshot, Option<Arc<StoreStatus>>, Option<source::Client>), SnapshotError> {
+    let config = crate::config::Config::load(path)?;
+    let Some(status) = StoreStatus::new(&config.policy).map(Arc::new) else {
+        return Ok((Snapshot::load(path).await?, None, None));
+    };
+    let client = source::initial(&status, &config.policy).await;
+    let latest = status.latest();
+    let snapshot = match Sources::read(path, latest.as_deref())?.build().await {
+        Ok(s) => s,
+        Err(e @ SnapshotError::Policy(_)) => {
+            tracing::error!(error = %e, "the store's policy does not load");
+            source::use_cache(&status, &config.policy);
+            let cached = status.latest().filter(|c| Some(c) != latest.as_ref());
+            match Sources::read(path, cached.as_deref())?.build().await {
+                Ok(s) => s,
+                Err(_) => Sources::read(path, None)?.build().await?,
+            }
+        }
+        Err(e) => return Err(e),
+    };
+    if !snapshot.available {
+        tracing::error!(store = %status.url, "no policy: checks answer 503 policy_unavailable until the store answers");
+    }
+    Ok((snapshot, Some(status), client))
 }
 
 #[cfg(test)]

@@ -14,10 +14,9 @@
 use std::{borrow::Cow, collections::HashMap, sync::Arc};
 
 use axum::{
-    body::Body,
     extract::{Request as AxumRequest, State},
-    http::{HeaderMap, HeaderName, HeaderValue, StatusCode},
-    response::{IntoResponse, Response},
+    http::{HeaderName, HeaderValue},
+    response::Response,
 };
 use envoy_types::{
     ext_authz::v3::pb::{
@@ -34,7 +33,10 @@ use envoy_types::{
 };
 use tonic::{Request, Response as GrpcResponse, Status};
 
-use super::HttpAnswer;
+use super::{
+    answer::{HttpAnswer, to_http_response},
+    ask::{check_headers, header},
+};
 use crate::{
     audit::Source,
     authorizer::Authorizer,
@@ -147,7 +149,7 @@ impl<'a> Headers<'a> {
     }
 
     fn get(&self, name: &str) -> Option<Cow<'a, str>> {
-        if let Some(v) = super::header(self.map, name) {
+        if let Some(v) = header(self.map, name) {
             return Some(Cow::Borrowed(v));
         }
         let mut values = self
@@ -271,7 +273,7 @@ pub async fn http_mode(State(app): State<Arc<Authorizer>>, req: AxumRequest) -> 
         bytes: &bytes,
         partial: cut || is_partial(text(PARTIAL_BODY_HEADER)),
     };
-    let outcome = super::http::check_headers(
+    let outcome = check_headers(
         &app,
         headers,
         Target::Http {
@@ -294,20 +296,4 @@ pub async fn http_mode(State(app): State<Arc<Authorizer>>, req: AxumRequest) -> 
             .insert("x-envoy-auth-headers-to-remove", v);
     }
     resp
-}
-
-/// The answer as a plain HTTP response (Envoy HTTP mode and forward auth).
-pub fn to_http_response(answer: HttpAnswer) -> Response {
-    let status = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::FORBIDDEN);
-    let mut headers = HeaderMap::new();
-    for (k, v) in answer.headers {
-        // Values went through `header_value`, so this only fails on a bug; fail closed if it does.
-        match HeaderValue::from_str(&v) {
-            Ok(v) => {
-                headers.insert(HeaderName::from_static(k), v);
-            }
-            Err(_) => return (StatusCode::FORBIDDEN, r#"{"message":"Forbidden"}"#).into_response(),
-        }
-    }
-    (status, headers, Body::from(answer.body)).into_response()
 }

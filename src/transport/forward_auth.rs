@@ -14,7 +14,10 @@ use axum::{
     response::{IntoResponse, Response},
 };
 
-use super::{HttpAnswer, envoy::to_http_response};
+use super::{
+    answer::{HttpAnswer, to_http_response},
+    ask::check_headers,
+};
 use crate::{audit::Source, authorizer::Authorizer, decision::Target};
 
 /// The value named by either convention. When both are present they must agree:
@@ -51,7 +54,7 @@ pub async fn forward_auth(State(app): State<Arc<Authorizer>>, headers: HeaderMap
         }
         Err(e) => return refused(&e),
     };
-    let outcome = super::http::check_headers(
+    let outcome = check_headers(
         &app,
         &headers,
         Target::Http { method, path: uri },

@@ -1,60 +1,24 @@
 //! HTTP (axum): the JSON check API, health, readiness, policy status and metrics.
 
-use std::{future::Future, sync::Arc};
+use std::sync::Arc;
 
 use axum::{
-    Json, Router,
+    Json,
     body::Bytes,
     extract::State,
     http::{HeaderMap, StatusCode, header},
     response::{IntoResponse, Response},
-    routing::{any, get, post},
 };
 use serde::de::DeserializeOwned;
 use serde_json::json;
-use tokio::net::TcpListener;
 
-use crate::{
-    audit::{Outcome, Source},
-    authorizer::Authorizer,
-    decision::{Request, Target},
-    pb,
-    request::body::Body,
+use super::{
+    answer::check_response,
+    ask::{batch_items, check_request, header},
 };
+use crate::{audit::Source, authorizer::Authorizer, pb};
 
 type App = Arc<Authorizer>;
-
-/// The HTTP application; also used directly by tests (`oneshot`).
-pub fn router(authorizer: Arc<Authorizer>) -> Router {
-    let prefix = authorizer
-        .store
-        .load()
-        .config
-        .server
-        .ext_authz_prefix
-        .clone();
-    Router::new()
-        .route(&prefix, any(super::envoy::http_mode))
-        .route(&format!("{prefix}/"), any(super::envoy::http_mode))
-        .route(&format!("{prefix}/{{*path}}"), any(super::envoy::http_mode))
-        .route("/v1/forward-auth", any(super::forward_auth::forward_auth))
-        .route("/v1/check", post(check))
-        .route("/v1/check/batch", post(check_batch))
-        .route("/v1/policy", get(policy))
-        .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
-        .with_state(authorizer)
-}
-
-pub async fn serve(
-    listener: TcpListener,
-    authorizer: Arc<Authorizer>,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    let limits = super::conn::Limits::of(&authorizer.store.load().config.server, false);
-    super::conn::serve(listener, router(authorizer), limits, shutdown).await
-}
 
 /// A 400 naming what was wrong with the call itself.
 pub(super) fn bad_request(message: impl Into<String>) -> Response {
@@ -78,65 +42,36 @@ fn authorization(headers: &HeaderMap) -> Option<String> {
         .map(str::to_string)
 }
 
-/// Runs a check for an HTTP request whose credentials and CORS headers are
-/// `headers`; `answers_preflight`: the caller can send authzd's answer to a
-/// CORS preflight to the client (Envoy HTTP mode, not forward auth); `body`:
-/// the request body where the gateway forwards it.
-pub(super) async fn check_headers(
-    app: &Authorizer,
-    headers: &HeaderMap,
-    target: Target<'_>,
-    source: Source,
-    answers_preflight: bool,
-    body: Option<Body<'_>>,
-) -> Arc<Outcome> {
-    let get = |name: header::HeaderName| headers.get(name).and_then(|v| v.to_str().ok());
-    let req = Request {
-        target,
-        token: None,
-        authorization: get(header::AUTHORIZATION),
-        origin: get(header::ORIGIN),
-        access_control_request_method: get(header::ACCESS_CONTROL_REQUEST_METHOD),
-        answers_preflight,
-        domain: None,
-        method_overrides: super::method_overrides(|name| {
-            headers.get(name).and_then(|v| v.to_str().ok())
-        }),
-        body,
-    };
-    app.check(&req, source).await
-}
-
-async fn check(State(app): State<App>, headers: HeaderMap, body: Bytes) -> Response {
+pub async fn check(State(app): State<App>, headers: HeaderMap, body: Bytes) -> Response {
     let mut m: pb::CheckRequest = match parse_json(&body) {
         Ok(m) => m,
         Err(r) => return *r,
     };
     if m.token.is_empty()
-        && super::header(&m.headers, "authorization").is_none()
+        && header(&m.headers, "authorization").is_none()
         && let Some(auth) = authorization(&headers)
     {
         m.headers.insert("authorization".into(), auth);
     }
-    let req = match super::check_request(&m) {
+    let req = match check_request(&m) {
         Ok(r) => r,
         Err(e) => return bad_request(e.to_string()),
     };
     let outcome = app.check(&req, Source::Http).await;
-    Json(super::check_response(&outcome)).into_response()
+    Json(check_response(&outcome)).into_response()
 }
 
-async fn check_batch(State(app): State<App>, headers: HeaderMap, body: Bytes) -> Response {
+pub async fn check_batch(State(app): State<App>, headers: HeaderMap, body: Bytes) -> Response {
     let m: pb::CheckBatchRequest = match parse_json(&body) {
         Ok(m) => m,
         Err(r) => return *r,
     };
-    let items = match super::grpc::batch_items(&m.items) {
+    let items = match batch_items(&m.items) {
         Ok(i) => i,
         Err(e) => return bad_request(e),
     };
     let caller_auth = authorization(&headers);
-    let auth = super::header(&m.headers, "authorization").or(caller_auth.as_deref());
+    let auth = header(&m.headers, "authorization").or(caller_auth.as_deref());
     let outcomes = app
         .check_batch(
             Some(m.token.as_str()).filter(|t| !t.is_empty()),
@@ -147,13 +82,13 @@ async fn check_batch(State(app): State<App>, headers: HeaderMap, body: Bytes) ->
         )
         .await;
     Json(pb::CheckBatchResponse {
-        results: outcomes.iter().map(|o| super::check_response(o)).collect(),
+        results: outcomes.iter().map(|o| check_response(o)).collect(),
     })
     .into_response()
 }
 
 /// Ready when the policy is loaded (always, once serving) and every issuer has keys.
-async fn readyz(State(app): State<App>) -> Response {
+pub async fn readyz(State(app): State<App>) -> Response {
     let snap = app.store.load();
     let missing: Vec<&str> = snap
         .config
@@ -172,7 +107,7 @@ async fn readyz(State(app): State<App>) -> Response {
     (status, Json(body)).into_response()
 }
 
-async fn policy(State(app): State<App>) -> Response {
+pub async fn policy(State(app): State<App>) -> Response {
     let snap = app.store.load();
     Json(json!({
         "revision": &*snap.revision,
@@ -212,7 +147,7 @@ fn store_json(s: &crate::policy::source::StoreStatus) -> serde_json::Value {
     })
 }
 
-async fn metrics() -> Response {
+pub async fn metrics() -> Response {
     (
         [(
             header::CONTENT_TYPE,

@@ -182,7 +182,7 @@ impl Runtime {
 pub async fn run(config: &Path) -> Result<(), LambdaError> {
     let api = std::env::var("AWS_LAMBDA_RUNTIME_API").map_err(|_| LambdaError::NoRuntimeApi)?;
     let rt = Runtime::new(&api);
-    let loaded = super::start(config)
+    let loaded = crate::policy::follow::start(config)
         .await
         .map_err(|e| e.to_string())
         .and_then(|s| check_config(&s.0.config).map(|()| s));

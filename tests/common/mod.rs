@@ -323,7 +323,7 @@ impl Running {
                 .with_test_writer()
                 .try_init();
         }
-        let server = authzd::transport::Server::bind(config).await.unwrap();
+        let server = authzd::server::Server::bind(config).await.unwrap();
         let grpc = server.grpc_addr().unwrap();
         let http = server.http_addr().unwrap();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();

@@ -109,7 +109,7 @@ fn context(o: &Outcome) -> Map<String, Value> {
         m.insert(k.into(), Value::String(v));
     };
     put("subject", d.subject.clone().unwrap_or_default());
-    put("roles", crate::transport::roles_value(&d.roles));
+    put("roles", crate::transport::answer::roles_value(&d.roles));
     put("scopes", d.scopes.join(" "));
     put("decision_id", o.decision_id.clone());
     put("policy_revision", d.revision.to_string());
