@@ -15,7 +15,7 @@ use std::{fmt::Write as _, hint::black_box, time::Duration};
 
 use std::collections::BTreeMap;
 
-use authzd::policy::{LoadOptions, Policy, Query, fast::Matching};
+use authzd::policy::{LoadOptions, Policy, Query, indexed::Matching};
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 
 /// (label, subject, claim roles, domain, object, action, allowed).

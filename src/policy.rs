@@ -14,11 +14,14 @@
 //! publishes new snapshots atomically.
 
 pub mod cases;
-pub mod fast;
 pub mod follow;
+pub mod indexed;
+pub mod query;
 pub mod reload;
 pub mod snapshot;
 pub mod source;
+
+pub use query::{Enforced, EvalError, Query};
 
 use std::{cell::RefCell, path::Path, sync::Arc};
 
@@ -57,32 +60,13 @@ enum Field {
     Act,
 }
 
-/// One enforcement question.
-#[derive(Debug, Clone, Copy)]
-pub struct Query<'a> {
-    pub subject: &'a str,
-    /// Per-request roles, already prefixed; applied as `g, subject, role[, domain]`.
-    pub roles: &'a [String],
-    pub domain: &'a str,
-    pub resource: &'a str,
-    pub action: &'a str,
-}
-
-/// What Casbin answered.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Enforced {
-    pub allowed: bool,
-    /// The policy line that decided (without its `p` type), empty when none matched.
-    pub matched: Vec<String>,
-}
-
 /// A compiled Casbin model + policy.
 pub struct Policy {
     /// casbin-rs, kept only when it is the evaluator (it holds its own copy
     /// of every rule: about 2 KiB each at 100k rules).
     enforcer: Option<Enforcer>,
     /// The indexed evaluator, when the model is in its subset (else casbin-rs evaluates).
-    fast: Option<fast::FastPolicy>,
+    fast: Option<indexed::FastPolicy>,
     /// Which evaluator runs, and why, for the load log and `authzd validate`.
     pub evaluator: String,
     fields: Vec<Field>,
@@ -106,7 +90,7 @@ pub struct LoadOptions {
     /// `[policy] fallback = "refuse"`: a model outside the indexed subset is an error.
     pub refuse_fallback: bool,
     /// `[policy] role_matching` / `domain_matching`.
-    pub matching: fast::Matching,
+    pub matching: indexed::Matching,
 }
 
 impl LoadOptions {
@@ -115,7 +99,7 @@ impl LoadOptions {
         Ok(LoadOptions {
             fold_case: config.request.path_case == crate::config::PathCase::Insensitive,
             refuse_fallback: config.policy.fallback == crate::config::Fallback::Refuse,
-            matching: fast::Matching::new(
+            matching: indexed::Matching::new(
                 &config.policy.role_matching,
                 &config.policy.domain_matching,
             )?,
@@ -132,10 +116,6 @@ impl std::fmt::Debug for Policy {
             .finish_non_exhaustive()
     }
 }
-
-#[derive(Debug, thiserror::Error)]
-#[error("policy evaluation failed: {0}")]
-pub struct EvalError(String);
 
 impl Policy {
     /// Reads and builds from files.
@@ -227,32 +207,32 @@ impl Policy {
                 message: e.to_string(),
             })?;
         let compiled = if indexed {
-            fast::FastPolicy::compile(enforcer.get_mut_model(), &opts.matching)
+            indexed::FastPolicy::compile(enforcer.get_mut_model(), &opts.matching)
         } else {
-            Err(fast::CompileError::Unsupported(
+            Err(indexed::CompileError::Unsupported(
                 "casbin-rs was asked for".into(),
             ))
         };
         let (fast, evaluator) = match compiled {
             Ok(f) => (Some(f), "indexed".to_string()),
-            Err(fast::CompileError::Matching(message)) => return Err(model_err(message)),
+            Err(indexed::CompileError::Matching(message)) => return Err(model_err(message)),
             // casbin-rs 2.20 has one role manager for every role type and
             // matches names differently from Casbin's documented (Go) one.
-            Err(fast::CompileError::Unsupported(why)) if !opts.matching.is_empty() => {
+            Err(indexed::CompileError::Unsupported(why)) if !opts.matching.is_empty() => {
                 return Err(model_err(format!(
                     "`[policy] role_matching`/`domain_matching` need the indexed evaluator, and {why} is outside its subset"
                 )));
             }
-            Err(fast::CompileError::Unsupported(why)) if indexed && opts.refuse_fallback => {
+            Err(indexed::CompileError::Unsupported(why)) if indexed && opts.refuse_fallback => {
                 return Err(model_err(format!(
                     "{why} is outside the indexed evaluator's subset, and `[policy] fallback = \"refuse\"` refuses a model that casbin-rs would have to evaluate"
                 )));
             }
-            Err(fast::CompileError::Unsupported(why)) => (
+            Err(indexed::CompileError::Unsupported(why)) => (
                 None,
                 format!("casbin-rs ({why} is outside the indexed subset)"),
             ),
-            Err(fast::CompileError::InvalidRule {
+            Err(indexed::CompileError::InvalidRule {
                 ptype,
                 values,
                 message,
@@ -928,7 +908,7 @@ m = g(r.sub, p.sub) && r.obj == p.obj && r.act == p.act && r.obj.len() > 0
                 .collect()
         };
         LoadOptions {
-            matching: fast::Matching::new(&map(role), &map(domain)).unwrap(),
+            matching: indexed::Matching::new(&map(role), &map(domain)).unwrap(),
             ..LoadOptions::default()
         }
     }
@@ -937,7 +917,7 @@ m = g(r.sub, p.sub) && r.obj == p.obj && r.act == p.act && r.obj.len() > 0
     async fn role_matching_settings_that_do_not_fit_are_refused_by_name() {
         let role: std::collections::BTreeMap<String, String> =
             [("g".to_string(), "keyMatch9".to_string())].into();
-        let bad_fn = fast::Matching::new(&role, &std::collections::BTreeMap::new()).unwrap_err();
+        let bad_fn = indexed::Matching::new(&role, &std::collections::BTreeMap::new()).unwrap_err();
         assert!(
             bad_fn.contains("role_matching") && bad_fn.contains("keyMatch9"),
             "{bad_fn}"

@@ -11,7 +11,7 @@ mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use authzd::policy::{LoadOptions, Policy, Query, fast::Matching};
+use authzd::policy::{LoadOptions, Policy, Query, indexed::Matching};
 use common::{
     casbin::{EXAMPLES, fixture},
     reference::{Job, Reference},
