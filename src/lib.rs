@@ -6,29 +6,49 @@
 //!
 //! # Layout
 //!
-//! - [`config`]: typed `authzd.toml` and its validation; errors name file, key and value.
-//! - [`token`]: JWT parsing and verification; [`token::jwks`] fetches and caches
-//!   issuer keys; [`token::claims`] reads claims through JSON Pointers;
-//!   [`token::verified`] caches verified tokens by SHA-256.
-//! - [`roles`]: looked-up roles from an HTTP directory, cached in moka.
-//! - [`cors`]: what a CORS preflight is and authzd's answer to it (pure).
-//! - [`request`]: the canonical form of what the upstream will execute: path and method (pure).
-//! - [`routes`]: the route table, API Gateway path syntax, most-specific match (pure).
-//! - [`policy`]: Casbin behind our own type, per-request roles as a thread-local
-//!   overlay; [`policy::snapshot`] is one consistent revision,
-//!   [`policy::reload`] swaps revisions atomically and watches the files,
-//!   [`policy::cases`] runs policy test cases (`authzd test`),
-//!   [`policy::fast`] is the indexed evaluator with casbin-rs semantics.
-//! - [`decision`]: THE pipeline (`docs/pipeline.md`) — pure, synchronous, clock passed in.
-//! - [`authorizer`]: the async driver: live snapshot, key fetches, ids, logging, metrics.
-//! - [`transport`]: adapters only — [`transport::grpc`] (`authzd.v1`, health,
-//!   reflection), [`transport::envoy`] (ext_authz gRPC v3 and HTTP mode),
-//!   [`transport::forward_auth`] (nginx, Traefik) and [`transport::http`]
-//!   (JSON API, health, metrics); [`transport::HttpAnswer`] is §2's HTTP table.
-//! - [`audit`]: the decision record and its off-path writer.
-//! - [`metrics`]: Prometheus counters and histograms, declared once.
-//! - [`devtoken`]: minting development tokens and JWKS (`authzd token`).
-//! - [`probe`]: `authzd validate --online`, issuer discovery and keys as seen from here.
+//! Floors, bottom up. A module imports only from floors below its own (and
+//! its own folder); `tests/architecture.rs` checks this against the code's
+//! `use` lines: no file-level import circle, `config` on leaves only,
+//! transports that never import each other, nothing importing the server.
+//!
+//! 0. Leaves (import nothing from the crate): [`reason`] (the reason codes
+//!    and their status), [`metrics`] (counters and histograms, declared
+//!    once), `token::alg` (the JOSE algorithm names), `token::claims` (JSON
+//!    Pointers into claims), `policy::source::url` (store URLs, redacted).
+//! 1. [`config`]: THE ground floor — typed `authzd.toml` and key-level checks;
+//!    errors name file, key and value.
+//! 2. Pure pieces over the config: [`token`] (JWT parsing and verification;
+//!    [`token::jwks`] fetches and caches keys, [`token::verified`] caches
+//!    verified tokens), [`request`] (the canonical form of what the upstream
+//!    executes: path, method, and overrides in headers, query and
+//!    [`request::body`]), [`cors`] (what a CORS preflight is and authzd's
+//!    answer), [`routes`] (the route table, API Gateway syntax), [`roles`]
+//!    (the [`roles::Principal`] and looked-up roles).
+//! 3. [`policy`]: Casbin behind our own type. [`policy::query`] is the
+//!    question and answer both evaluators share; [`policy::indexed`] is the
+//!    indexed evaluator (a folder, one idea per file); [`policy::source`]
+//!    reads policy text from a file or a shared store; [`policy::snapshot`]
+//!    is one consistent revision; [`policy::reload`] swaps revisions
+//!    atomically and watches files; [`policy::follow`] reads a store at start
+//!    and follows it; [`policy::cases`] runs policy tests.
+//! 4. [`decision`]: THE pipeline (`docs/pipeline.md`) — pure, synchronous,
+//!    clock passed in.
+//! 5. [`audit`] (the decision record and its off-path writer) and
+//!    [`authorizer`] (the async driver: live snapshot, key and role
+//!    fetches, ids, log, metrics).
+//! 6. [`transport`]: adapters only, none importing another —
+//!    [`transport::grpc`] (`authzd.v1`), [`transport::envoy`] (ext_authz gRPC
+//!    v3 and HTTP mode), [`transport::forward_auth`] (nginx, Traefik),
+//!    [`transport::http`] (JSON API, health, policy status, metrics),
+//!    [`transport::lambda`] (the Lambda authorizer); what they share is
+//!    [`transport::ask`] (the way in) and [`transport::answer`] (§2's HTTP
+//!    table, the way out).
+//! 7. [`server`]: the bootstrap — [`server::listeners`] puts the transports
+//!    on the two ports, [`server::conn`] holds connections to their limits;
+//!    background tasks, signals, shutdown.
+//!
+//! Beside the floors, used only by the CLI: [`devtoken`] (minting
+//! development tokens and JWKS) and [`probe`] (`authzd validate --online`).
 
 pub mod audit;
 pub mod authorizer;

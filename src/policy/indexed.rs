@@ -37,15 +37,15 @@
 //! # Files
 //!
 //! One idea each, in the order a model goes through them:
-//! - [`grammar`]: matcher text → tokens → the syntax tree of [`ast`];
-//! - [`plan`]: the model read (fields, effect, role types, the tree);
-//! - [`compile`]: each pattern compiled once for its function;
-//!   [`functions`] holds the Casbin functions themselves;
-//! - [`rule`]: one compiled policy line; [`index`]: the buckets that let a
+//! - `grammar`: matcher text → tokens → the syntax tree of `ast`;
+//! - `plan`: the model read (fields, effect, role types, the tree);
+//! - `compile`: each pattern compiled once for its function;
+//!   `functions` holds the Casbin functions themselves;
+//! - `rule`: one compiled policy line; `index`: the buckets that let a
 //!   check skip rules exactly;
-//! - [`patterns`]: pattern roles (`role_matching`, `domain_matching`);
-//!   [`roles`]: role closures at request time;
-//! - [`build`]: [`FastPolicy::compile`] puts it together; [`eval`]:
+//! - `patterns`: pattern roles (`role_matching`, `domain_matching`);
+//!   `roles`: role closures at request time;
+//! - `build`: [`FastPolicy::compile`] puts it together; `eval`:
 //!   [`FastPolicy::enforce`] answers a query.
 //!
 //! Nothing here imports `policy.rs`: the query types live in

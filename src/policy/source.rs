@@ -237,7 +237,7 @@ impl StoreStatus {
 
 /// The first read at start. On failure the cache file stands in, if set and
 /// readable; else nothing does and checks answer `policy_unavailable` until
-/// the store answers. Returns the client for [`follow`] to keep using.
+/// the store answers. Returns the client for `policy::follow::follow` to keep using.
 pub async fn initial(status: &StoreStatus, cfg: &PolicyConfig) -> Option<Client> {
     let mut client = match Client::new(cfg) {
         Ok(c) => c,
