@@ -32,7 +32,7 @@
 //!    atomically and watches files; [`policy::follow`] reads a store at start
 //!    and follows it; [`policy::cases`] runs policy tests.
 //! 4. [`decision`]: THE pipeline (`docs/pipeline.md`) — pure, synchronous,
-//!    clock passed in.
+//!    clock passed in; `decision::authn` is step 4 (token to principal).
 //! 5. [`audit`] (the decision record and its off-path writer) and
 //!    [`authorizer`] (the async driver: live snapshot, key and role
 //!    fetches, ids, log, metrics).
