@@ -20,13 +20,7 @@ const POLICY: &str =
     "p, regular, /docs/:id, POST\np, admin, /docs/:id, DELETE\np, admin, /docs/:id, POST\n";
 
 async fn start(request: &str) -> (Env, Running, String) {
-    let rsa = key("rsa.pem");
-    let env = Env::new(
-        &file_issuer(ISS, "rsa-jwks.json", "\"RS256\"", ""),
-        POLICY,
-        "",
-    );
-    env.write("rsa-jwks.json", &jwks_of(&[&rsa]).to_string());
+    let (env, rsa) = rsa_env(POLICY, "");
     let text = std::fs::read_to_string(env.config()).unwrap();
     env.write("authzd.toml", &format!("{text}\n[request]\n{request}\n"));
     let srv = Running::start(&env.config()).await;

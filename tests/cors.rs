@@ -14,18 +14,11 @@ use common::*;
 use envoy_types::pb::envoy::service::auth::v3::{CheckResponse, check_response::HttpResponse};
 use serde_json::json;
 
-const ISS: &str = "https://rsa.example";
 const APP: &str = "https://app.example.com";
 
 /// A server on the demo routes with `top` (top-level keys) and `tail` (tables) added.
 async fn start(top: &str, tail: &str) -> (Env, Running) {
-    let rsa = key("rsa.pem");
-    let env = Env::new(
-        &file_issuer(ISS, "rsa-jwks.json", "\"RS256\"", ""),
-        DEMO_POLICY,
-        "",
-    );
-    env.write("rsa-jwks.json", &jwks_of(&[&rsa]).to_string());
+    let (env, _rsa) = rsa_env(DEMO_POLICY, "");
     let text = std::fs::read_to_string(env.config()).unwrap();
     env.write("authzd.toml", &format!("{top}\n{text}\n{tail}\n"));
     let srv = Running::start(&env.config()).await;

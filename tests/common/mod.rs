@@ -299,6 +299,19 @@ output = "decisions.log"
     }
 }
 
+/// An [`Env`] trusting one issuer, `https://rsa.example`, whose JWKS file
+/// holds `rsa.pem`'s public key; returns the key to sign with.
+pub fn rsa_env(policy: &str, extra: &str) -> (Env, SigningKey) {
+    let rsa = key("rsa.pem");
+    let env = Env::new(
+        &file_issuer("https://rsa.example", "rsa-jwks.json", "\"RS256\"", ""),
+        policy,
+        extra,
+    );
+    env.write("rsa-jwks.json", &jwks_of(&[&rsa]).to_string());
+    (env, rsa)
+}
+
 /// An `[[issuer]]` block using a JWKS file written into `env`.
 pub fn file_issuer(iss: &str, jwks_file: &str, algs: &str, extra: &str) -> String {
     format!(
