@@ -112,7 +112,8 @@ enum Command {
     },
     /// Manage the shared policy store the config's `[policy] store` names.
     Store {
-        #[arg(long, default_value = "authzd.toml")]
+        /// Also accepted after the nested command (`authzd store init --config …`).
+        #[arg(long, global = true, default_value = "authzd.toml")]
         config: PathBuf,
         #[command(subcommand)]
         command: StoreCommand,

@@ -407,3 +407,73 @@ fn role_matching_settings_apply_from_the_config() {
         assert!(err.contains(says), "{bad}: {err}");
     }
 }
+
+/// `--config` and `--log-format` go after any command, nested ones included:
+/// every spelling reaches the command (here: a config without a store, which
+/// `store` refuses by name), none is a usage error (clap's exit 2 with
+/// `unexpected argument`).
+#[test]
+fn config_and_log_format_are_accepted_after_any_command() {
+    for args in [
+        &["store", "init", "--config", "authzd.toml"][..],
+        &[
+            "store",
+            "export",
+            "--config",
+            "authzd.toml",
+            "--log-format",
+            "json",
+        ],
+        &[
+            "store",
+            "import",
+            "policies/policy.csv",
+            "--config",
+            "authzd.toml",
+        ],
+        &["store", "--config", "authzd.toml", "init"],
+        &[
+            "store",
+            "init",
+            "--log-format",
+            "json",
+            "--config",
+            "authzd.toml",
+        ],
+    ] {
+        let out = run(args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!err.contains("unexpected argument"), "{args:?}: {err}");
+        assert!(
+            err.contains("store"),
+            "{args:?} reached the store command: {err}"
+        );
+        assert!(
+            !out.status.success(),
+            "{args:?}: the demo config has no store"
+        );
+    }
+    for args in [
+        &[
+            "validate",
+            "--config",
+            "authzd.toml",
+            "--log-format",
+            "json",
+        ][..],
+        &[
+            "validate",
+            "--log-format",
+            "json",
+            "--config",
+            "authzd.toml",
+        ],
+    ] {
+        let out = run(args);
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
