@@ -307,3 +307,59 @@ async fn sighup_forces_a_reload() {
     }
     bin.child.kill().await.unwrap();
 }
+
+/// Three real `authzd serve` processes on the same policy, differing only in
+/// listen addresses, connection settings, comments and the decision log
+/// path, report one revision; a fourth with another route reports another.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_differing_only_in_serving_settings_report_one_revision() {
+    let variants = [
+        "",
+        "idle_timeout_secs = 7\nmax_connections = 100\n",
+        "header_read_timeout_secs = 3\n# a replica-specific comment\n",
+    ];
+    let mut revisions = Vec::new();
+    let mut replicas = Vec::new();
+    for (i, server) in variants.iter().enumerate() {
+        let env = Env::new("", DEMO_POLICY, "");
+        let text = std::fs::read_to_string(env.config()).unwrap();
+        let text = text
+            .replace("[server]\n", &format!("[server]\n{server}"))
+            .replace(
+                "output = \"decisions.log\"",
+                &format!("output = \"replica-{i}.log\""),
+            );
+        env.write("authzd.toml", &text);
+        let bin = Binary::start(&env).await;
+        let v: Value = reqwest::get(format!("{}/v1/policy", bin.url))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        revisions.push(v["revision"].as_str().unwrap().to_string());
+        replicas.push((env, bin));
+    }
+    assert!(
+        revisions.iter().all(|r| *r == revisions[0]),
+        "{revisions:?}"
+    );
+    let env = Env::new("", DEMO_POLICY, "");
+    let text = std::fs::read_to_string(env.config()).unwrap();
+    env.write(
+        "authzd.toml",
+        &text.replacen("path = \"/wish-list-service\"", "path = \"/wishlist\"", 1),
+    );
+    let other = Binary::start(&env).await;
+    let v: Value = reqwest::get(format!("{}/v1/policy", other.url))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_ne!(
+        v["revision"].as_str().unwrap(),
+        revisions[0],
+        "a route change is a new revision"
+    );
+}

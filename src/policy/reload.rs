@@ -135,7 +135,7 @@ impl PolicyStore {
         let _one_at_a_time = self.reloading.lock().await;
         let store_text = self.store_status.as_ref().and_then(|s| s.latest());
         let built = match Sources::read(&self.config_path, store_text.as_deref()) {
-            Ok(sources) if sources.revision == self.load().revision => {
+            Ok(sources) if sources.content == self.load().content => {
                 // Reverting a bad edit to the serving content clears the error.
                 *self.last_error.lock() = None;
                 self.checked("unchanged");

@@ -32,8 +32,15 @@ pub struct Snapshot {
     pub config: Config,
     pub routes: RouteTable,
     pub policy: Policy,
-    /// Content hash of config, model and policy (first 12 hex chars of SHA-256).
+    /// The identity of what decides (first 12 hex chars of SHA-256 over the
+    /// deciding part of the config, the model and the policy; see
+    /// [`deciding_config`]): replicas that differ only in listen addresses,
+    /// connection limits or the decision log report the same revision.
     pub revision: Arc<str>,
+    /// Hash of everything read, the whole config text included: any change
+    /// to it is a reload (a listen address change must still be noticed),
+    /// even when the revision stays.
+    pub content: Arc<str>,
     pub loaded_at: SystemTime,
     /// False while a store-backed config has no policy yet (the store was
     /// unreachable at start and no cache file stood in): every check then
@@ -98,6 +105,8 @@ pub struct Sources {
     available: bool,
     /// What the snapshot's `revision` will be.
     pub revision: Arc<str>,
+    /// What the snapshot's `content` will be.
+    pub content: Arc<str>,
 }
 
 impl Sources {
@@ -138,13 +147,9 @@ impl Sources {
                     }
                 }
             };
+        let content = hash(&[text, &model, &policy]);
         let revision: Arc<str> = if available {
-            let mut h = Sha256::new();
-            for part in [text, &model, &policy] {
-                h.update((part.len() as u64).to_be_bytes());
-                h.update(part.as_bytes());
-            }
-            Arc::from(&hex::encode(h.finalize())[..12])
+            hash(&[&deciding_config(text), &model, &policy])
         } else {
             Arc::from("none")
         };
@@ -156,6 +161,7 @@ impl Sources {
             rows,
             available,
             revision,
+            content,
         })
     }
 
@@ -169,6 +175,7 @@ impl Sources {
             rows,
             available,
             revision,
+            content,
         } = self;
         let opts = super::LoadOptions::of(&config).map_err(|message| PolicyLoadError::Model {
             path: config.policy.model.display().to_string(),
@@ -190,10 +197,63 @@ impl Sources {
             routes,
             policy,
             revision,
+            content,
             loaded_at: SystemTime::now(),
             available,
         })
     }
+}
+
+/// First 12 hex chars of SHA-256 over `parts`, each length-prefixed.
+fn hash(parts: &[&str]) -> Arc<str> {
+    let mut h = Sha256::new();
+    for part in parts {
+        h.update((part.len() as u64).to_be_bytes());
+        h.update(part.as_bytes());
+    }
+    Arc::from(&hex::encode(h.finalize())[..12])
+}
+
+/// Config keys that never change a decision: where authzd listens and how it
+/// treats connections, where its decision log goes, and where the policy
+/// text is read from and how often (the text itself is hashed on its own).
+const NOT_DECIDING: &[&[&str]] = &[
+    &["server"],
+    &["decision_log"],
+    &["admin"],
+    &["tracing"],
+    &["policy", "model"],
+    &["policy", "policy"],
+    &["policy", "store"],
+    &["policy", "table"],
+    &["policy", "channel"],
+    &["policy", "poll_secs"],
+    &["policy", "cache_file"],
+    &["policy", "watch"],
+];
+
+/// The part of the (expanded, valid) config text that decides, in one
+/// canonical spelling: keys sorted, comments and layout gone, the keys of
+/// [`NOT_DECIDING`] removed. A store URL (and its password) is never hashed.
+pub fn deciding_config(text: &str) -> String {
+    let Ok(mut table) = text.parse::<toml::Table>() else {
+        // Unreachable for a config that parsed; hash the text rather than fail.
+        return text.to_string();
+    };
+    for path in NOT_DECIDING {
+        match path {
+            [key] => {
+                table.remove(*key);
+            }
+            [section, key] => {
+                if let Some(toml::Value::Table(t)) = table.get_mut(*section) {
+                    t.remove(*key);
+                }
+            }
+            _ => {}
+        }
+    }
+    toml::to_string(&table).unwrap_or_else(|_| text.to_string())
 }
 
 /// A store's line numbers mean little to whoever edits the table: name the row.
@@ -216,5 +276,46 @@ fn name_row(e: PolicyLoadError, rows: &[Option<String>]) -> PolicyLoadError {
             },
         },
         other => other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BASE: &str = "[server]\nhttp_addr = \"127.0.0.1:8181\"\n\n[[route]]\npath = \"/a\"\n\n[policy]\nmodel = \"model.conf\"\npolicy = \"policy.csv\"\n";
+
+    #[test]
+    fn only_deciding_settings_change_the_revision() {
+        let base = deciding_config(BASE);
+        for same in [
+            BASE.replace("8181", "9191"),
+            format!("# a comment\n{BASE}\n[decision_log]\noutput = \"/var/log/authzd.log\"\n"),
+            BASE.replace(
+                "[server]\n",
+                "[server]\nidle_timeout_secs = 5\nmax_connections = 10\n",
+            ),
+            BASE.replace(
+                "policy = \"policy.csv\"",
+                "policy = \"/etc/authzd/policy.csv\"\nwatch = false",
+            ),
+        ] {
+            assert_eq!(deciding_config(&same), base, "{same}");
+        }
+        for differs in [
+            BASE.replace("/a", "/b"),
+            format!("{BASE}\n[request]\npath_case = \"insensitive\"\n"),
+            BASE.replace("[policy]\n", "[policy]\nrole_prefix = \"role:\"\n"),
+        ] {
+            assert_ne!(deciding_config(&differs), base, "{differs}");
+        }
+        let stored = BASE.replace(
+            "policy = \"policy.csv\"",
+            "store = \"postgres://u:s3cret@db/x\"",
+        );
+        assert!(
+            !deciding_config(&stored).contains("s3cret"),
+            "a store password is never hashed"
+        );
     }
 }
