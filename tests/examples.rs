@@ -8,6 +8,7 @@
 use std::path::{Path, PathBuf};
 
 use authzd::config::{Config, ServerConfig};
+use serde::Deserialize as _;
 use serde_norway::Value;
 
 fn example(rel: &str) -> PathBuf {
@@ -481,4 +482,113 @@ fn kubernetes_fleet_example_is_consistent() {
         "{cache_dir:?} is not a writable mount"
     );
     assert!(kind("Deployment")["spec"]["replicas"].as_u64().unwrap() > 1);
+}
+
+/// The container image's recipe is honest: every path it copies exists and
+/// is not ignored, the binary it copies is the package's, the ports it
+/// exposes are the defaults, the entrypoint's arguments (and those of the
+/// Kubernetes examples) parse with the real binary, and hadolint passes
+/// (`.ci/run` installs it; without it that part says SKIPPED).
+#[test]
+fn the_dockerfile_copies_what_exists_and_runs_real_commands() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let docker = std::fs::read_to_string(root.join("Dockerfile")).unwrap();
+    let ignore = std::fs::read_to_string(root.join(".dockerignore")).unwrap();
+    let ignored: Vec<&str> = ignore
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .collect();
+    let mut copies = 0;
+    for line in docker
+        .lines()
+        .filter(|l| l.starts_with("COPY ") && !l.contains("--from"))
+    {
+        let parts: Vec<&str> = line.split_whitespace().skip(1).collect();
+        for src in &parts[..parts.len() - 1] {
+            copies += 1;
+            assert!(
+                root.join(src).exists(),
+                "Dockerfile copies `{src}`, which does not exist"
+            );
+            assert!(
+                !ignored.contains(src),
+                "Dockerfile copies `{src}`, which .dockerignore excludes"
+            );
+        }
+    }
+    assert!(copies >= 5, "{copies} paths copied");
+    assert!(docker.contains("cargo build --release --locked --bin authzd"));
+    assert!(docker.contains("COPY --from=build /src/target/release/authzd /usr/local/bin/authzd"));
+    let user = docker
+        .lines()
+        .find(|l| l.starts_with("USER "))
+        .expect("a USER line");
+    assert!(
+        !user.contains(" 0") && !user.contains("root"),
+        "runs as non-root: {user}"
+    );
+    let d = defaults();
+    let expose = docker.lines().find(|l| l.starts_with("EXPOSE ")).unwrap();
+    for port in [d.grpc_addr.port(), d.http_addr.port()] {
+        assert!(expose.contains(&port.to_string()), "{expose} lacks {port}");
+    }
+    // The entrypoint's arguments, and every Kubernetes container's, parse with the real binary.
+    let json_array =
+        |l: &str| -> Vec<String> { serde_json::from_str(l.split_once(' ').unwrap().1).unwrap() };
+    let entry = json_array(
+        docker
+            .lines()
+            .find(|l| l.starts_with("ENTRYPOINT "))
+            .unwrap(),
+    );
+    assert_eq!(entry, ["/usr/local/bin/authzd"]);
+    let mut commands = vec![json_array(
+        docker.lines().find(|l| l.starts_with("CMD ")).unwrap(),
+    )];
+    for file in ["kubernetes/authzd.yaml", "kubernetes/fleet.yaml"] {
+        let text = std::fs::read_to_string(example(file)).unwrap();
+        for doc in serde_norway::Deserializer::from_str(&text) {
+            let v = Value::deserialize(doc).unwrap();
+            for c in find(&v, "containers")
+                .into_iter()
+                .chain(find(&v, "initContainers"))
+            {
+                for c in c.as_sequence().unwrap() {
+                    if c["image"].as_str().is_some_and(|i| i.contains("authzd")) {
+                        let args = c["args"].as_sequence().unwrap();
+                        commands.push(
+                            args.iter()
+                                .map(|a| a.as_str().unwrap().to_string())
+                                .collect(),
+                        );
+                    }
+                }
+            }
+        }
+    }
+    assert!(commands.len() >= 4, "{commands:?}");
+    for args in &commands {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_authzd"))
+            .args(args)
+            .arg("--help")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    match std::process::Command::new("hadolint")
+        .arg(root.join("Dockerfile"))
+        .output()
+    {
+        Ok(out) => assert!(
+            out.status.success(),
+            "hadolint: {}",
+            String::from_utf8_lossy(&out.stdout)
+        ),
+        Err(_) => eprintln!("SKIPPED: hadolint is not installed (.ci/run installs it from PyPI)"),
+    }
 }
