@@ -80,6 +80,7 @@ fn sources<'a>(keys: &'a Keys, tokens: Option<&'a VerifiedCache>) -> Sources<'a>
         fetch_keys: false,
         fetch_roles: false,
         tokens,
+        store_failing_for: None,
     }
 }
 

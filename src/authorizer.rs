@@ -68,6 +68,10 @@ impl Budget {
             fetch_keys: self.keys,
             fetch_roles: self.roles,
             tokens: Some(&a.tokens),
+            store_failing_for: a
+                .store
+                .store_status()
+                .and_then(|s| s.failing_for(SystemTime::now())),
         }
     }
 }
@@ -164,15 +168,24 @@ impl Authorizer {
                     };
                 let mut d = Decision::pending(&resource, &item.action, &snap.revision);
                 d.token_sha256 = fingerprint.clone();
-                match &principal {
-                    Ok(p) => {
+                let unusable = decision::policy_unusable(
+                    &snap,
+                    self.store
+                        .store_status()
+                        .and_then(|s| s.failing_for(SystemTime::now())),
+                );
+                match (&principal, &unusable) {
+                    (Ok(_), Some(why)) => {
+                        d.conclude(Reason::PolicyUnavailable, why.clone());
+                    }
+                    (Ok(p), None) => {
                         let (reason, detail, matched) =
                             decision::authorize(&snap, p, &resource, &item.action, domain);
                         d.set_principal(p);
                         d.matched_policy = matched;
                         d.conclude(reason, detail);
                     }
-                    Err((reason, detail, iss)) => {
+                    (Err((reason, detail, iss)), _) => {
                         d.issuer = iss.clone();
                         d.conclude(*reason, detail.clone());
                     }

@@ -446,6 +446,10 @@ pub struct PolicyConfig {
     /// The last good policy from the store, written on every change and
     /// served at a start while the store is unreachable.
     pub cache_file: Option<PathBuf>,
+    /// A bound on serving an old revision: once reads of the store have
+    /// failed this long, every check answers 503 `policy_unavailable`
+    /// (unset: the last good revision serves for as long as it takes).
+    pub max_staleness_secs: Option<u64>,
     /// Prepended to the subject before enforcement (e.g. `user:`).
     #[serde(default)]
     pub subject_prefix: String,
@@ -690,6 +694,16 @@ impl Config {
         }
         if p.poll_secs == 0 {
             return Err(self.invalid("policy.poll_secs", "must be at least 1"));
+        }
+        match p.max_staleness_secs {
+            Some(0) => return Err(self.invalid("policy.max_staleness_secs", "must be at least 1")),
+            Some(_) if p.store.is_none() => {
+                return Err(self.invalid(
+                    "policy.max_staleness_secs",
+                    "bounds how long a shared store may be unreachable: set `store` too",
+                ));
+            }
+            _ => {}
         }
         Ok(())
     }
@@ -1040,6 +1054,12 @@ mod tests {
         assert!(e.contains("cors.allow_credentials"), "{e}");
         let e = err("[cors]\nallow_methods = [\"get\"]\n");
         assert!(e.contains("cors.allow_methods"), "{e}");
+        // max_staleness_secs bounds a store; with a file it is a mistake.
+        let e = err("max_staleness_secs = 5\n");
+        assert!(
+            e.contains("policy.max_staleness_secs") && e.contains("store"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -128,6 +128,9 @@ pub struct Sources<'a> {
     pub fetch_roles: bool,
     /// Tokens verified before, by SHA-256 of the whole token.
     pub tokens: Option<&'a VerifiedCache>,
+    /// How long reads of the policy store have been failing (`None`: they
+    /// succeed, or the policy is a file); bounded by `max_staleness_secs`.
+    pub store_failing_for: Option<std::time::Duration>,
 }
 
 /// Runs the pipeline (steps 0–7) for `req` against `snap`.
@@ -136,8 +139,8 @@ pub fn decide(snap: &Snapshot, req: &Request<'_>, src: Sources<'_>, now: SystemT
         Ok(r) => r,
         Err(rejected) => return Step::Done(*rejected),
     };
-    if !snap.available {
-        return Step::Done(unavailable(snap, &resolved));
+    if let Some(why) = policy_unusable(snap, src.store_failing_for) {
+        return Step::Done(unavailable(snap, &resolved, why));
     }
     with_override(&resolved, |action| {
         decide_resolved(snap, req, &resolved, action, src, now)
@@ -209,14 +212,33 @@ fn resolve<'a>(snap: &Snapshot, req: &Request<'a>) -> Result<Resolved<'a>, Box<D
     })
 }
 
-/// No policy to decide with (a store-backed config whose store has not
-/// answered since start, and no cache file): fail closed, as unavailable.
-fn unavailable(snap: &Snapshot, r: &Resolved<'_>) -> Decision {
+/// Step 0′: why no policy may decide now, if none may: none was loaded yet
+/// (a store-backed config whose store has not answered since start, and no
+/// cache file), or reads of the store have failed longer than
+/// `max_staleness_secs`. Either way every check fails closed, as unavailable.
+pub fn policy_unusable(
+    snap: &Snapshot,
+    store_failing_for: Option<std::time::Duration>,
+) -> Option<String> {
+    if !snap.available {
+        return Some(
+            "no policy loaded yet: the policy store has not answered since start and no cache_file stood in".into(),
+        );
+    }
+    let max = snap.config.policy.max_staleness_secs?;
+    let failing = store_failing_for?;
+    (failing.as_secs() >= max).then(|| {
+        format!(
+            "the policy store has not answered for {} s (max_staleness_secs = {max}): revision {} may be out of date",
+            failing.as_secs(),
+            snap.revision
+        )
+    })
+}
+
+fn unavailable(snap: &Snapshot, r: &Resolved<'_>, why: String) -> Decision {
     let mut d = Decision::pending(&r.resource, &r.action, &snap.revision);
-    d.conclude(
-        Reason::PolicyUnavailable,
-        "no policy loaded yet: the policy store has not answered since start and no cache_file stood in".into(),
-    );
+    d.conclude(Reason::PolicyUnavailable, why);
     d
 }
 
@@ -277,8 +299,8 @@ pub fn decide_for(snap: &Snapshot, req: &Request<'_>, principal: &Principal) -> 
         Ok(r) => r,
         Err(rejected) => return *rejected,
     };
-    if !snap.available {
-        return unavailable(snap, &resolved);
+    if let Some(why) = policy_unusable(snap, None) {
+        return unavailable(snap, &resolved, why);
     }
     let done = with_override(&resolved, |action| {
         match before_token(snap, req, &resolved, action) {

@@ -782,3 +782,53 @@ async fn sighup_rereads_the_store_and_store_settings_need_a_restart() {
     );
     assert!(r.allowed(&t).await);
 }
+
+/// `max_staleness_secs`: while the store answers, nothing changes; once it
+/// has been unreachable that long, every check answers 503
+/// `policy_unavailable` (JSON and batch), and the first good read ends it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_staleness_bound_fails_closed_once_the_store_is_gone_too_long() {
+    let Some(pg) = Pg::start() else { return };
+    let fleet = prepared(&pg, "stale", "poll_secs = 1\nmax_staleness_secs = 2").await;
+    grant_row(&pg.client("stale").await).await;
+    let t = fleet.staff_token();
+    let r = Replica::start(&fleet.config()).await;
+    assert!(r.allowed(&t).await);
+    let started = std::time::Instant::now();
+    pg.stop_server();
+    assert!(
+        eventually(20, || async {
+            r.check(&t).await.1["reason"] == "policy_unavailable"
+        })
+        .await,
+        "the bound never took effect"
+    );
+    assert!(
+        started.elapsed() >= Duration::from_secs(2),
+        "503 before the bound"
+    );
+    let (status, v) = r.check(&t).await;
+    assert_eq!(
+        (status, v["status"].as_u64(), v["allowed"].as_bool()),
+        (200, Some(503), Some(false))
+    );
+    assert!(v["reason"] == "policy_unavailable", "{v}");
+    let batch: serde_json::Value = reqwest::Client::new()
+        .post(r.url("/v1/check/batch"))
+        .json(&json!({"token": t, "items": [{"resource": "/api/reports", "action": "POST"}]}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        batch["results"][0]["reason"], "policy_unavailable",
+        "{batch}"
+    );
+    pg.start_server();
+    assert!(
+        eventually(30, || r.allowed(&t)).await,
+        "a good read never ended the refusal"
+    );
+}

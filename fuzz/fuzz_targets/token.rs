@@ -61,7 +61,7 @@ fuzz_target!(|data: &[u8]| {
         method_overrides: [None; 3],
         body: None,
     };
-    let src = Sources { keys, roles: &NoLookup, fetch_keys: false, fetch_roles: false, tokens: None };
+    let src = Sources { keys, roles: &NoLookup, fetch_keys: false, fetch_roles: false, tokens: None, store_failing_for: None };
     match decision::decide(snap, &req, src, SystemTime::now()) {
         // No fuzzer can forge an RS256 signature: an allow is a bug.
         Step::Done(d) => assert!(!d.allowed, "fuzz input allowed: {raw:?}"),

@@ -16,8 +16,11 @@ pub use url::{StoreKind, redact};
 
 use std::{
     path::Path,
-    sync::Arc,
-    time::{Duration, SystemTime},
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
 use parking_lot::Mutex;
@@ -125,6 +128,9 @@ pub struct StoreStatus {
     inner: Mutex<Inner>,
     /// Asks the follower for a full read now (SIGHUP).
     kick: tokio::sync::Notify,
+    /// Unix milliseconds since which reads fail (0: the last one succeeded):
+    /// read on every check under `max_staleness_secs`, so no lock.
+    failing_since_ms: AtomicU64,
 }
 
 #[derive(Debug)]
@@ -165,15 +171,16 @@ impl StoreStatus {
                 last_attempt: None,
             }),
             kick: tokio::sync::Notify::new(),
+            failing_since_ms: AtomicU64::new(0),
         })
     }
 
-    /// Asks the follower to read the whole store now.
     /// Resolves when [`kick`](Self::kick) was called (the follower's wake-up).
     pub(crate) async fn kicked(&self) {
         self.kick.notified().await;
     }
 
+    /// Asks the follower to read the whole store now.
     pub fn kick(&self) {
         self.kick.notify_one();
     }
@@ -211,7 +218,20 @@ impl StoreStatus {
             i.error = None;
             i.last_attempt = Some(std::time::Instant::now());
         }
+        self.failing_since_ms.store(0, Ordering::Relaxed);
         crate::metrics::store_synced(if changed { "ok" } else { "unchanged" }, now);
+    }
+
+    /// How long reads have been failing (`None` while the store answers):
+    /// what `max_staleness_secs` bounds. Lock-free, for the request path.
+    pub fn failing_for(&self, now: SystemTime) -> Option<Duration> {
+        match self.failing_since_ms.load(Ordering::Relaxed) {
+            0 => None,
+            ms => Some(
+                now.duration_since(UNIX_EPOCH + Duration::from_millis(ms))
+                    .unwrap_or_default(),
+            ),
+        }
     }
 
     pub(crate) fn failed(&self, e: &StoreError) {
@@ -219,9 +239,14 @@ impl StoreStatus {
         {
             let mut i = self.inner.lock();
             i.connected = false;
-            i.failing_since.get_or_insert(now);
+            let since = *i.failing_since.get_or_insert(now);
             i.error = Some(e.to_string());
             i.last_attempt = Some(std::time::Instant::now());
+            let ms = since
+                .duration_since(UNIX_EPOCH)
+                .map_or(1, |d| d.as_millis().max(1));
+            self.failing_since_ms
+                .store(u64::try_from(ms).unwrap_or(u64::MAX), Ordering::Relaxed);
         }
         crate::metrics::store_synced("error", now);
     }
