@@ -76,6 +76,10 @@ enum Command {
         config: PathBuf,
         #[arg(long)]
         online: bool,
+        /// Also say how `authzd lambda` would answer with this config (the
+        /// default when the config has a `[lambda]` table).
+        #[arg(long)]
+        lambda: bool,
     },
     /// Run policy test cases (`docs/interfaces.md`); exit 1 if any fails, 2 if the file is invalid.
     Test { file: PathBuf },
@@ -219,7 +223,11 @@ async fn run(command: Command) -> Result<ExitCode> {
             };
             check(&config, token.as_deref(), target, domain.as_deref()).await
         }
-        Command::Validate { config, online } => validate(&config, online).await,
+        Command::Validate {
+            config,
+            online,
+            lambda,
+        } => validate(&config, online, lambda).await,
         Command::Store { config, command } => store(&config, command).await,
         Command::Test { file } => {
             let (snap, results) = authzd::policy::cases::run(&file).await?;
@@ -373,7 +381,7 @@ async fn store(config: &Path, command: StoreCommand) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-async fn validate(config: &Path, online: bool) -> Result<ExitCode> {
+async fn validate(config: &Path, online: bool, lambda: bool) -> Result<ExitCode> {
     let snap = Snapshot::load(config).await?;
     println!(
         "ok: `{}` revision {}: {} policy rules, {} grouping rules, {} routes, {} issuers",
@@ -388,8 +396,15 @@ async fn validate(config: &Path, online: bool) -> Result<ExitCode> {
     for w in snap.warnings() {
         println!("warning: {w}");
     }
-    for note in authzd::transport::lambda::notes(&snap.config) {
-        println!("lambda: {note}");
+    // Lambda advice only for those who run it: asked for, or a `[lambda]` table.
+    let has_lambda_table = std::fs::read_to_string(config)
+        .ok()
+        .and_then(|t| t.parse::<toml::Table>().ok())
+        .is_some_and(|t| t.contains_key("lambda"));
+    if lambda || has_lambda_table {
+        for note in authzd::transport::lambda::notes(&snap.config) {
+            println!("lambda: {note}");
+        }
     }
     if !online {
         return Ok(ExitCode::SUCCESS);

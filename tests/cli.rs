@@ -477,3 +477,39 @@ fn config_and_log_format_are_accepted_after_any_command() {
         );
     }
 }
+
+/// `validate` speaks about Lambda only to those who run it: with `--lambda`,
+/// or for a config with a `[lambda]` table (the AWS example's).
+#[test]
+fn validate_mentions_lambda_only_when_asked_or_configured() {
+    let lambda_lines = |args: &[&str]| -> Vec<String> {
+        let out = run(args);
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter(|l| l.starts_with("lambda:"))
+            .map(String::from)
+            .collect()
+    };
+    assert!(lambda_lines(&["validate", "--config", "authzd.toml"]).is_empty());
+    let asked = lambda_lines(&["validate", "--config", "authzd.toml", "--lambda"]);
+    assert!(
+        asked.iter().any(|l| l.contains("policy_scope")),
+        "{asked:?}"
+    );
+    let env = Env::new("", DEMO_POLICY, "");
+    let text = std::fs::read_to_string(env.config()).unwrap();
+    env.write(
+        "authzd.toml",
+        &format!("{text}\n[lambda]\npolicy_scope = \"routes\"\n"),
+    );
+    let configured = lambda_lines(&["validate", "--config", env.config().to_str().unwrap()]);
+    assert!(
+        configured.iter().any(|l| l.contains("policy_scope")),
+        "{configured:?}"
+    );
+}
