@@ -304,6 +304,13 @@ fn params(line: &str) -> Vec<(String, String)> {
 }
 
 fn json(bytes: &[u8]) -> Vec<Field<'_>> {
+    // Most JSON bodies never mention the field: skip parsing them. Any key
+    // letter may be a `\u` escape, so a body with one is always parsed.
+    let mentions = bytes.windows(6).any(|w| w.eq_ignore_ascii_case(b"method"))
+        || bytes.windows(2).any(|w| w == b"\\u");
+    if !mentions {
+        return Vec::new();
+    }
     let Ok(serde_json::Value::Object(map)) = serde_json::from_slice::<serde_json::Value>(bytes)
     else {
         return Vec::new();
@@ -442,6 +449,12 @@ mod tests {
             [value("PUT")]
         );
         assert_eq!(found(ct, r#"{"_method":["DELETE"]}"#), [Field::Unclear]);
+        // Escaped key letters still name the field (the fast path must not skip them).
+        assert_eq!(
+            found(ct, r#"{"\u005f\u006dethod":"DELETE"}"#),
+            [value("DELETE")]
+        );
+        assert_eq!(found(ct, r#"{"_\u004DETHOD":"DELETE"}"#), [value("DELETE")]);
         assert!(found(ct, r#"{"note":"_method=DELETE"}"#).is_empty());
         assert!(found(ct, r#"[{"_method":"DELETE"}]"#).is_empty());
         assert!(found(ct, "not json").is_empty());
