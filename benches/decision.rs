@@ -123,6 +123,7 @@ fn bench_decide(c: &mut Criterion) {
                 domain: None,
                 method_overrides: [None; 3],
                 body: None,
+                traceparent: None,
             };
             let expect_allow = name == "allow";
             match decision::decide(&snap, &req, sources(&keys, Some(&cache)), SystemTime::now()) {
@@ -201,6 +202,7 @@ fn bench_token(c: &mut Criterion) {
             domain: None,
             method_overrides: [None; 3],
             body: None,
+            traceparent: None,
         };
         group.bench_function(format!("decide_first_sight/{alg}"), |b| {
             b.iter(|| {

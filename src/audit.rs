@@ -64,6 +64,8 @@ pub struct Outcome {
     pub source: Source,
     pub time: SystemTime,
     pub latency: Duration,
+    /// The caller's trace (a valid W3C `traceparent`), if it sent one.
+    pub trace: Option<crate::telemetry::TraceContext>,
 }
 
 impl Outcome {
@@ -308,6 +310,7 @@ mod tests {
             source: Source::Http,
             time: SystemTime::now(),
             latency: Duration::from_micros(3),
+            trace: None,
         })
     }
 

@@ -17,6 +17,7 @@ use crate::{
     policy::{reload::PolicyStore, snapshot::Snapshot},
     request,
     roles::{FailedLookup, RoleLookup, RoleSource},
+    telemetry::TraceContext,
     token::{jwks::Jwks, verified::VerifiedCache},
 };
 
@@ -117,7 +118,8 @@ impl Authorizer {
                 Step::NeedKeys(_) | Step::NeedRoles(_) => break fail_closed(&snap, req),
             }
         };
-        self.emit(decision, source, started)
+        let trace = req.traceparent.and_then(TraceContext::from_traceparent);
+        self.emit(decision, source, started, trace)
     }
 
     /// Validates the token once, resolves roles once, and answers each item
@@ -145,6 +147,7 @@ impl Authorizer {
             domain,
             method_overrides: [None; 3],
             body: None,
+            traceparent: None,
         };
         let raw = decision::bearer_token(&probe);
         let fingerprint = raw.as_ref().ok().map(|r| decision::token_fingerprint(r));
@@ -163,7 +166,7 @@ impl Authorizer {
                             let mut d =
                                 decision::rejected(&snap, &item.resource, &item.action, &why);
                             d.token_sha256 = fingerprint.clone();
-                            return self.emit(d, source, started);
+                            return self.emit(d, source, started, None);
                         }
                     };
                 let mut d = Decision::pending(&resource, &item.action, &snap.revision);
@@ -190,7 +193,7 @@ impl Authorizer {
                         d.conclude(*reason, detail.clone());
                     }
                 }
-                self.emit(d, source, started)
+                self.emit(d, source, started, None)
             })
             .collect()
     }
@@ -275,7 +278,13 @@ impl Authorizer {
         }
     }
 
-    fn emit(&self, decision: Decision, source: Source, started: Instant) -> Arc<Outcome> {
+    fn emit(
+        &self,
+        decision: Decision,
+        source: Source,
+        started: Instant,
+        trace: Option<TraceContext>,
+    ) -> Arc<Outcome> {
         let latency = started.elapsed();
         crate::metrics::decision(
             source.as_str(),
@@ -288,6 +297,7 @@ impl Authorizer {
             source,
             time: SystemTime::now(),
             latency,
+            trace,
         });
         self.audit.record(Arc::clone(&outcome));
         if outcome.decision.reason == Reason::CorsPreflight && outcome.decision.status == 403 {

@@ -64,6 +64,8 @@ pub struct Request<'a> {
     /// The request body, where the gateway forwards it (Envoy with
     /// `with_request_body`): a `_method` form field is an override too.
     pub body: Option<Body<'a>>,
+    /// The W3C `traceparent` header, if any: it only labels the record.
+    pub traceparent: Option<&'a str>,
 }
 
 /// Step 0's result: what the rest of the pipeline decides on.
@@ -646,6 +648,7 @@ mod tests {
             domain: None,
             method_overrides: [None; 3],
             body: None,
+            traceparent: None,
         }
     }
 

@@ -13,7 +13,7 @@
 //!
 //! 0. Leaves (import nothing from the crate): [`reason`] (the reason codes
 //!    and their status), [`metrics`] (counters and histograms, declared
-//!    once), `token::alg` (the JOSE algorithm names), `token::claims` (JSON
+//!    once), [`telemetry`] (W3C `traceparent` in), `token::alg` (the JOSE algorithm names), `token::claims` (JSON
 //!    Pointers into claims), `policy::source::url` (store URLs, redacted).
 //! 1. [`config`]: THE ground floor — typed `authzd.toml` and key-level checks;
 //!    errors name file, key and value.
@@ -64,6 +64,7 @@ pub mod request;
 pub mod roles;
 pub mod routes;
 pub mod server;
+pub mod telemetry;
 pub mod token;
 pub mod transport;
 

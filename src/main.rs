@@ -327,6 +327,7 @@ async fn check(
         domain,
         method_overrides: [None; 3],
         body: None,
+        traceparent: None,
     };
     let outcome = authorizer.check(&req, Source::Cli).await;
     println!("{}", outcome.to_json_line());

@@ -174,6 +174,7 @@ fn cached_answer(snap: &Snapshot, method: &str, path: &str, principal: &Principa
         source: Source::Lambda,
         time: SystemTime::now(),
         latency: Duration::ZERO,
+        trace: None,
     };
     let ev = event::parse(&json!({
         "type": "TOKEN", "authorizationToken": "t", "methodArn": format!("{BASE}/{method}{path}")
@@ -196,6 +197,7 @@ fn decide(snap: &Snapshot, method: &str, path: &str, p: &Principal) -> decision:
         domain: None,
         method_overrides: [None; 3],
         body: None,
+        traceparent: None,
     };
     decision::decide_for(snap, &req, p)
 }

@@ -60,6 +60,7 @@ fuzz_target!(|data: &[u8]| {
         domain: None,
         method_overrides: [None; 3],
         body: None,
+        traceparent: None,
     };
     let src = Sources { keys, roles: &NoLookup, fetch_keys: false, fetch_roles: false, tokens: None, store_failing_for: None };
     match decision::decide(snap, &req, src, SystemTime::now()) {

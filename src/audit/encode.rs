@@ -61,6 +61,10 @@ impl Encoder {
         );
         out.extend_from_slice(b",\"token_sha256\":");
         optional(d.token_sha256.as_deref(), out);
+        out.extend_from_slice(b",\"trace_id\":");
+        optional(o.trace.as_ref().map(|t| t.trace_id.as_str()), out);
+        out.extend_from_slice(b",\"span_id\":");
+        optional(o.trace.as_ref().map(|t| t.span_id.as_str()), out);
         out.extend_from_slice(b",\"detail\":");
         string(&d.detail, out);
         out.extend_from_slice(b"}\n");
@@ -164,6 +168,7 @@ mod tests {
             source: Source::EnvoyGrpc,
             time: UNIX_EPOCH + Duration::from_micros(1_796_074_490_123_456),
             latency: Duration::from_micros(42),
+            trace: None,
         }
     }
 
@@ -198,9 +203,18 @@ mod tests {
                 "matched_policy": ["p", "/a/b"],
                 "latency_us": 42,
                 "token_sha256": "0123456789abcdef",
+                "trace_id": null,
+                "span_id": null,
                 "detail": "detail /a/b",
             })
         );
+        let mut traced = outcome("/a/b");
+        traced.trace = crate::telemetry::TraceContext::from_traceparent(
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+        );
+        let v = encode(&traced);
+        assert_eq!(v["trace_id"], "4bf92f3577b34da6a3ce929d0e0e4736");
+        assert_eq!(v["span_id"].as_str().map(str::len), Some(16));
     }
 
     #[test]

@@ -162,6 +162,7 @@ pub async fn run(path: &Path) -> Result<(Snapshot, Vec<CaseResult>), CasesError>
             domain: case.domain.as_deref(),
             method_overrides: [None; 3],
             body: None,
+            traceparent: None,
         };
         let decision = decision::decide_for(&snap, &req, &principal);
         let allowed_ok = decision.allowed == (case.expect == Expect::Allow);

@@ -68,6 +68,7 @@ pub fn check_request(m: &pb::CheckRequest) -> Result<Request<'_>, BadRequest> {
         domain: Some(m.domain.as_str()).filter(|d| !d.is_empty()),
         method_overrides: method_overrides(|name| header(&m.headers, name)),
         body: None,
+        traceparent: header(&m.headers, "traceparent"),
     })
 }
 
@@ -128,6 +129,7 @@ pub async fn check_headers(
         domain: None,
         method_overrides: method_overrides(|name| headers.get(name).and_then(|v| v.to_str().ok())),
         body,
+        traceparent: headers.get("traceparent").and_then(|v| v.to_str().ok()),
     };
     app.check(&req, source).await
 }

@@ -23,7 +23,18 @@ impl pb::authorizer_server::Authorizer for Service {
         &self,
         request: Request<pb::CheckRequest>,
     ) -> Result<Response<pb::CheckResponse>, Status> {
-        let m = request.into_inner();
+        // The call's own trace context (gRPC metadata) stands in for one the message lacks.
+        let traceparent = request
+            .metadata()
+            .get("traceparent")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        let mut m = request.into_inner();
+        if let Some(tp) = traceparent
+            && header(&m.headers, "traceparent").is_none()
+        {
+            m.headers.insert("traceparent".into(), tp);
+        }
         let req = check_request(&m).map_err(|e| Status::invalid_argument(e.to_string()))?;
         let outcome = self.0.check(&req, Source::Grpc).await;
         Ok(Response::new(check_response(&outcome)))

@@ -53,6 +53,12 @@ pub async fn check(State(app): State<App>, headers: HeaderMap, body: Bytes) -> R
     {
         m.headers.insert("authorization".into(), auth);
     }
+    // The call's own trace context stands in for one the body lacks.
+    if header(&m.headers, "traceparent").is_none()
+        && let Some(tp) = headers.get("traceparent").and_then(|v| v.to_str().ok())
+    {
+        m.headers.insert("traceparent".into(), tp.to_string());
+    }
     let req = match check_request(&m) {
         Ok(r) => r,
         Err(e) => return bad_request(e.to_string()),

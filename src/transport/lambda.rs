@@ -283,6 +283,7 @@ pub async fn handle(authorizer: &Authorizer, raw: &Value) -> Reply {
         domain: None,
         method_overrides: METHOD_OVERRIDE_HEADERS.map(|h| event.header(h)),
         body: None,
+        traceparent: event.header("traceparent"),
     };
     let snap = authorizer.store.load();
     let outcome = authorizer.check(&req, Source::Lambda).await;
