@@ -155,6 +155,13 @@ impl Authorizer {
             Err(why) => Err((Reason::TokenMissing, why, None)),
             Ok(raw) => self.principal(&snap, raw).await,
         };
+        // Step 0′ once for the batch: every item shares the snapshot.
+        let unusable = decision::policy_unusable(
+            &snap,
+            self.store
+                .store_status()
+                .and_then(|s| s.failing_for(SystemTime::now())),
+        );
         items
             .iter()
             .map(|item| {
@@ -171,12 +178,6 @@ impl Authorizer {
                     };
                 let mut d = Decision::pending(&resource, &item.action, &snap.revision);
                 d.token_sha256 = fingerprint.clone();
-                let unusable = decision::policy_unusable(
-                    &snap,
-                    self.store
-                        .store_status()
-                        .and_then(|s| s.failing_for(SystemTime::now())),
-                );
                 match (&principal, &unusable) {
                     (Ok(_), Some(why)) => {
                         d.conclude(Reason::PolicyUnavailable, why.clone());

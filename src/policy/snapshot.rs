@@ -220,8 +220,6 @@ fn hash(parts: &[&str]) -> Arc<str> {
 const NOT_DECIDING: &[&[&str]] = &[
     &["server"],
     &["decision_log"],
-    &["admin"],
-    &["tracing"],
     &["policy", "model"],
     &["policy", "policy"],
     &["policy", "store"],
