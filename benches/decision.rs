@@ -124,6 +124,7 @@ fn bench_decide(c: &mut Criterion) {
                 method_overrides: [None; 3],
                 body: None,
                 traceparent: None,
+                tracestate: None,
             };
             let expect_allow = name == "allow";
             match decision::decide(&snap, &req, sources(&keys, Some(&cache)), SystemTime::now()) {
@@ -203,6 +204,7 @@ fn bench_token(c: &mut Criterion) {
             method_overrides: [None; 3],
             body: None,
             traceparent: None,
+            tracestate: None,
         };
         group.bench_function(format!("decide_first_sight/{alg}"), |b| {
             b.iter(|| {

@@ -24,6 +24,11 @@
 //! millisecond timer, so it sends bursts of rate/1000 requests each
 //! millisecond; the no-op column shows what that costs any server.
 //!
+//! With `LOAD_TRACING=1`, the logging authzd also exports a span per decision
+//! (`[tracing]`) to an OTLP/gRPC collector that the no-op process runs and
+//! that counts what it receives: run once with and once without to see what
+//! tracing costs next to the same no-op.
+//!
 //! Run: `cargo bench --bench load` (release build; prints a table).
 
 // A benchmark harness: setup failures abort loudly.
@@ -122,7 +127,9 @@ async fn noop_http(l: tokio::net::TcpListener) {
 
 /// The no-op process: serves until killed, on the ports in `AUTHZD_LOAD_NOOP`.
 fn noop_main(ports: &str) {
-    let (g, h) = ports.split_once(',').unwrap();
+    let mut ports = ports.split(',');
+    let (g, h) = (ports.next().unwrap(), ports.next().unwrap());
+    let otlp = ports.next().map(str::to_string);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -131,8 +138,47 @@ fn noop_main(ports: &str) {
         let bind = |p: &str| tokio::net::TcpListener::bind(format!("127.0.0.1:{p}"));
         noop_grpc(bind(g).await.unwrap()).await;
         noop_http(bind(h).await.unwrap()).await;
+        if let Some(p) = otlp {
+            collector(bind(&p).await.unwrap());
+        }
         std::future::pending::<()>().await;
     });
+}
+
+/// An OTLP/gRPC trace collector that counts spans and prints the count at
+/// each export past a multiple of 100,000.
+fn collector(l: tokio::net::TcpListener) {
+    use opentelemetry_proto::tonic::collector::trace::v1::{
+        ExportTraceServiceRequest, ExportTraceServiceResponse,
+        trace_service_server::{TraceService, TraceServiceServer},
+    };
+    #[derive(Default)]
+    struct Count(AtomicU64);
+    #[tonic::async_trait]
+    impl TraceService for Count {
+        async fn export(
+            &self,
+            r: Request<ExportTraceServiceRequest>,
+        ) -> Result<Response<ExportTraceServiceResponse>, Status> {
+            let n: usize = r
+                .get_ref()
+                .resource_spans
+                .iter()
+                .flat_map(|rs| &rs.scope_spans)
+                .map(|ss| ss.spans.len())
+                .sum();
+            let before = self.0.fetch_add(n as u64, Ordering::Relaxed);
+            if (before + n as u64) / 100_000 > before / 100_000 {
+                eprintln!("collector: {} spans received", before + n as u64);
+            }
+            Ok(Response::new(ExportTraceServiceResponse::default()))
+        }
+    }
+    tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(TraceServiceServer::new(Count::default()))
+            .serve_with_incoming(tonic::transport::server::TcpIncoming::from(l)),
+    );
 }
 
 fn free_addr() -> SocketAddr {
@@ -257,6 +303,7 @@ fn write_config(
     http: SocketAddr,
     name: &str,
     log: &str,
+    otlp: Option<SocketAddr>,
 ) -> std::path::PathBuf {
     std::fs::write(dir.join("jwks.json"), key.jwks().to_string()).unwrap();
     std::fs::write(
@@ -273,6 +320,10 @@ fn write_config(
     let cfg = format!(
         "[server]\ngrpc_addr = \"{grpc}\"\nhttp_addr = \"{http}\"\n[[issuer]]\nissuer = \"https://bench.example\"\njwks_file = \"jwks.json\"\n[policy]\nmodel = \"model.conf\"\npolicy = \"policy.csv\"\n[decision_log]\noutput = \"{log}\"\n"
     );
+    let cfg = match otlp {
+        Some(a) => format!("{cfg}[tracing]\notlp_endpoint = \"http://{a}\"\n"),
+        None => cfg,
+    };
     let path = dir.join(format!("{name}.toml"));
     std::fs::write(&path, cfg).unwrap();
     path
@@ -347,7 +398,16 @@ fn main() {
                 .unwrap(),
             )
         };
-        let _authzd = serve(write_config(dir.path(), &key, grpc, http, "off", "off"));
+        let otlp = std::env::var_os("LOAD_TRACING").map(|_| free_addr());
+        let _authzd = serve(write_config(
+            dir.path(),
+            &key,
+            grpc,
+            http,
+            "off",
+            "off",
+            None,
+        ));
         let _authzd_log = serve(write_config(
             dir.path(),
             &key,
@@ -355,6 +415,7 @@ fn main() {
             http_log,
             "log",
             &log_file.display().to_string(),
+            otlp,
         ));
         let grpcs = Three([grpc, grpc_log, noop_g]);
         let https = Three([http, http_log, noop_h]);
@@ -362,7 +423,10 @@ fn main() {
             std::process::Command::new(std::env::current_exe().unwrap())
                 .env(
                     "AUTHZD_LOAD_NOOP",
-                    format!("{},{}", noop_g.port(), noop_h.port()),
+                    match otlp {
+                        Some(o) => format!("{},{},{}", noop_g.port(), noop_h.port(), o.port()),
+                        None => format!("{},{}", noop_g.port(), noop_h.port()),
+                    },
                 )
                 .spawn()
                 .unwrap(),
@@ -381,7 +445,12 @@ fn main() {
         tokio::time::sleep(Duration::from_millis(300)).await;
 
         println!(
-            "{secs} s per run, {conc} requests in flight, 10,001 rules, loopback, this machine"
+            "{secs} s per run, {conc} requests in flight, 10,001 rules, loopback, this machine{}",
+            if otlp.is_some() {
+                "; \"log on\" also exports a span per decision (LOAD_TRACING)"
+            } else {
+                ""
+            }
         );
         println!(
             "| {:<36} | {:>9} | {:>9} | {:>9} | {:>5} | {:>5} | {:>7} | {:>7} |",

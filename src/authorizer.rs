@@ -17,6 +17,7 @@ use crate::{
     policy::{reload::PolicyStore, snapshot::Snapshot},
     request,
     roles::{FailedLookup, RoleLookup, RoleSource},
+    spans::SpanSink,
     telemetry::TraceContext,
     token::{jwks::Jwks, verified::VerifiedCache},
 };
@@ -29,6 +30,8 @@ pub struct Authorizer {
     /// Tokens already verified (SHA-256 of the whole token → principal).
     tokens: VerifiedCache,
     audit: AuditSink,
+    /// Decision spans for the OTLP collector (off unless `[tracing]` says where).
+    spans: SpanSink,
     /// When (Unix seconds) a refused CORS preflight was last logged as a
     /// warning: at most one a minute, so preflights cannot flood the log.
     preflight_warned: AtomicU64,
@@ -87,8 +90,26 @@ impl Authorizer {
             jwks,
             roles,
             audit,
+            spans: SpanSink::off(),
             preflight_warned: AtomicU64::new(0),
         }
+    }
+
+    /// Exports a span per decision through `spans`.
+    pub fn with_spans(mut self, spans: SpanSink) -> Self {
+        self.spans = spans;
+        self
+    }
+
+    /// The span exporter (the Lambda runtime flushes it between invocations).
+    pub fn spans(&self) -> &SpanSink {
+        &self.spans
+    }
+
+    /// The caller's trace, or a new one when spans are exported and it sent none.
+    fn trace(&self, traceparent: Option<&str>, tracestate: Option<&str>) -> Option<TraceContext> {
+        TraceContext::from_headers(traceparent, tracestate)
+            .or_else(|| self.spans.enabled().then(TraceContext::root))
     }
 
     /// The decision log sink (SIGHUP reopens its file).
@@ -118,7 +139,7 @@ impl Authorizer {
                 Step::NeedKeys(_) | Step::NeedRoles(_) => break fail_closed(&snap, req),
             }
         };
-        let trace = req.traceparent.and_then(TraceContext::from_traceparent);
+        let trace = self.trace(req.traceparent, req.tracestate);
         self.emit(decision, source, started, trace)
     }
 
@@ -148,6 +169,7 @@ impl Authorizer {
             method_overrides: [None; 3],
             body: None,
             traceparent: None,
+            tracestate: None,
         };
         let raw = decision::bearer_token(&probe);
         let fingerprint = raw.as_ref().ok().map(|r| decision::token_fingerprint(r));
@@ -173,7 +195,7 @@ impl Authorizer {
                             let mut d =
                                 decision::rejected(&snap, &item.resource, &item.action, &why);
                             d.token_sha256 = fingerprint.clone();
-                            return self.emit(d, source, started, None);
+                            return self.emit(d, source, started, self.trace(None, None));
                         }
                     };
                 let mut d = Decision::pending(&resource, &item.action, &snap.revision);
@@ -194,7 +216,7 @@ impl Authorizer {
                         d.conclude(*reason, detail.clone());
                     }
                 }
-                self.emit(d, source, started, None)
+                self.emit(d, source, started, self.trace(None, None))
             })
             .collect()
     }
@@ -300,6 +322,7 @@ impl Authorizer {
             latency,
             trace,
         });
+        self.spans.record(&outcome);
         self.audit.record(Arc::clone(&outcome));
         if outcome.decision.reason == Reason::CorsPreflight && outcome.decision.status == 403 {
             self.warn_preflight(&outcome);

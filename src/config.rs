@@ -69,6 +69,9 @@ pub struct Config {
     /// How `authzd lambda` answers API Gateway.
     #[serde(default)]
     pub lambda: LambdaConfig,
+    /// Exporting a span per decision (OpenTelemetry, OTLP over gRPC).
+    #[serde(default)]
+    pub tracing: TracingConfig,
     /// The file this was read from; relative paths were resolved against its directory.
     #[serde(skip)]
     pub source: PathBuf,
@@ -575,6 +578,31 @@ impl Default for DecisionLogConfig {
     }
 }
 
+/// `[tracing]`: with `otlp_endpoint` set, one span per decision is exported
+/// over OTLP/gRPC, off the request path. Nothing here changes a decision.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TracingConfig {
+    /// The collector, `http://host:port` or `https://host:port` (OTLP gRPC, usually port 4317).
+    #[serde(default)]
+    pub otlp_endpoint: Option<String>,
+    /// The `service.name` resource attribute of every span.
+    #[serde(default)]
+    pub service_name: Option<String>,
+    /// Spans waiting for export; past this, new spans are dropped and counted.
+    #[serde(default)]
+    pub queue_size: Option<usize>,
+    /// How long one export may take before its spans are dropped and counted.
+    #[serde(default)]
+    pub export_timeout_ms: Option<u64>,
+}
+
+impl TracingConfig {
+    pub const DEFAULT_SERVICE_NAME: &str = "authzd";
+    pub const DEFAULT_QUEUE_SIZE: usize = 4096;
+    pub const DEFAULT_EXPORT_TIMEOUT_MS: u64 = 5000;
+}
+
 fn default_log_output() -> String {
     "stdout".into()
 }
@@ -802,7 +830,43 @@ impl Config {
         if self.decision_log.buffer == 0 {
             return Err(self.invalid("decision_log.buffer", "must be at least 1"));
         }
+        self.validate_tracing()?;
         self.validate_cors()
+    }
+
+    fn validate_tracing(&self) -> Result<(), ConfigError> {
+        let t = &self.tracing;
+        if let Some(e) = &t.otlp_endpoint {
+            let rest = e
+                .strip_prefix("http://")
+                .or_else(|| e.strip_prefix("https://"));
+            match rest {
+                Some(hp) if !hp.is_empty() && !hp.contains(['/', '?', '#', ' ', '@']) => {}
+                _ => {
+                    return Err(self.invalid(
+                        "tracing.otlp_endpoint",
+                        format!(
+                            "`{e}` is not `http://host:port` or `https://host:port` (OTLP over gRPC has no path)"
+                        ),
+                    ));
+                }
+            }
+        }
+        if t.queue_size == Some(0) {
+            return Err(self.invalid("tracing.queue_size", "must be at least 1"));
+        }
+        if t.export_timeout_ms == Some(0) {
+            return Err(self.invalid("tracing.export_timeout_ms", "must be at least 1"));
+        }
+        if t.otlp_endpoint.is_none()
+            && (t.service_name.is_some() || t.queue_size.is_some() || t.export_timeout_ms.is_some())
+        {
+            return Err(self.invalid(
+                "tracing",
+                "has settings but no `otlp_endpoint`: nothing would be exported",
+            ));
+        }
+        Ok(())
     }
 
     fn validate_cors(&self) -> Result<(), ConfigError> {
@@ -1060,6 +1124,26 @@ mod tests {
             e.contains("policy.max_staleness_secs") && e.contains("store"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn tracing_settings_are_checked() {
+        for bad in [
+            "localhost:4317",
+            "http://collector:4317/v1/traces",
+            "grpc://collector:4317",
+            "http://",
+        ] {
+            let e = err(&format!("[tracing]\notlp_endpoint = \"{bad}\"\n"));
+            assert!(
+                e.contains("tracing.otlp_endpoint") && e.contains(bad),
+                "{e}"
+            );
+        }
+        let e = err("[tracing]\notlp_endpoint = \"http://c:4317\"\nqueue_size = 0\n");
+        assert!(e.contains("tracing.queue_size"), "{e}");
+        let e = err("[tracing]\nservice_name = \"api\"\n");
+        assert!(e.contains("otlp_endpoint"), "{e}");
     }
 
     #[test]

@@ -66,6 +66,8 @@ pub struct Request<'a> {
     pub body: Option<Body<'a>>,
     /// The W3C `traceparent` header, if any: it only labels the record.
     pub traceparent: Option<&'a str>,
+    /// The W3C `tracestate` header, passed on to the exported span.
+    pub tracestate: Option<&'a str>,
 }
 
 /// Step 0's result: what the rest of the pipeline decides on.
@@ -649,6 +651,7 @@ mod tests {
             method_overrides: [None; 3],
             body: None,
             traceparent: None,
+            tracestate: None,
         }
     }
 

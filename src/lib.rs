@@ -13,7 +13,7 @@
 //!
 //! 0. Leaves (import nothing from the crate): [`reason`] (the reason codes
 //!    and their status), [`metrics`] (counters and histograms, declared
-//!    once), [`telemetry`] (W3C `traceparent` in), `token::alg` (the JOSE algorithm names), `token::claims` (JSON
+//!    once), [`telemetry`] (W3C `traceparent` and `tracestate` in), `token::alg` (the JOSE algorithm names), `token::claims` (JSON
 //!    Pointers into claims), `policy::source::url` (store URLs, redacted).
 //! 1. [`config`]: THE ground floor — typed `authzd.toml` and key-level checks;
 //!    errors name file, key and value.
@@ -33,9 +33,10 @@
 //!    and follows it; [`policy::cases`] runs policy tests.
 //! 4. [`decision`]: THE pipeline (`docs/pipeline.md`) — pure, synchronous,
 //!    clock passed in; `decision::authn` is step 4 (token to principal).
-//! 5. [`audit`] (the decision record and its off-path writer) and
+//! 5. [`audit`] (the decision record and its off-path writer), [`spans`]
+//!    (a span per decision for an OTLP collector, off the request path) and
 //!    [`authorizer`] (the async driver: live snapshot, key and role
-//!    fetches, ids, log, metrics).
+//!    fetches, ids, log, spans, metrics).
 //! 6. [`transport`]: adapters only, none importing another —
 //!    [`transport::grpc`] (`authzd.v1`), [`transport::envoy`] (ext_authz gRPC
 //!    v3 and HTTP mode), [`transport::forward_auth`] (nginx, Traefik),
@@ -64,6 +65,7 @@ pub mod request;
 pub mod roles;
 pub mod routes;
 pub mod server;
+pub mod spans;
 pub mod telemetry;
 pub mod token;
 pub mod transport;

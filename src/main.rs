@@ -328,6 +328,7 @@ async fn check(
         method_overrides: [None; 3],
         body: None,
         traceparent: None,
+        tracestate: None,
     };
     let outcome = authorizer.check(&req, Source::Cli).await;
     println!("{}", outcome.to_json_line());

@@ -55,6 +55,7 @@ struct Metrics {
     log_dropped: Counter,
     role_lookups: Family<ResultLabels, Counter>,
     store_syncs: Family<ResultLabels, Counter>,
+    spans: Family<ResultLabels, Counter>,
 }
 
 /// When the policy store was last read successfully, in Unix milliseconds:
@@ -150,8 +151,15 @@ fn metrics() -> &'static Metrics {
             "Reads of the shared policy store, by result (ok, unchanged, error)",
             store_syncs.clone(),
         );
+        let spans = Family::<ResultLabels, Counter>::default();
+        registry.register(
+            "authzd_trace_spans",
+            "Decision spans for the OTLP collector, by result (exported, dropped_queue_full, dropped_export_failed)",
+            spans.clone(),
+        );
         registry.register_collector(Box::new(SinceSync));
         Metrics {
+            spans,
             registry,
             store_syncs,
             decisions,
@@ -222,6 +230,16 @@ pub fn store_synced(result: &'static str, at: SystemTime) {
     if result != "error" {
         STORE_SYNCED_AT.store(unix_millis(at), Ordering::Relaxed);
     }
+}
+
+/// Decision spans by what became of them: `exported`, `dropped_queue_full`
+/// (the exporter fell behind) or `dropped_export_failed` (the collector
+/// refused, timed out or is unreachable).
+pub fn spans(result: &'static str, n: u64) {
+    metrics()
+        .spans
+        .get_or_create(&ResultLabels { result })
+        .inc_by(n);
 }
 
 pub fn decision_log_dropped() -> u64 {

@@ -38,6 +38,8 @@ pub enum ServeError {
         output: String,
         source: std::io::Error,
     },
+    #[error(transparent)]
+    Tracing(#[from] crate::spans::SpanError),
     #[error("gRPC server failed: {0}")]
     Grpc(std::io::Error),
     #[error("HTTP server failed: {0}")]
@@ -50,6 +52,7 @@ pub struct Server {
     http: TcpListener,
     authorizer: Arc<Authorizer>,
     audit_writer: Option<tokio::task::JoinHandle<()>>,
+    span_exporter: Option<tokio::task::JoinHandle<()>>,
     /// The connection the first store read used, handed to the follower.
     store_client: Option<source::Client>,
 }
@@ -83,15 +86,18 @@ impl Server {
                     source,
                 },
             )?;
+        let (spans, span_exporter) = crate::spans::SpanSink::start(&cfg.tracing)?;
         crate::metrics::revision_serving(&snapshot.revision);
         tracing::info!(revision = %snapshot.revision, rules = snapshot.policy.rules, routes = snapshot.routes.len(), issuers = cfg.issuers.len(), evaluator = %snapshot.policy.evaluator, "policy loaded");
         let store = Arc::new(PolicyStore::following(snapshot, path, status));
-        let authorizer = Arc::new(Authorizer::new(store, Arc::new(Jwks::new()), sink));
+        let authorizer =
+            Arc::new(Authorizer::new(store, Arc::new(Jwks::new()), sink).with_spans(spans));
         Ok(Server {
             grpc,
             http,
             authorizer,
             audit_writer,
+            span_exporter,
             store_client: client,
         })
     }
@@ -114,6 +120,7 @@ impl Server {
             http,
             authorizer,
             audit_writer,
+            span_exporter,
             store_client,
         } = self;
         let addr = |l: &TcpListener| {
@@ -166,6 +173,10 @@ impl Server {
         if let Some(writer) = audit_writer {
             // The writer ends once the last sink clone is gone; give it a bounded time to flush.
             let _ = tokio::time::timeout(std::time::Duration::from_secs(5), writer).await;
+        }
+        if let Some(exporter) = span_exporter {
+            // Likewise: the last spans are exported, or given up on after 5 s.
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(5), exporter).await;
         }
         g.map_err(ServeError::Grpc)?;
         h.map_err(ServeError::Http)?;

@@ -1,6 +1,7 @@
-//! W3C Trace Context in (`traceparent`), so a decision record can be joined
-//! to the trace of the request it decided. A leaf: imports nothing from the
-//! crate. Exporting spans (OTLP) is not built yet.
+//! W3C Trace Context in (`traceparent`, `tracestate`), so a decision record
+//! can be joined to the trace of the request it decided, and the decision's
+//! own span (exported by `spans`) is a child of the caller's. A leaf: imports
+//! nothing from the crate.
 
 /// The trace a decision belongs to: the caller's trace id, and the span id
 /// of authzd's own decision (a child of the caller's span).
@@ -10,9 +11,18 @@ pub struct TraceContext {
     pub trace_id: String,
     /// 16 lower-case hex characters, new for this decision.
     pub span_id: String,
-    /// The caller's span (the parent of `span_id`).
-    pub parent_id: String,
+    /// The caller's span (the parent of `span_id`); `None` for a trace
+    /// authzd started itself.
+    pub parent_id: Option<String>,
+    /// The caller's `sampled` flag (a trace authzd starts is sampled).
+    pub sampled: bool,
+    /// The caller's `tracestate`, passed on unchanged when it is well formed.
+    pub tracestate: Option<String>,
 }
+
+/// W3C Trace Context: at most 32 list members, and a vendor may drop a
+/// `tracestate` longer than 512 characters.
+const MAX_TRACESTATE: usize = 512;
 
 impl TraceContext {
     /// Reads a `traceparent` header (`00-<trace-id>-<parent-id>-<flags>`), as
@@ -24,26 +34,85 @@ impl TraceContext {
         let mut parts = h.split('-');
         let (version, trace_id, parent_id, flags) =
             (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
-        let hex = |s: &str, n: usize| {
-            s.len() == n
-                && s.bytes()
-                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-        };
-        let nonzero = |s: &str| s.bytes().any(|b| b != b'0');
-        let valid = hex(version, 2)
+        let valid = is_hex(version, 2)
             && version != "ff"
             && (version != "00" || parts.next().is_none())
-            && hex(trace_id, 32)
+            && is_hex(trace_id, 32)
             && nonzero(trace_id)
-            && hex(parent_id, 16)
+            && is_hex(parent_id, 16)
             && nonzero(parent_id)
-            && hex(flags, 2);
+            && is_hex(flags, 2);
+        let sampled = u8::from_str_radix(flags, 16).is_ok_and(|f| f & 1 == 1);
         valid.then(|| TraceContext {
             trace_id: trace_id.to_string(),
             span_id: new_span_id(),
-            parent_id: parent_id.to_string(),
+            parent_id: Some(parent_id.to_string()),
+            sampled,
+            tracestate: None,
         })
     }
+
+    /// [`from_traceparent`](Self::from_traceparent) plus the `tracestate`
+    /// that travels with it. A `tracestate` without a valid `traceparent`
+    /// means nothing and is dropped, as W3C says; so is a malformed one.
+    pub fn from_headers(traceparent: Option<&str>, tracestate: Option<&str>) -> Option<Self> {
+        let mut t = Self::from_traceparent(traceparent?)?;
+        t.tracestate = tracestate
+            .map(str::trim)
+            .filter(|s| well_formed_tracestate(s))
+            .map(str::to_string);
+        Some(t)
+    }
+
+    /// A new trace, for a decision whose caller sent none while spans are exported.
+    pub fn root() -> TraceContext {
+        let a = uuid::Uuid::new_v4();
+        TraceContext {
+            trace_id: hex::encode(a.as_bytes()),
+            span_id: new_span_id(),
+            parent_id: None,
+            sampled: true,
+            tracestate: None,
+        }
+    }
+}
+
+fn is_hex(s: &str, n: usize) -> bool {
+    s.len() == n
+        && s.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+fn nonzero(s: &str) -> bool {
+    s.bytes().any(|b| b != b'0')
+}
+
+/// `key=value` members separated by commas (empty members allowed), at most
+/// 32 of them, printable ASCII without `,` or `=` in a value: enough to pass
+/// on what a caller sent without passing on garbage.
+fn well_formed_tracestate(s: &str) -> bool {
+    if s.is_empty() || s.len() > MAX_TRACESTATE {
+        return false;
+    }
+    let members: Vec<&str> = s
+        .split(',')
+        .map(str::trim)
+        .filter(|m| !m.is_empty())
+        .collect();
+    members.len() <= 32
+        && members.iter().all(|m| {
+            m.split_once('=').is_some_and(|(k, v)| {
+                !k.is_empty()
+                    && k.bytes().all(|b| {
+                        b.is_ascii_lowercase()
+                            || b.is_ascii_digit()
+                            || matches!(b, b'_' | b'-' | b'*' | b'/' | b'@')
+                    })
+                    && !v.is_empty()
+                    && v.bytes()
+                        .all(|b| (0x20..=0x7e).contains(&b) && b != b',' && b != b'=')
+            })
+        })
 }
 
 /// A fresh, non-zero span id: the random tail of a UUIDv7.
@@ -68,9 +137,10 @@ mod tests {
         )
         .unwrap();
         assert_eq!(t.trace_id, "4bf92f3577b34da6a3ce929d0e0e4736");
-        assert_eq!(t.parent_id, "00f067aa0ba902b7");
+        assert_eq!(t.parent_id.as_deref(), Some("00f067aa0ba902b7"));
+        assert!(t.sampled);
         assert_eq!(t.span_id.len(), 16);
-        assert_ne!(t.span_id, t.parent_id);
+        assert_ne!(Some(&t.span_id), t.parent_id.as_ref());
         // A later version may add fields.
         assert!(
             TraceContext::from_traceparent(
@@ -91,5 +161,39 @@ mod tests {
         ] {
             assert_eq!(TraceContext::from_traceparent(bad), None, "{bad}");
         }
+    }
+
+    #[test]
+    fn flags_and_tracestate() {
+        let tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00";
+        assert!(!TraceContext::from_traceparent(tp).unwrap().sampled);
+        let t =
+            TraceContext::from_headers(Some(tp), Some("rojo=00f067aa0ba902b7, congo=t61rcWkgMzE"))
+                .unwrap();
+        assert_eq!(
+            t.tracestate.as_deref(),
+            Some("rojo=00f067aa0ba902b7, congo=t61rcWkgMzE")
+        );
+        for bad in [
+            "",
+            "novalue",
+            "a=b=c",
+            "UPPER=x",
+            "a=\u{7f}",
+            &"a=b,".repeat(200),
+        ] {
+            let t = TraceContext::from_headers(Some(tp), Some(bad)).unwrap();
+            assert_eq!(t.tracestate, None, "{bad}");
+        }
+        assert_eq!(TraceContext::from_headers(None, Some("a=b")), None);
+    }
+
+    #[test]
+    fn roots_are_fresh_and_sampled() {
+        let (a, b) = (TraceContext::root(), TraceContext::root());
+        assert_ne!(a.trace_id, b.trace_id);
+        assert_eq!(a.trace_id.len(), 32);
+        assert!(is_hex(&a.trace_id, 32) && is_hex(&a.span_id, 16));
+        assert!(a.sampled && a.parent_id.is_none());
     }
 }

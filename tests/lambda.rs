@@ -441,6 +441,45 @@ async fn simple_responses_request_scope_and_a_failed_role_lookup() {
     f.stop().await;
 }
 
+/// A `traceparent` in the event's headers labels the record, and with
+/// `[tracing]` the decision's span reaches the collector after the answer,
+/// before the sandbox could be frozen.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_callers_trace_is_followed_and_its_span_exported() {
+    let collector = common::otlp::Collector::start().await;
+    let rsa = key("rsa.pem");
+    let api = RuntimeApi::start().await;
+    let env = lambda_env(
+        "jwks_file = \"jwks.json\"",
+        "response = \"simple\"",
+        &format!("[tracing]\notlp_endpoint = \"{}\"\n", collector.endpoint()),
+    );
+    let f = start_with(&api, &env, &rsa);
+    let admin = format!("Bearer {}", user(&rsa, ISS, "alice", &["admin"]));
+    let trace = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let mut event = v2("GET", "/AdminUser", Some(&admin));
+    event["headers"]["traceparent"] = json!(format!("00-{trace}-00f067aa0ba902b7-01"));
+    let a = api.invoke(event).await;
+    assert_eq!(answer(&a)["isAuthorized"], true);
+    let spans = collector.wait_for(1).await;
+    let (_, log) = f.stop().await;
+    assert_eq!(spans.len(), 1, "{spans:?}");
+    assert_eq!(hex::encode(&spans[0].span.trace_id), trace);
+    let record: Value = log
+        .iter()
+        .find_map(|l| {
+            serde_json::from_str::<Value>(l)
+                .ok()
+                .filter(|v| v["source"] == "lambda")
+        })
+        .unwrap();
+    assert_eq!(record["trace_id"], trace);
+    assert_eq!(
+        record["span_id"].as_str().unwrap(),
+        hex::encode(&spans[0].span.span_id)
+    );
+}
+
 /// A CORS preflight that reaches the authorizer (API Gateway answers them
 /// when CORS is configured) is denied in both response forms, never allowed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

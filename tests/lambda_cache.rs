@@ -198,6 +198,7 @@ fn decide(snap: &Snapshot, method: &str, path: &str, p: &Principal) -> decision:
         method_overrides: [None; 3],
         body: None,
         traceparent: None,
+        tracestate: None,
     };
     decision::decide_for(snap, &req, p)
 }

@@ -163,6 +163,7 @@ pub async fn run(path: &Path) -> Result<(Snapshot, Vec<CaseResult>), CasesError>
             method_overrides: [None; 3],
             body: None,
             traceparent: None,
+            tracestate: None,
         };
         let decision = decision::decide_for(&snap, &req, &principal);
         let allowed_ok = decision.allowed == (case.expect == Expect::Allow);

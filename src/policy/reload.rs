@@ -45,6 +45,7 @@ pub struct PolicyStore {
 struct StartupSettings {
     server: ServerConfig,
     decision_log: String,
+    tracing: crate::config::TracingConfig,
     /// Which store is followed and how: the follower is set up once.
     store: (bool, Option<String>, String, String, u64, Option<PathBuf>),
 }
@@ -55,6 +56,7 @@ impl StartupSettings {
         Self {
             server: c.server.clone(),
             decision_log: c.decision_log.output.clone(),
+            tracing: c.tracing.clone(),
             store: (
                 p.policy.is_some(),
                 p.store.clone(),
@@ -175,7 +177,7 @@ impl PolicyStore {
         let now = StartupSettings::of(config);
         let msg = (now != self.started_with).then(|| {
             format!(
-                "[server] settings, decision_log.output, or where policy comes from (policy/store/table/channel/poll_secs/cache_file) changed ({:?} -> {:?}); restart authzd to apply them",
+                "[server] settings, decision_log.output, [tracing], or where policy comes from (policy/store/table/channel/poll_secs/cache_file) changed ({:?} -> {:?}); restart authzd to apply them",
                 self.started_with, now
             )
         });

@@ -215,11 +215,12 @@ fn hash(parts: &[&str]) -> Arc<str> {
 }
 
 /// Config keys that never change a decision: where authzd listens and how it
-/// treats connections, where its decision log goes, and where the policy
+/// treats connections, where its decision log and spans go, and where the policy
 /// text is read from and how often (the text itself is hashed on its own).
 const NOT_DECIDING: &[&[&str]] = &[
     &["server"],
     &["decision_log"],
+    &["tracing"],
     &["policy", "model"],
     &["policy", "policy"],
     &["policy", "store"],

@@ -15,6 +15,10 @@ use crate::{
 };
 
 /// Case-insensitive header lookup in a plain map (gRPC and JSON callers).
+/// W3C Trace Context headers: the call's own (gRPC metadata, HTTP headers)
+/// stand in for those a check message's `headers` lack, as a pair.
+pub const TRACE_HEADERS: [&str; 2] = ["traceparent", "tracestate"];
+
 pub fn header<'a>(headers: &'a HashMap<String, String>, name: &str) -> Option<&'a str> {
     headers
         .get(name)
@@ -69,6 +73,7 @@ pub fn check_request(m: &pb::CheckRequest) -> Result<Request<'_>, BadRequest> {
         method_overrides: method_overrides(|name| header(&m.headers, name)),
         body: None,
         traceparent: header(&m.headers, "traceparent"),
+        tracestate: header(&m.headers, "tracestate"),
     })
 }
 
@@ -130,6 +135,7 @@ pub async fn check_headers(
         method_overrides: method_overrides(|name| headers.get(name).and_then(|v| v.to_str().ok())),
         body,
         traceparent: headers.get("traceparent").and_then(|v| v.to_str().ok()),
+        tracestate: headers.get("tracestate").and_then(|v| v.to_str().ok()),
     };
     app.check(&req, source).await
 }

@@ -95,6 +95,7 @@ impl Authorization for EnvoyGrpc {
         let overrides = METHOD_OVERRIDE_HEADERS.map(|name| headers.get(name));
         let content_type = headers.get("content-type");
         let traceparent = headers.get("traceparent");
+        let tracestate = headers.get("tracestate");
         let partial = headers.get(PARTIAL_BODY_HEADER);
         // `with_request_body`: `raw_body` with `pack_as_bytes`, else `body`.
         let bytes = if http.raw_body.is_empty() {
@@ -120,6 +121,7 @@ impl Authorization for EnvoyGrpc {
                 partial: is_partial(partial.as_deref()),
             }),
             traceparent: traceparent.as_deref(),
+            tracestate: tracestate.as_deref(),
         };
         let outcome = self.0.check(&req, Source::EnvoyGrpc).await;
         let answer = HttpAnswer::of(&outcome);

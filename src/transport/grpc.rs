@@ -6,7 +6,7 @@ use tonic::{Request, Response, Status};
 
 use super::{
     answer::check_response,
-    ask::{batch_items, check_request, header},
+    ask::{TRACE_HEADERS, batch_items, check_request, header},
 };
 use crate::{
     audit::Source,
@@ -24,16 +24,20 @@ impl pb::authorizer_server::Authorizer for Service {
         request: Request<pb::CheckRequest>,
     ) -> Result<Response<pb::CheckResponse>, Status> {
         // The call's own trace context (gRPC metadata) stands in for one the message lacks.
-        let traceparent = request
-            .metadata()
-            .get("traceparent")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string);
+        let context = TRACE_HEADERS.map(|name| {
+            request
+                .metadata()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string)
+        });
         let mut m = request.into_inner();
-        if let Some(tp) = traceparent
-            && header(&m.headers, "traceparent").is_none()
-        {
-            m.headers.insert("traceparent".into(), tp);
+        if header(&m.headers, "traceparent").is_none() {
+            for (name, value) in TRACE_HEADERS.into_iter().zip(context) {
+                if let Some(v) = value {
+                    m.headers.insert(name.into(), v);
+                }
+            }
         }
         let req = check_request(&m).map_err(|e| Status::invalid_argument(e.to_string()))?;
         let outcome = self.0.check(&req, Source::Grpc).await;

@@ -14,7 +14,7 @@ use serde_json::json;
 
 use super::{
     answer::check_response,
-    ask::{batch_items, check_request, header},
+    ask::{TRACE_HEADERS, batch_items, check_request, header},
 };
 use crate::{audit::Source, authorizer::Authorizer, pb};
 
@@ -54,10 +54,12 @@ pub async fn check(State(app): State<App>, headers: HeaderMap, body: Bytes) -> R
         m.headers.insert("authorization".into(), auth);
     }
     // The call's own trace context stands in for one the body lacks.
-    if header(&m.headers, "traceparent").is_none()
-        && let Some(tp) = headers.get("traceparent").and_then(|v| v.to_str().ok())
-    {
-        m.headers.insert("traceparent".into(), tp.to_string());
+    if header(&m.headers, "traceparent").is_none() {
+        for name in TRACE_HEADERS {
+            if let Some(v) = headers.get(name).and_then(|v| v.to_str().ok()) {
+                m.headers.insert(name.into(), v.to_string());
+            }
+        }
     }
     let req = match check_request(&m) {
         Ok(r) => r,

@@ -205,13 +205,19 @@ pub async fn run(config: &Path) -> Result<(), LambdaError> {
     let (sink, writer) = audit::spawn(output, snapshot.config.decision_log.buffer)
         .map_err(|e| LambdaError::Config(e.to_string()))?;
     tracing::info!(revision = %snapshot.revision, routes = snapshot.routes.len(), evaluator = %snapshot.policy.evaluator, "authzd lambda ready");
+    let config_tracing = snapshot.config.tracing.clone();
     let store = Arc::new(PolicyStore::following(snapshot, config, status));
     // Keys, verified tokens and looked-up roles live as long as this warm instance.
-    let authorizer = Authorizer::new(store, Arc::new(Jwks::new()), sink);
+    let (spans, exporter) = crate::spans::SpanSink::start(&config_tracing)
+        .map_err(|e| LambdaError::Config(e.to_string()))?;
+    let authorizer = Authorizer::new(store, Arc::new(Jwks::new()), sink).with_spans(spans);
     let result = serve(&rt, &authorizer, tokio::sync::Mutex::new(client)).await;
     drop(authorizer);
     if let Some(w) = writer {
         let _ = tokio::time::timeout(Duration::from_secs(2), w).await;
+    }
+    if let Some(e) = exporter {
+        let _ = tokio::time::timeout(Duration::from_secs(2), e).await;
     }
     result
 }
@@ -236,6 +242,9 @@ async fn serve(
         crate::policy::follow::refresh_if_due(&authorizer.store, &store_client).await;
         let reply = handle(authorizer, &inv.event).await;
         rt.reply(&inv.id, reply).await?;
+        // The answer is out; export this invocation's span before the
+        // sandbox may be frozen (a frozen instance runs no background task).
+        authorizer.spans().flush().await;
     }
 }
 
@@ -284,6 +293,7 @@ pub async fn handle(authorizer: &Authorizer, raw: &Value) -> Reply {
         method_overrides: METHOD_OVERRIDE_HEADERS.map(|h| event.header(h)),
         body: None,
         traceparent: event.header("traceparent"),
+        tracestate: event.header("tracestate"),
     };
     let snap = authorizer.store.load();
     let outcome = authorizer.check(&req, Source::Lambda).await;

@@ -4,6 +4,7 @@
 
 pub mod casbin;
 pub mod fleet;
+pub mod otlp;
 pub mod pg;
 pub mod reference;
 pub mod runtime_api;
