@@ -132,6 +132,7 @@ fn check_with_a_bad_config_exits_2_naming_the_key() {
 
 #[test]
 fn validate_reports_counts_and_the_role_name_warning() {
+    // The demo sets `subject_prefix`, so it starts without a warning.
     let out = run(&["validate", "--config", "authzd.toml"]);
     assert!(out.status.success());
     let text = String::from_utf8_lossy(&out.stdout);
@@ -139,8 +140,23 @@ fn validate_reports_counts_and_the_role_name_warning() {
         text.contains("policy rules") && text.contains("5 routes"),
         "{text}"
     );
+    assert!(!text.contains("warning"), "{text}");
+    // Without it, a role with its own lines could be any user's subject.
+    let root = env!("CARGO_MANIFEST_DIR");
+    let dir = tempfile::tempdir().unwrap();
+    let demo = std::fs::read_to_string(format!("{root}/authzd.toml")).unwrap();
+    assert!(demo.contains("subject_prefix = \"user:\"\n"));
+    let bare = demo
+        .replace("subject_prefix = \"user:\"\n", "")
+        .replace("\"policies/", &format!("\"{root}/policies/"))
+        .replace("\"examples/", &format!("\"{root}/examples/"));
+    let cfg = dir.path().join("authzd.toml");
+    std::fs::write(&cfg, bare).unwrap();
+    let out = run(&["validate", "--config", cfg.to_str().unwrap()]);
+    let text = String::from_utf8_lossy(&out.stdout);
     assert!(
-        text.contains("warning: policy subject `regular` is also a role name"),
+        out.status.success()
+            && text.contains("warning: policy subject `regular` is also a role name"),
         "{text}"
     );
 }
