@@ -252,6 +252,7 @@ fn bench_policy(c: &mut Criterion) {
                 domain: "",
                 resource: path,
                 action: "GET",
+                attributes: &[],
             };
             assert_eq!(snap.policy.enforce(&q).unwrap().allowed, name == "allow");
             group.bench_with_input(

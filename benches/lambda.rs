@@ -149,6 +149,8 @@ async fn route_sets() {
             roles: vec!["admin".into(), "role1".into(), "role7".into()],
             scopes: vec![],
             domain: None,
+            attributes: vec![],
+            attribute_missing: None,
         };
         let n = 200;
         let t = Instant::now();

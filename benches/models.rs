@@ -401,6 +401,7 @@ fn bench_models(c: &mut Criterion) {
                     domain: dom,
                     resource: obj,
                     action: act,
+                    attributes: &[],
                 };
                 assert_eq!(
                     policy.enforce(&query).unwrap().allowed,
@@ -458,6 +459,7 @@ fn bench_depth(c: &mut Criterion) {
                     domain: "",
                     resource: &obj,
                     action: "GET",
+                    attributes: &[],
                 };
                 assert_eq!(
                     policy.enforce(&query).unwrap().allowed,
@@ -475,5 +477,146 @@ fn bench_depth(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench_models, bench_depth);
+/// (label, subject, claim roles, object, action, the one attribute, allowed).
+type AttrCase = (
+    &'static str,
+    String,
+    Vec<String>,
+    String,
+    &'static str,
+    String,
+    bool,
+);
+
+/// The two attribute examples (`examples/attributes/`), scaled: per-user
+/// grants (one `p` line per user, as per-object access lists grow) next to
+/// the example's own lines, at 10k and 100k rules. The ownership rule and
+/// the tenant rule are each timed allowing and denying.
+fn bench_attributes(c: &mut Criterion) {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/attributes");
+    let mut group = c.benchmark_group("attributes");
+    group
+        .sample_size(20)
+        .warm_up_time(Duration::from_millis(300))
+        .measurement_time(Duration::from_secs(1));
+    for example in ["ownership", "tenants"] {
+        let model = std::fs::read_to_string(root.join(example).join("model.conf")).unwrap();
+        let own = std::fs::read_to_string(root.join(example).join("policy.csv")).unwrap();
+        for n in [10_000usize, 100_000] {
+            let mut p = own.clone();
+            for i in 0..n {
+                match example {
+                    "ownership" => writeln!(p, "p, user:u{i}, /docs/{i}, GET").unwrap(),
+                    _ => writeln!(p, "p, user:u{i}, /tenants/:tenant/docs/{i}, GET").unwrap(),
+                }
+            }
+            let policy = load(&rt, &model, &p, LoadOptions::default());
+            eprintln!("{example} at {n} rules: {}", policy.evaluator);
+            let last = n - 1;
+            let cases: Vec<AttrCase> = match example {
+                "ownership" => vec![
+                    (
+                        "own/allow",
+                        "user:alice".into(),
+                        vec![],
+                        "/users/alice".into(),
+                        "PUT",
+                        "alice".into(),
+                        true,
+                    ),
+                    (
+                        "own/deny",
+                        "user:alice".into(),
+                        vec![],
+                        "/users/bob".into(),
+                        "PUT",
+                        "alice".into(),
+                        false,
+                    ),
+                    (
+                        "grant/allow",
+                        format!("user:u{last}"),
+                        vec![],
+                        format!("/docs/{last}"),
+                        "GET",
+                        format!("u{last}"),
+                        true,
+                    ),
+                    (
+                        "grant/deny",
+                        format!("user:u{last}"),
+                        vec![],
+                        "/docs/0".into(),
+                        "GET",
+                        format!("u{last}"),
+                        false,
+                    ),
+                ],
+                _ => vec![
+                    (
+                        "tenant/allow",
+                        "user:alice".into(),
+                        vec!["member".into()],
+                        "/tenants/acme/projects/p1".into(),
+                        "GET",
+                        "acme".into(),
+                        true,
+                    ),
+                    (
+                        "tenant/deny",
+                        "user:alice".into(),
+                        vec!["member".into()],
+                        "/tenants/globex/projects/p1".into(),
+                        "GET",
+                        "acme".into(),
+                        false,
+                    ),
+                    (
+                        "grant/allow",
+                        format!("user:u{last}"),
+                        vec![],
+                        format!("/tenants/acme/docs/{last}"),
+                        "GET",
+                        "acme".into(),
+                        true,
+                    ),
+                    (
+                        "grant/deny",
+                        format!("user:u{last}"),
+                        vec![],
+                        format!("/tenants/globex/docs/{last}"),
+                        "GET",
+                        "acme".into(),
+                        false,
+                    ),
+                ],
+            };
+            for (label, sub, roles, obj, act, attr, allowed) in &cases {
+                let attributes = vec![attr.clone()];
+                let query = Query {
+                    subject: sub,
+                    roles,
+                    domain: "",
+                    resource: obj,
+                    action: act,
+                    attributes: &attributes,
+                };
+                assert_eq!(
+                    policy.enforce(&query).unwrap().allowed,
+                    *allowed,
+                    "{example} {n} {label}"
+                );
+                group.bench_with_input(
+                    BenchmarkId::new(format!("{example}/{label}"), n),
+                    &query,
+                    |b, q| b.iter(|| policy.enforce(black_box(q)).unwrap()),
+                );
+            }
+        }
+    }
+    group.finish();
+}
+
+criterion_group!(benches, bench_models, bench_depth, bench_attributes);
 criterion_main!(benches);

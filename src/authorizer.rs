@@ -207,7 +207,7 @@ impl Authorizer {
                     (Ok(p), None) => {
                         let (reason, detail, matched) =
                             decision::authorize(&snap, p, &resource, &item.action, domain);
-                        d.set_principal(p);
+                        d.set_principal(&snap, p);
                         d.matched_policy = matched;
                         d.conclude(reason, detail);
                     }

@@ -477,6 +477,24 @@ pub struct PolicyConfig {
     /// as Go Casbin's `AddNamedDomainMatchingFunc`.
     #[serde(default)]
     pub domain_matching: BTreeMap<String, String>,
+    /// The model's attribute fields (`r = sub, obj, act, tenant`), each
+    /// taken from a claim of the verified token.
+    #[serde(default)]
+    pub attributes: BTreeMap<String, AttributeConfig>,
+}
+
+/// One `[policy.attributes]` entry: `tenant = { claim = "/custom:tenant" }`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AttributeConfig {
+    /// JSON Pointer into the verified token's claims.
+    pub claim: String,
+    /// Used when the claim is absent, empty or of another type (else the
+    /// check is denied with `attribute_missing`).
+    pub default: Option<String>,
+    /// `false` keeps the value out of the decision log (an email, a name).
+    #[serde(default = "default_true")]
+    pub log: bool,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -758,6 +776,27 @@ impl Config {
             }
         }
         self.validate_store()?;
+        for (name, a) in &self.policy.attributes {
+            let key = format!("policy.attributes.{name}");
+            let is_ident = name
+                .chars()
+                .next()
+                .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+                && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+            if !is_ident || ["sub", "obj", "act", "dom"].contains(&name.as_str()) {
+                return Err(self.invalid(
+                    key,
+                    "an attribute is a request field name of the model (letters, digits, `_`), not `sub`, `obj`, `act` or `dom`",
+                ));
+            }
+            check_pointer(&a.claim).map_err(|m| self.invalid(format!("{key}.claim"), m))?;
+            if a.default.as_deref() == Some("") {
+                return Err(self.invalid(
+                    format!("{key}.default"),
+                    "must not be empty: an empty value would equal a path value that did not match",
+                ));
+            }
+        }
         if let Some(ptr) = &self.policy.domain_claim {
             check_pointer(ptr).map_err(|m| self.invalid("policy.domain_claim", m))?;
         }

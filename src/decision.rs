@@ -95,6 +95,11 @@ pub struct Decision {
     pub scopes: Vec<String>,
     /// The principal's domain (`domain_claim`), when it has one.
     pub domain: Option<String>,
+    /// The model's attributes as the token filled them (`[policy.attributes]`).
+    pub attributes: Vec<Attribute>,
+    /// Set when the token could not fill an attribute (see
+    /// [`Principal::attribute_missing`]); the policy is then never asked.
+    pub attribute_missing: Option<String>,
     pub resource: String,
     pub action: String,
     pub route: Option<String>,
@@ -105,6 +110,15 @@ pub struct Decision {
     /// Headers of authzd's own answer to the client (a CORS preflight answered
     /// with status 204); empty otherwise.
     pub response_headers: Vec<(&'static str, String)>,
+}
+
+/// One attribute of the decision: its model field, value, and whether the
+/// decision log may show the value (`log = false` keeps it out).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attribute {
+    pub name: String,
+    pub value: String,
+    pub log: bool,
 }
 
 /// Where the pipeline stopped.
@@ -418,7 +432,7 @@ fn after_token(
     roles: &dyn RoleSource,
     allow_fetch: bool,
 ) -> Step {
-    d.set_principal(&principal);
+    d.set_principal(snap, &principal);
     // 5. Coarse scopes.
     if let Some(r) = route
         && !scopes_satisfied(r, &principal)
@@ -497,6 +511,8 @@ impl Decision {
             roles: Vec::new(),
             scopes: Vec::new(),
             domain: None,
+            attributes: Vec::new(),
+            attribute_missing: None,
             resource: resource.to_string(),
             action: action.to_string(),
             route: None,
@@ -522,12 +538,30 @@ impl Decision {
     }
 
     /// Copies who the caller is into the decision.
-    pub fn set_principal(&mut self, p: &Principal) {
+    pub fn set_principal(&mut self, snap: &Snapshot, p: &Principal) {
         self.subject = Some(p.subject.clone());
         self.issuer = Some(p.issuer.clone());
         self.roles = p.roles.clone();
         self.scopes = p.scopes.clone();
         self.domain.clone_from(&p.domain);
+        self.attribute_missing.clone_from(&p.attribute_missing);
+        // The attribute values with their names and log settings (only when
+        // the model has attributes: no allocation otherwise).
+        let names = &snap.policy.attributes;
+        if names.is_empty() {
+            return;
+        }
+        let mapped = &snap.config.policy.attributes;
+        self.attributes = names
+            .iter()
+            .zip(&p.attributes)
+            .filter(|(_, v)| !v.is_empty())
+            .map(|(name, value)| Attribute {
+                name: name.clone(),
+                value: value.clone(),
+                log: mapped.get(name).is_none_or(|a| a.log),
+            })
+            .collect();
     }
 }
 
@@ -578,6 +612,7 @@ fn query<'a>(
             .unwrap_or(""),
         resource,
         action,
+        attributes: &p.attributes,
     }
 }
 
@@ -589,14 +624,126 @@ pub fn route_allows(snap: &Snapshot, route: &Route, method: &str, p: &Principal)
     if route.public {
         return true;
     }
-    scopes_satisfied(route, p)
-        && route.witnesses().iter().all(|w| {
-            request::canonical_path(w, &snap.config.request).is_ok_and(|resource| {
-                snap.policy
-                    .enforce(&query(p, &resource, method, None))
-                    .is_ok_and(|e| e.allowed)
-            })
+    p.attribute_missing.is_none()
+        && scopes_satisfied(route, p)
+        && route
+            .witnesses()
+            .iter()
+            .all(|w| path_allows(snap, method, p, w))
+}
+
+/// The policy step for one concrete path of a route, as the pipeline would
+/// take it (canonical form first).
+fn path_allows(snap: &Snapshot, method: &str, p: &Principal, path: &str) -> bool {
+    request::canonical_path(path, &snap.config.request).is_ok_and(|resource| {
+        snap.policy
+            .enforce(&query(p, &resource, method, None))
+            .is_ok_and(|e| e.allowed)
+    })
+}
+
+/// What a cached answer may say about one route and method for a caller.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RouteVerdict {
+    /// The same for every path of the route.
+    All(bool),
+    /// The decision depends on a path value (`keyGet2(r.obj, p.obj, "id")
+    /// == r.uid`): only these concrete paths, the caller's own values in
+    /// the route's parameters, are allowed; the route as a whole is not.
+    Only(Vec<String>),
+}
+
+impl RouteVerdict {
+    pub fn allows(&self, path: &str) -> bool {
+        match self {
+            RouteVerdict::All(a) => *a,
+            RouteVerdict::Only(paths) => paths.iter().any(|p| p == path),
+        }
+    }
+}
+
+/// The whole pipeline for `method path` as this principal sent it (no
+/// token to read: the principal stands for it). What a fresh request
+/// would get; a cached answer's concrete paths are checked with it.
+pub fn fresh_allows(snap: &Snapshot, method: &str, path: &str, p: &Principal) -> bool {
+    let req = Request {
+        target: Target::Http { method, path },
+        token: None,
+        authorization: None,
+        origin: None,
+        access_control_request_method: None,
+        answers_preflight: false,
+        domain: None,
+        method_overrides: [None; 3],
+        body: None,
+        traceparent: None,
+        tracestate: None,
+    };
+    decide_for(snap, &req, p).allowed
+}
+
+/// Combinations of the caller's values tried per route, at most.
+const MAX_INSTANCES: usize = 64;
+
+/// A value that can stand as one path segment, in an `execute-api` ARN too:
+/// no `/`, no IAM wildcard, no dot segment, nothing that needs encoding.
+fn plain_segment(v: &str) -> bool {
+    !v.is_empty()
+        && v != "."
+        && v != ".."
+        && v.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-._~@:+=,".contains(&b))
+}
+
+/// [`route_allows`] for a policy that reads path values: a route is
+/// answered as a whole only when its template, a second witness with other
+/// parameter values, and every path built from the caller's own values
+/// (its subject claim and attributes) all decide alike. Otherwise only the
+/// caller's own paths that are allowed are listed, each as itself, so a
+/// cached answer neither allows another caller's resource nor denies the
+/// caller its own.
+pub fn route_verdict(snap: &Snapshot, route: &Route, method: &str, p: &Principal) -> RouteVerdict {
+    let whole = route_allows(snap, route, method, p);
+    if route.public || route.is_literal() || !snap.policy.reads_path_values {
+        return RouteVerdict::All(whole);
+    }
+    let allows = |path: &str| {
+        p.attribute_missing.is_none()
+            && scopes_satisfied(route, p)
+            && path_allows(snap, method, p, path)
+    };
+    let other = route
+        .instances(&["~authzd-witness~"], 1)
+        .iter()
+        .all(|w| allows(w));
+    let mut values: Vec<&str> = std::iter::once(p.claim_subject.as_str())
+        .chain(p.attributes.iter().map(String::as_str))
+        .filter(|v| plain_segment(v))
+        .collect();
+    values.sort_unstable();
+    values.dedup();
+    let own: Vec<(String, bool)> = route
+        .instances(&values, MAX_INSTANCES)
+        .into_iter()
+        // A path a more specific route takes is that route's to answer.
+        .filter(|path| {
+            snap.routes
+                .find(method, path)
+                .is_some_and(|r| r.same_paths(route))
         })
+        .map(|path| {
+            let ok = fresh_allows(snap, method, &path, p);
+            (path, ok)
+        })
+        .collect();
+    if other == whole && own.iter().all(|(_, ok)| *ok == whole) {
+        return RouteVerdict::All(whole);
+    }
+    RouteVerdict::Only(
+        own.into_iter()
+            .filter_map(|(path, ok)| ok.then_some(path))
+            .collect(),
+    )
 }
 
 /// Step 7: Casbin enforce for a verified principal. Returns reason, detail, matched line.
@@ -607,6 +754,10 @@ pub fn authorize(
     action: &str,
     domain: Option<&str>,
 ) -> (Reason, String, Vec<String>) {
+    if let Some(why) = &p.attribute_missing {
+        // Never ask the policy with an attribute the token did not give.
+        return (Reason::AttributeMissing, why.clone(), Vec::new());
+    }
     match snap.policy.enforce(&query(p, resource, action, domain)) {
         Ok(e) if e.allowed => {
             let detail = if e.matched.is_empty() {

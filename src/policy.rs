@@ -58,6 +58,8 @@ enum Field {
     Dom,
     Obj,
     Act,
+    /// The n-th attribute (a field beyond the four above).
+    Attr(usize),
 }
 
 /// A compiled Casbin model + policy.
@@ -70,6 +72,13 @@ pub struct Policy {
     /// Which evaluator runs, and why, for the load log and `authzd validate`.
     pub evaluator: String,
     fields: Vec<Field>,
+    /// The model's attribute fields (`r = sub, obj, act, tenant`: `tenant`),
+    /// in order; their values come from `[policy.attributes]` claims.
+    pub attributes: Vec<String>,
+    /// The matcher reads values out of paths (`keyGet`, `keyGet2`,
+    /// `keyGet3`): a decision for a route template may not hold for every
+    /// path of the route (the Lambda authorizer's cached answers).
+    pub reads_path_values: bool,
     /// `g = _, _, _`: role links (claim roles included) live in a domain.
     g_domain: bool,
     /// Policy (`p`) rules and grouping (`g`) rules loaded.
@@ -183,7 +192,12 @@ impl Policy {
         let model = DefaultModel::from_str(model_text)
             .await
             .map_err(|e| model_err(e.to_string()))?;
-        let fields = request_fields(&model).map_err(model_err)?;
+        let (fields, attributes) = request_fields(&model).map_err(model_err)?;
+        let reads_path_values = model
+            .get_model()
+            .get("m")
+            .and_then(|m| m.get("m"))
+            .is_some_and(|m| m.value.contains("keyGet"));
         let arity = arities(&model);
         let (rules, groupings, subjects, role_names, deduplicated) =
             check_lines(policy_text, policy_name, &arity)?;
@@ -257,6 +271,8 @@ impl Policy {
             fast,
             evaluator,
             fields,
+            attributes,
+            reads_path_values,
             rules,
             groupings,
             subjects,
@@ -281,12 +297,14 @@ impl Policy {
     fn probe_cost(&self) -> std::time::Duration {
         let subject = self.subjects.first().map_or("authzd-probe", String::as_str);
         let roles: Vec<String> = self.role_names.iter().take(3).cloned().collect();
+        let probe_attributes = vec!["authzd-probe".to_string(); self.attributes.len()];
         let q = Query {
             subject,
             roles: &roles,
             domain: "",
             resource: "/authzd-probe/x",
             action: "GET",
+            attributes: &probe_attributes,
         };
         (0..3)
             .map(|_| {
@@ -332,6 +350,7 @@ impl Policy {
                 Field::Dom => q.domain,
                 Field::Obj => q.resource,
                 Field::Act => q.action,
+                Field::Attr(i) => q.attributes.get(*i).map_or("", String::as_str),
             })
             .collect();
         let Some(enforcer) = &self.enforcer else {
@@ -453,7 +472,9 @@ const EFFECTS: [&str; 4] = [
     "priority(p_eft) || deny",
 ];
 
-fn request_fields(model: &DefaultModel) -> Result<Vec<Field>, String> {
+/// The request definition's fields, and the names of its attributes (the
+/// fields beyond `sub`, `dom`, `obj` and `act`), in order.
+fn request_fields(model: &DefaultModel) -> Result<(Vec<Field>, Vec<String>), String> {
     if let Some(e) = model.get_model().get("e").and_then(|m| m.get("e"))
         && !EFFECTS.contains(&e.value.as_str())
     {
@@ -482,6 +503,7 @@ fn request_fields(model: &DefaultModel) -> Result<Vec<Field>, String> {
         .and_then(|m| m.get("r"))
         .ok_or("no `[request_definition]` `r`")?;
     let mut fields = Vec::new();
+    let mut attributes: Vec<String> = Vec::new();
     for token in &r.tokens {
         let name = token.strip_prefix("r_").unwrap_or(token);
         let f = match name {
@@ -490,9 +512,11 @@ fn request_fields(model: &DefaultModel) -> Result<Vec<Field>, String> {
             "obj" => Field::Obj,
             "act" => Field::Act,
             other => {
-                return Err(format!(
-                    "request field `{other}` is not supported: authzd fills `sub`, `obj`, `act` and optionally `dom`"
-                ));
+                if attributes.iter().any(|a| a == other) {
+                    return Err(format!("request field `{name}` appears twice"));
+                }
+                attributes.push(other.to_string());
+                Field::Attr(attributes.len() - 1)
             }
         };
         if fields.contains(&f) {
@@ -502,12 +526,18 @@ fn request_fields(model: &DefaultModel) -> Result<Vec<Field>, String> {
     }
     for need in [Field::Sub, Field::Obj, Field::Act] {
         if !fields.contains(&need) {
+            let has: Vec<String> = r
+                .tokens
+                .iter()
+                .map(|t| format!("`{}`", t.strip_prefix("r_").unwrap_or(t)))
+                .collect();
             return Err(format!(
-                "request definition must have `sub`, `obj` and `act` (missing {need:?})"
+                "request definition must have `sub`, `obj` and `act` (missing {need:?}); it has {} (fields beyond `sub`, `dom`, `obj` and `act` are attributes, filled from `[policy.attributes]`)",
+                has.join(", ")
             ));
         }
     }
-    Ok(fields)
+    Ok((fields, attributes))
 }
 
 /// Number of fields each policy type (`p`, `p2`, `g`, `g2`…) takes.
@@ -810,6 +840,7 @@ m = g(r.sub, p.sub) && r.obj == p.obj && r.act == p.act && r.obj.len() > 0
             domain: "",
             resource,
             action: "GET",
+            attributes: &[],
         };
         assert!(p.enforce(&q("/abc")).unwrap().allowed);
         // casbin-rs's key_match slices the path at the `*` offset, mid-character here.
@@ -885,6 +916,7 @@ m = g(r.sub, p.sub) && r.obj == p.obj && r.act == p.act && r.obj.len() > 0
             domain: "",
             resource: res,
             action: "GET",
+            attributes: &[],
         };
         let with = Box::leak(Box::new(roles));
         let r = p.enforce(&q(with, "/a")).unwrap();
@@ -984,6 +1016,7 @@ m = g(r.sub, p.sub) && r.obj == p.obj && r.act == p.act && r.obj.len() > 0
                 domain: "",
                 resource: res,
                 action: "GET",
+                attributes: &[],
             })
             .unwrap()
             .allowed
@@ -1011,6 +1044,7 @@ m = g(r.sub, p.sub) && r.obj == p.obj && r.act == p.act && r.obj.len() > 0
                 domain: "",
                 resource: "/a",
                 action: "GET",
+                attributes: &[],
             })
             .unwrap();
         // casbin-rs would move the repeat last and allow.
@@ -1032,6 +1066,7 @@ m = g(r.sub, p.sub) && r.obj == p.obj && r.act == p.act && r.obj.len() > 0
             domain: "",
             resource: "/a",
             action: "GET",
+            attributes: &[],
         };
         // The second model has a method call: casbin-rs evaluates it.
         for (m, evaluator) in [

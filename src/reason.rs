@@ -23,12 +23,13 @@ pub enum Reason {
     TokenUseMismatch,
     ScopeMissing,
     RoleLookupFailed,
+    AttributeMissing,
     PolicyDenied,
     PolicyUnavailable,
 }
 
 impl Reason {
-    pub const ALL: [Reason; 18] = [
+    pub const ALL: [Reason; 19] = [
         Reason::RequestRejected,
         Reason::Allowed,
         Reason::CorsPreflight,
@@ -45,6 +46,7 @@ impl Reason {
         Reason::TokenUseMismatch,
         Reason::ScopeMissing,
         Reason::RoleLookupFailed,
+        Reason::AttributeMissing,
         Reason::PolicyDenied,
         Reason::PolicyUnavailable,
     ];
@@ -67,6 +69,7 @@ impl Reason {
             Reason::TokenUseMismatch => "token_use_mismatch",
             Reason::ScopeMissing => "scope_missing",
             Reason::RoleLookupFailed => "role_lookup_failed",
+            Reason::AttributeMissing => "attribute_missing",
             Reason::PolicyDenied => "policy_denied",
             Reason::PolicyUnavailable => "policy_unavailable",
         }
@@ -78,7 +81,10 @@ impl Reason {
         match self {
             Reason::RequestRejected => 400,
             Reason::Allowed | Reason::PublicRoute => 200,
-            Reason::ScopeMissing | Reason::PolicyDenied | Reason::CorsPreflight => 403,
+            Reason::ScopeMissing
+            | Reason::AttributeMissing
+            | Reason::PolicyDenied
+            | Reason::CorsPreflight => 403,
             Reason::RoleLookupFailed | Reason::PolicyUnavailable => 503,
             _ => 401,
         }

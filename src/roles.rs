@@ -26,6 +26,55 @@ pub struct Principal {
     pub scopes: Vec<String>,
     /// Domain from `domain_claim`, if configured and present.
     pub domain: Option<String>,
+    /// The model's attribute values, in its request definition's order
+    /// (`[policy.attributes]`); never empty strings.
+    pub attributes: Vec<String>,
+    /// The first attribute the token cannot fill, and why (naming the field
+    /// and claim, never a value): a check that reaches the policy is denied
+    /// with `attribute_missing`.
+    pub attribute_missing: Option<String>,
+}
+
+/// The attribute values `claims` give the model's attribute fields `names`
+/// (in order), by `[policy.attributes]`: a string, number or boolean, as
+/// text. Absent, `null`, `""`, an array or an object is no value: the
+/// field's `default`, else the first such field is reported missing.
+pub fn attributes_from_claims(
+    claims: &serde_json::Map<String, serde_json::Value>,
+    names: &[String],
+    mapped: &std::collections::BTreeMap<String, crate::config::AttributeConfig>,
+) -> (Vec<String>, Option<String>) {
+    use serde_json::Value;
+    let mut values = Vec::with_capacity(names.len());
+    let mut missing = None;
+    for name in names {
+        let Some(cfg) = mapped.get(name) else {
+            // The snapshot refuses such a model; fail closed anyway.
+            missing.get_or_insert_with(|| format!("attribute `{name}` has no claim mapped"));
+            values.push(String::new());
+            continue;
+        };
+        let found = match crate::token::claims::at(claims, &cfg.claim) {
+            Some(Value::String(s)) if !s.is_empty() => Ok(s.clone()),
+            Some(Value::Number(n)) => Ok(n.to_string()),
+            Some(Value::Bool(b)) => Ok(b.to_string()),
+            None | Some(Value::Null) => Err("absent"),
+            Some(Value::String(_)) => Err("empty"),
+            Some(Value::Array(_)) => Err("an array (attributes take one value)"),
+            Some(Value::Object(_)) => Err("an object"),
+        };
+        match (found, &cfg.default) {
+            (Ok(v), _) => values.push(v),
+            (Err(_), Some(d)) => values.push(d.clone()),
+            (Err(why), None) => {
+                missing.get_or_insert_with(|| {
+                    format!("attribute `{name}`: claim `{}` is {why}", cfg.claim)
+                });
+                values.push(String::new());
+            }
+        }
+    }
+    (values, missing)
 }
 
 /// What the cache knows about a subject's looked-up roles.

@@ -163,6 +163,27 @@ impl Route {
         out
     }
 
+    /// This route's paths with each parameter (a greedy one too, as one
+    /// segment) replaced by one of `values`: every combination, at most
+    /// `limit` of them. Empty for a literal route.
+    pub fn instances(&self, values: &[&str], limit: usize) -> Vec<String> {
+        if self.is_literal() || values.is_empty() {
+            return Vec::new();
+        }
+        let mut out = vec![String::new()];
+        for s in &self.segments {
+            out = match s {
+                Segment::Literal(l) => out.into_iter().map(|p| format!("{p}/{l}")).collect(),
+                Segment::Param | Segment::Greedy => out
+                    .iter()
+                    .flat_map(|p| values.iter().map(move |v| format!("{p}/{v}")))
+                    .take(limit)
+                    .collect(),
+            };
+        }
+        out
+    }
+
     /// Whether `other` matches exactly the paths this route matches.
     pub fn same_paths(&self, other: &Route) -> bool {
         self.segments == other.segments

@@ -241,6 +241,7 @@ async fn claim_roles_equal_physical_g_lines_across_models() {
                         domain: dom,
                         resource: obj,
                         action: act,
+                        attributes: &[],
                     };
                     let got = ours.enforce(&q).unwrap();
                     let rvals: Vec<&str> = if case.domains {
@@ -285,6 +286,7 @@ async fn deny_on_a_claim_role_overrides_an_allow() {
             domain: "",
             resource: "/a",
             action: "GET",
+            attributes: &[],
         })
         .unwrap()
     };
@@ -336,6 +338,7 @@ fn concurrent_requests_never_share_roles() {
                         domain: "",
                         resource: obj,
                         action: "GET",
+                        attributes: &[],
                     };
                     let got = ours.enforce(&q).unwrap().allowed;
                     assert_eq!(

@@ -107,6 +107,7 @@ async fn casbin_examples_run_on_the_indexed_evaluator_and_answer_as_casbin() {
                 domain: get("dom"),
                 resource: get("obj"),
                 action: get("act"),
+                attributes: &[],
             });
             // casbin-rs panics on some inputs (ipMatch on a non-address).
             let want = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
@@ -193,6 +194,7 @@ async fn ip_match_with_a_bad_address_fails_rather_than_skipping_rules() {
             domain: "",
             resource: obj,
             action: "GET",
+            attributes: &[],
         });
         let want = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             reference.enforce_ex(vec![sub, obj, "GET"])

@@ -281,6 +281,7 @@ fn check(case: &Case, rt: &tokio::runtime::Runtime) -> Result<(), TestCaseError>
             domain: dom,
             resource: obj,
             action: act,
+            attributes: &[],
         });
         let mut text = policy.clone();
         for r in &roles {

@@ -69,7 +69,7 @@ fn compare(reference: &mut Reference, job: &Job<'_>, asks: &[Ask], rt: &tokio::r
     let requests: Vec<(Vec<&str>, String)> = asks
         .iter()
         .map(|a| {
-            let sub = &a.values[0];
+            let sub = get(a, "sub");
             let extra: String = a
                 .roles
                 .iter()
@@ -86,12 +86,19 @@ fn compare(reference: &mut Reference, job: &Job<'_>, asks: &[Ask], rt: &tokio::r
         .unwrap_or_else(|e| panic!("Go Casbin refused it: {e}\n{}\n{}", job.model, job.policy));
     for (a, want) in asks.iter().zip(want) {
         let (sub, dom, obj, act) = (get(a, "sub"), get(a, "dom"), get(a, "obj"), get(a, "act"));
+        // Fields beyond these four are attributes, in request order.
+        let attributes: Vec<String> = fields
+            .iter()
+            .filter(|f| !["sub", "dom", "obj", "act"].contains(&f.as_str()))
+            .map(|f| get(a, f))
+            .collect();
         let got = ours.enforce(&Query {
             subject: &sub,
             roles: &a.roles,
             domain: &dom,
             resource: &obj,
             action: &act,
+            attributes: &attributes,
         });
         let at = || {
             format!(
@@ -465,6 +472,135 @@ fn casbin_examples_answer_as_go_casbin() {
             ..Job::default()
         };
         let asks = combinations(&policy, request_fields(&model).len(), &["nobody"]);
+        compare(&mut reference, &job, &asks, &rt);
+    }
+}
+
+/// Models with `keyGet`, `keyGet2`, `keyGet3` and attribute fields (the
+/// ownership and tenant rules of `docs/attributes.md`), each getter on
+/// either side of `==`/`!=`, against requests whose paths match and do not.
+const GETTER_MODELS: &[(&str, &str)] = &[
+    (
+        "r = sub, obj, act",
+        "(g(r.sub, p.sub) || (p.sub == \"self\" && keyGet2(r.obj, p.obj, \"id\") == r.sub)) && keyMatch2(r.obj, p.obj) && r.act == p.act",
+    ),
+    (
+        "r = sub, obj, act, tenant",
+        "g(r.sub, p.sub) && keyMatch2(r.obj, p.obj) && r.act == p.act && keyGet2(r.obj, p.obj, \"tenant\") == r.tenant",
+    ),
+    (
+        "r = sub, obj, act, owner",
+        "g(r.sub, p.sub) && keyMatch3(r.obj, p.obj) && r.owner == keyGet3(r.obj, p.obj, \"id\") && r.act == p.act",
+    ),
+    (
+        "r = sub, obj, act, org",
+        "r.sub == p.sub && keyMatch(r.obj, p.obj) && keyGet(r.obj, p.obj) != r.org && r.act == p.act",
+    ),
+    (
+        "r = sub, obj, act, tenant",
+        "g(r.sub, p.sub) && keyMatch2(r.obj, p.obj) && (keyGet2(r.obj, p.obj, \"tenant\") == r.tenant || keyGet2(r.obj, p.obj, \"tenant\") == \"shared\") && r.act == p.act",
+    ),
+    (
+        "r = tenant, sub, obj, act",
+        "g(r.sub, p.sub) && keyMatch2(r.obj, p.obj) && r.act == p.act && keyGet2(\"/t/x/docs/1\", \"/t/:tenant/docs/:d\", \"tenant\") != r.tenant",
+    ),
+];
+
+const GETTER_SUBJECTS: &[&str] = &["alice", "bob", "self", "admin"];
+/// Policy objects in each model's own syntax: `:name` for keyMatch2
+/// (casbin-rs refuses `{name}` there), `{name}` for keyMatch3, prefixes
+/// for keyMatch.
+const COLON_OBJECTS: &[&str] = &[
+    "/users/:id",
+    "/users/*",
+    "/t/:tenant/docs/:doc",
+    "/t/:tenant/*",
+    "/files/:id/:id",
+    "/t/:tenant/docs/1",
+];
+const BRACE_OBJECTS: &[&str] = &[
+    "/users/{id}",
+    "/users/*",
+    "/t/{tenant}/docs/{id}",
+    "/files/{id}/{id}",
+    "/users/{id}x",
+];
+const PREFIX_OBJECTS: &[&str] = &["/users/*", "/t/*", "/t/a/*", "/users/alice", "*"];
+
+fn getter_objects(model: usize) -> &'static [&'static str] {
+    match model {
+        2 => BRACE_OBJECTS,
+        3 => PREFIX_OBJECTS,
+        _ => COLON_OBJECTS,
+    }
+}
+const GETTER_PATHS: &[&str] = &[
+    "/users/alice",
+    "/users/bob",
+    "/users/alice/x",
+    "/users/",
+    "/t/a/docs/1",
+    "/t/b/docs/1",
+    "/t/shared/docs/1",
+    "/t/a",
+    "/t/x/docs/1",
+    "/files/1/alice",
+    "/other",
+];
+const GETTER_VALUES: &[&str] = &["alice", "bob", "a", "b", "shared", "x", "users", "1"];
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(120))]
+
+    #[test]
+    fn getters_and_attributes_answer_as_go_casbin(
+        model in 0..GETTER_MODELS.len(),
+        lines in prop::collection::vec((0..GETTER_SUBJECTS.len(), 0..6usize, 0..2usize), 1..8),
+        grants in prop::collection::vec((0..2usize, 0..GETTER_SUBJECTS.len()), 0..3),
+        requests in prop::collection::vec(
+            (0..3usize, 0..GETTER_PATHS.len(), 0..2usize, 0..GETTER_VALUES.len(), prop::collection::vec(0..GETTER_SUBJECTS.len(), 0..2)),
+            1..24,
+        ),
+    ) {
+        let Some((mut reference, rt)) = start() else {
+            return Ok(());
+        };
+        let (r, m) = GETTER_MODELS[model];
+        let text = format!(
+            "[request_definition]\n{r}\n[policy_definition]\np = sub, obj, act\n[role_definition]\ng = _, _\n[policy_effect]\ne = some(where (p.eft == allow))\n[matchers]\nm = {m}\n"
+        );
+        let acts = ["GET", "PUT"];
+        let mut policy: String = lines
+            .iter()
+            .map(|(s, o, a)| {
+                let objects = getter_objects(model);
+                format!("p, {}, {}, {}\n", GETTER_SUBJECTS[*s], objects[*o % objects.len()], acts[*a])
+            })
+            .collect();
+        let users = ["alice", "bob"];
+        for (u, s) in &grants {
+            policy.push_str(&format!("g, {}, {}\n", users[*u], GETTER_SUBJECTS[*s]));
+        }
+        let fields = request_fields(&text);
+        let asks: Vec<Ask> = requests
+            .iter()
+            .map(|(s, p, a, v, roles)| {
+                let subject = ["alice", "bob", "carol"][*s];
+                Ask {
+                    values: fields
+                        .iter()
+                        .map(|f| match f.as_str() {
+                            "sub" => subject.to_string(),
+                            "obj" => GETTER_PATHS[*p].to_string(),
+                            "act" => acts[*a].to_string(),
+                            _ => GETTER_VALUES[*v].to_string(),
+                        })
+                        .collect(),
+                    roles: roles.iter().map(|r| GETTER_SUBJECTS[*r].to_string()).collect(),
+                }
+            })
+            .collect();
+        let job = Job { model: &text, policy: &policy, ..Job::default() };
         compare(&mut reference, &job, &asks, &rt);
     }
 }

@@ -79,6 +79,11 @@ fn every_config_key_is_documented() {
         ("[roles.lookup]\nurl = \"http://d/{sub}\"", "[roles.lookup]"),
         ("[decision_log]", "[decision_log]"),
         ("[request]", "[request]"),
+        ("[tracing]", "[tracing]"),
+        (
+            "[policy]\nmodel = \"m\"\npolicy = \"p\"\n[policy.attributes]\nt = { claim = \"/t\", zz_not_a_key = 1 }",
+            "[policy.attributes] entry",
+        ),
     ];
     let mut count = 0;
     for (table, name) in tables {
@@ -111,6 +116,7 @@ fn every_metric_is_documented() {
     authzd::metrics::decision_log_dropped();
     authzd::metrics::store_configured();
     authzd::metrics::store_synced("ok", std::time::SystemTime::now());
+    authzd::metrics::spans("exported", 1);
     let text = authzd::metrics::render();
     let doc = read("docs/metrics.md");
     let mut n = 0;

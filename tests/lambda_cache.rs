@@ -226,6 +226,8 @@ proptest! {
             roles: roles.iter().map(|r| format!("r{r}")).collect(),
             scopes: if scoped { vec!["s1".into()] } else { vec![] },
             domain: None,
+            attributes: vec![],
+            attribute_missing: None,
         };
         // Every routed request, as API Gateway would send it.
         let mut requests = Vec::new();
@@ -277,6 +279,193 @@ proptest! {
     }
 }
 
+/// Models whose decision depends on a path value (docs/attributes.md): the
+/// `{x}` parameter compared with the caller's `uid` (ownership, `self`
+/// lines) or `tenant` (every line).
+const VALUE_MODELS: [(&str, &str); 2] = [
+    (
+        "uid",
+        "((p.sub == \"self\" && keyGet2(r.obj, p.obj, \"x\") == r.uid) || (p.sub != \"self\" && g(r.sub, p.sub))) && keyMatch2(r.obj, p.obj) && r.act == p.act",
+    ),
+    (
+        "tenant",
+        "g(r.sub, p.sub) && keyMatch2(r.obj, p.obj) && r.act == p.act && keyGet2(r.obj, p.obj, \"x\") == r.tenant",
+    ),
+];
+
+/// Parameter values: the caller's own is one of the first three.
+const VALUES: [&str; 4] = ["v1", "v2", "v3", "w"];
+
+/// keyMatch2 with the template's own parameter names (`{x}` → `:x`).
+fn named_pattern(template: &str) -> String {
+    template
+        .split('/')
+        .map(|s| match s {
+            "{proxy+}" => "*".to_string(),
+            s if s.starts_with('{') => format!(":{}", &s[1..s.len() - 1]),
+            s => s.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+/// Every concrete path of a template over [`VALUES`] (a greedy parameter
+/// also two segments deep).
+fn all_instances(template: &str) -> Vec<String> {
+    let mut out = vec![String::new()];
+    for seg in template.split('/').skip(1) {
+        out = out
+            .into_iter()
+            .flat_map(|p| {
+                let options: Vec<String> = match seg {
+                    "{proxy+}" => VALUES
+                        .iter()
+                        .map(|v| v.to_string())
+                        .chain(["v1/v4".to_string()])
+                        .collect(),
+                    s if s.starts_with('{') => VALUES.iter().map(|v| v.to_string()).collect(),
+                    s => vec![s.to_string()],
+                };
+                options.into_iter().map(move |o| format!("{p}/{o}"))
+            })
+            .collect();
+    }
+    if template == "/" {
+        return vec!["/".into()];
+    }
+    out
+}
+
+fn build_valued(
+    model: usize,
+    routes: &[RouteSpec],
+    rules: &[(usize, usize, &'static str)],
+) -> Option<Case> {
+    let (attr, matcher) = VALUE_MODELS[model];
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = format!(
+        "[policy]\nmodel = \"model.conf\"\npolicy = \"policy.csv\"\n[policy.attributes]\n{attr} = {{ claim = \"/{attr}\" }}\n"
+    );
+    let mut seen = std::collections::HashSet::new();
+    for r in routes {
+        if !seen.insert((r.method, r.template)) {
+            continue;
+        }
+        cfg.push_str(&format!(
+            "[[route]]\nmethod = \"{}\"\npath = \"{}\"\n",
+            r.method, r.template
+        ));
+        if r.public {
+            cfg.push_str("auth = \"none\"\n");
+        }
+    }
+    let subjects = ["r0", "r1", "self"];
+    let mut policy = String::new();
+    for (route_idx, who, method) in rules {
+        let r = &routes[route_idx % routes.len()];
+        policy.push_str(&format!(
+            "p, {}, {}, {method}\n",
+            subjects[who % 3],
+            named_pattern(r.template)
+        ));
+    }
+    policy.push_str("g, r0, r1\n");
+    let model_text = format!(
+        "[request_definition]\nr = sub, obj, act, {attr}\n[policy_definition]\np = sub, obj, act\n[role_definition]\ng = _, _\n[policy_effect]\ne = some(where (p.eft == allow))\n[matchers]\nm = {matcher}\n"
+    );
+    std::fs::write(dir.path().join("model.conf"), model_text).unwrap();
+    std::fs::write(dir.path().join("policy.csv"), &policy).unwrap();
+    let path = dir.path().join("authzd.toml");
+    std::fs::write(&path, &cfg).unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let snap = rt.block_on(Snapshot::load(&path)).ok()?;
+    Some(Case { snap, _dir: dir })
+}
+
+static VALUED: AtomicUsize = AtomicUsize::new(0);
+static OWN_ALLOWED: AtomicUsize = AtomicUsize::new(0);
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 200, ..ProptestConfig::default() })]
+
+    /// Ownership and tenant routes: a replayed answer never allows what a
+    /// fresh decision denies, on any value of the parameters, and never
+    /// denies the caller a path built from its own value that a fresh
+    /// decision allows.
+    #[test]
+    fn a_replayed_answer_is_safe_and_keeps_the_callers_own_paths(
+        model in 0usize..2,
+        routes in prop::collection::vec(route(), 1..6),
+        rules in prop::collection::vec((0usize..6, 0usize..3, prop::sample::select(vec!["GET", "POST", "PUT", "HEAD"])), 1..10),
+        roles in prop::collection::vec(0usize..2, 0..2),
+        own in 0usize..3,
+        first in 0usize..64,
+    ) {
+        let Some(case) = build_valued(model, &routes, &rules) else { return Ok(()) };
+        let snap = &case.snap;
+        let mine = VALUES[own];
+        let principal = Principal {
+            subject: mine.into(),
+            claim_subject: mine.into(),
+            issuer: "i".into(),
+            roles: roles.iter().map(|r| format!("r{r}")).collect(),
+            scopes: vec![],
+            domain: None,
+            attributes: vec![mine.into()],
+            attribute_missing: None,
+        };
+        let mut requests = Vec::new();
+        for r in snap.routes.iter() {
+            for m in methods(r.method().unwrap_or("ANY")) {
+                for p in all_instances(&r.path) {
+                    if snap.routes.find(m, &p).map(|o| o.label.as_str()) == Some(r.label.as_str()) {
+                        requests.push((m, p));
+                    }
+                }
+            }
+        }
+        prop_assume!(!requests.is_empty());
+        let (m0, p0) = &requests[first % requests.len()];
+        let cached = cached_answer(snap, m0, p0, &principal);
+        VALUED.fetch_add(1, Ordering::Relaxed);
+        // Routes (per method) whose paths a fresh decision answers differently:
+        // the ones that depend on a path value. (A route decided alike for
+        // every path is the other property's business, overlaps included.)
+        let fresh: Vec<bool> = requests.iter().map(|(m, p)| decide(snap, m, p, &principal).allowed).collect();
+        let owner = |m: &str, p: &str| snap.routes.find(m, p).unwrap().label.clone();
+        let mut seen: std::collections::HashMap<(&str, String), (bool, bool)> = std::collections::HashMap::new();
+        for ((m, p), f) in requests.iter().zip(&fresh) {
+            let e = seen.entry((*m, owner(m, p))).or_insert((*f, false));
+            e.1 |= e.0 != *f;
+        }
+        for ((m, p), fresh) in requests.iter().zip(fresh) {
+            let replayed = iam_allows(&cached, &format!("{BASE}/{m}{p}"));
+            prop_assert!(!replayed || fresh, "the cached answer allows {m} {p}, a fresh decision denies it\n{cached:#}");
+            // The caller's own path (every parameter its value) on a route that depends on it.
+            let own_path = p.trim_start_matches('/').split('/').all(|s| !VALUES.contains(&s) || s == mine);
+            let dependent = seen[&(*m, owner(m, p))].1;
+            if own_path && dependent && fresh {
+                OWN_ALLOWED.fetch_add(1, Ordering::Relaxed);
+                prop_assert!(replayed, "the cached answer denies {m} {p}, the caller's own, which a fresh decision allows\n{cached:#}");
+            }
+        }
+    }
+}
+
+/// The property above must not hold vacuously: own paths were allowed and checked.
+#[test]
+fn valued_answers_were_checked_on_allowed_own_paths() {
+    a_replayed_answer_is_safe_and_keeps_the_callers_own_paths();
+    let (cases, own) = (
+        VALUED.load(Ordering::Relaxed),
+        OWN_ALLOWED.load(Ordering::Relaxed),
+    );
+    assert!(cases >= 50, "only {cases} cases were checked");
+    assert!(own >= 50, "only {own} allowed own paths were checked");
+}
+
 /// The property above must not hold vacuously.
 #[test]
 fn most_generated_answers_list_every_allowed_route() {
@@ -321,6 +510,8 @@ fn a_greedy_route_is_not_decided_by_a_param_route_that_matches_its_template() {
         roles: vec!["r1".into()],
         scopes: vec![],
         domain: None,
+        attributes: vec![],
+        attribute_missing: None,
     };
     assert!(decide(snap, "GET", "/a/v2", &principal).allowed);
     let cached = cached_answer(snap, "GET", "/a/v2", &principal);

@@ -29,6 +29,7 @@ fn ask(p: &Policy, sub: &str, roles: &[String], obj: &str, act: &str) -> (bool, 
             domain: "",
             resource: obj,
             action: act,
+            attributes: &[],
         })
         .unwrap();
     (e.allowed, e.matched)

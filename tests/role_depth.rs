@@ -37,6 +37,7 @@ fn allowed(p: &Policy, subject: &str, roles: &[String], resource: &str) -> bool 
         domain: "",
         resource,
         action: "GET",
+        attributes: &[],
     })
     .unwrap()
     .allowed

@@ -44,6 +44,21 @@ impl Encoder {
         list(&d.roles, out);
         out.extend_from_slice(b",\"scopes\":");
         list(&d.scopes, out);
+        // Only for models with attributes; a `log = false` value is left out.
+        if !d.attributes.is_empty() {
+            out.extend_from_slice(b",\"attributes\":{");
+            let mut first = true;
+            for a in d.attributes.iter().filter(|a| a.log) {
+                if !first {
+                    out.push(b',');
+                }
+                first = false;
+                string(&a.name, out);
+                out.push(b':');
+                string(&a.value, out);
+            }
+            out.push(b'}');
+        }
         out.extend_from_slice(b",\"resource\":");
         string(&d.resource, out);
         out.extend_from_slice(b",\"action\":");

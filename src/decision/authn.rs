@@ -144,6 +144,15 @@ fn verify_token(
             .domain_claim
             .as_deref()
             .and_then(|p| claims::string_at(c, p)),
+        attributes: Vec::new(),
+        attribute_missing: None,
+    };
+    let (attributes, missing) =
+        crate::roles::attributes_from_claims(c, &snap.policy.attributes, &pcfg.attributes);
+    let principal = Principal {
+        attributes,
+        attribute_missing: missing,
+        ..principal
     };
     Ok((principal, facts))
 }

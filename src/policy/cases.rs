@@ -58,6 +58,11 @@ pub struct Case {
     pub resource: Option<String>,
     pub action: Option<String>,
     pub domain: Option<String>,
+    /// Claims of the token the case stands for: what `[policy.attributes]`
+    /// read (`claims = { "custom:tenant" = "acme" }`). `sub` is the case's
+    /// `subject` unless given here.
+    #[serde(default)]
+    pub claims: toml::Table,
     pub expect: Expect,
     /// Optional: the reason code the decision must carry.
     pub reason: Option<String>,
@@ -151,6 +156,25 @@ pub async fn run(path: &Path) -> Result<(Snapshot, Vec<CaseResult>), CasesError>
                 .collect(),
             scopes: case.scopes.clone(),
             domain: None,
+            attributes: Vec::new(),
+            attribute_missing: None,
+        };
+        let mut claims = serde_json::to_value(&case.claims)
+            .ok()
+            .and_then(|v| v.as_object().cloned())
+            .unwrap_or_default();
+        claims
+            .entry("sub")
+            .or_insert_with(|| case.subject.clone().into());
+        let (attributes, attribute_missing) = crate::roles::attributes_from_claims(
+            &claims,
+            &snap.policy.attributes,
+            &pcfg.attributes,
+        );
+        let principal = Principal {
+            attributes,
+            attribute_missing,
+            ..principal
         };
         let req = Request {
             target,

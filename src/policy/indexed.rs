@@ -1,7 +1,8 @@
 //! An indexed, compiled evaluator with casbin-rs semantics; models outside
 //! its subset stay on casbin-rs (the reference).
 //!
-//! Supported: request fields `sub, obj, act` (+ optional `dom`), one policy
+//! Supported: request fields `sub, obj, act` (+ optional `dom`, + attribute
+//! fields, [`Query::attributes`](super::query::Query)), one policy
 //! type `p` (optionally with `eft`), any number of role types (`g`, `g2`, …;
 //! `_, _` or `_, _, _`; names or domains matched as patterns when
 //! `[policy] role_matching` / `domain_matching` say so, with Go Casbin's
@@ -9,7 +10,9 @@
 //! allow-and-deny, priority), and a matcher built from `&&`, `||`, `!`,
 //! parentheses, `==` / `!=` between request fields, policy fields and
 //! double-quoted literals, `in [...]`, `g(…)`, and the functions `keyMatch`,
-//! `keyMatch2`…`keyMatch5`, `regexMatch`, `globMatch` and `ipMatch`.
+//! `keyMatch2`…`keyMatch5`, `regexMatch`, `globMatch` and `ipMatch`; the
+//! getters `keyGet`, `keyGet2`, `keyGet3` are values (Go Casbin's
+//! construction, compiled per rule like any pattern).
 //!
 //! The matcher is parsed once into a tree. Every pattern that comes from a
 //! policy line is compiled once, at load (keyMatch2/3/5 patterns without regex
@@ -22,7 +25,8 @@
 //! object pattern when another top-level conjunct tests `r.obj` with `==`,
 //! `keyMatch`, `keyMatch2` or `keyMatch3`. A request then evaluates only the
 //! rules of its subject's role closure (claim roles included) and path
-//! segment, in policy order, so a deny costs the same at 10 and 100,000
+//! segment, in policy order (a conjunct `(p.X == "self" && …) || g(r.sub,
+//! p.X)` keys by the closure plus the literal's bucket), so a deny costs the same at 10 and 100,000
 //! rules. Skipping a rule is exact because no term of an indexed matcher can
 //! fail at request time (matchers where one can — `ipMatch`, or a pattern
 //! taken from the request — are evaluated rule by rule, in order, like

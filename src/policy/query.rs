@@ -10,6 +10,9 @@ pub struct Query<'a> {
     pub domain: &'a str,
     pub resource: &'a str,
     pub action: &'a str,
+    /// The model's attribute fields (`r = sub, obj, act, tenant`), in the
+    /// request definition's order, taken from the verified token's claims.
+    pub attributes: &'a [String],
 }
 
 /// What Casbin answered.

@@ -23,6 +23,13 @@ pub enum SnapshotError {
     Aborted(String),
     #[error(transparent)]
     Store(#[from] super::source::StoreError),
+    #[error("model `{model}` and config `{config}` disagree on attribute `{field}`: {message}")]
+    Attribute {
+        model: String,
+        config: String,
+        field: String,
+        message: String,
+    },
 }
 
 /// An immutable, fully built revision. Requests hold an `Arc` to the one they
@@ -192,6 +199,7 @@ impl Sources {
         )
         .await
         .map_err(|e| name_row(e, &rows))?;
+        check_attributes(&config, &policy)?;
         Ok(Snapshot {
             config,
             routes,
@@ -202,6 +210,31 @@ impl Sources {
             available,
         })
     }
+}
+
+/// Every attribute field of the model has a `[policy.attributes]` entry,
+/// and every entry is a field of the model.
+fn check_attributes(config: &Config, policy: &Policy) -> Result<(), SnapshotError> {
+    let err = |field: &str, message: &str| SnapshotError::Attribute {
+        model: config.policy.model.display().to_string(),
+        config: config.source.display().to_string(),
+        field: field.to_string(),
+        message: message.to_string(),
+    };
+    let mapped = &config.policy.attributes;
+    if let Some(f) = policy.attributes.iter().find(|f| !mapped.contains_key(*f)) {
+        return Err(err(
+            f,
+            "the model's request definition names it, and `[policy.attributes]` does not say which claim fills it",
+        ));
+    }
+    if let Some(f) = mapped.keys().find(|k| !policy.attributes.contains(k)) {
+        return Err(err(
+            f,
+            "`[policy.attributes]` maps it, and the model's request definition has no such field",
+        ));
+    }
+    Ok(())
 }
 
 /// First 12 hex chars of SHA-256 over `parts`, each length-prefixed.

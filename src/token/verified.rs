@@ -24,6 +24,8 @@ pub struct Verified {
     roles: Box<[Box<str>]>,
     scopes: Box<[Box<str>]>,
     domain: Option<Box<str>>,
+    attributes: Box<[Box<str>]>,
+    attribute_missing: Option<Box<str>>,
     revision: Arc<str>,
     /// [`kid_hash`] of the verifying key's `kid`.
     kid: u64,
@@ -52,6 +54,8 @@ impl Verified {
             roles: boxed(&p.roles),
             scopes: boxed(&p.scopes),
             domain: p.domain.as_deref().map(Into::into),
+            attributes: boxed(&p.attributes),
+            attribute_missing: p.attribute_missing.as_deref().map(Into::into),
             revision: Arc::clone(revision),
             kid: kid_hash(kid),
             exp,
@@ -74,6 +78,8 @@ impl Verified {
             roles: strings(&self.roles),
             scopes: strings(&self.scopes),
             domain: self.domain.as_deref().map(str::to_string),
+            attributes: strings(&self.attributes),
+            attribute_missing: self.attribute_missing.as_deref().map(str::to_string),
         }
     }
 
@@ -158,6 +164,8 @@ mod tests {
             roles: vec!["role:admin".into(), "role:dev".into()],
             scopes: vec!["read".into()],
             domain: Some("tenant-1".into()),
+            attributes: vec!["acme".into()],
+            attribute_missing: None,
         }
     }
 

@@ -156,7 +156,7 @@ pub(super) fn role_targets(
         let values: Vec<(&str, Option<&Rule>)> = match arg {
             Arg::P(i) => rules.iter().map(|r| (&*r.values[*i], Some(r))).collect(),
             Arg::Lit(l) => vec![(l.as_str(), None)],
-            Arg::R(_) => continue,
+            Arg::R(_) | Arg::Get(_) => continue,
         };
         for (v, rule) in values {
             if nm.patterns.contains_key(v)
@@ -206,7 +206,7 @@ pub(super) fn known_names(
             Arg::Lit(s) => {
                 known.insert(Arc::from(s.as_str()));
             }
-            Arg::R(_) => return None,
+            Arg::R(_) | Arg::Get(_) => return None,
         }
     }
     for edges in role.graph.values() {

@@ -8,8 +8,8 @@ use ip_network::IpNetwork;
 use regex::Regex;
 
 use super::functions::{
-    Func, Params, Piece, first_segment, key_match, key2_params, key3_params, key4_params,
-    path_match, pieces,
+    Func, Params, Piece, first_segment, get2_params, key_get, key_match, key2_params, key3_params,
+    key4_params, path_match, pieces,
 };
 use crate::policy::query::EvalError;
 
@@ -18,6 +18,14 @@ use crate::policy::query::EvalError;
 pub(super) struct Key4 {
     pub(super) re: Regex,
     pub(super) names: Vec<String>,
+}
+
+/// A keyGet2/keyGet3 pattern: Go Casbin's regex (each parameter a group)
+/// and the parameter names in order.
+#[derive(Clone)]
+pub(super) struct Capture {
+    pub(super) re: Arc<Regex>,
+    pub(super) names: Box<[Box<str>]>,
 }
 
 /// One function pattern, ready to test.
@@ -37,6 +45,10 @@ pub(super) enum Compiled {
     Glob(Box<GlobMatcher>),
     Net(IpNetwork),
     Addr(IpAddr),
+    /// keyGet: the text before the first `*` (`None`: the pattern has none).
+    GetPrefix(Option<Box<str>>),
+    /// keyGet2, keyGet3.
+    Capture(Box<Capture>),
 }
 
 /// Compiles a pattern for `func`. `regexes` shares compiled expressions between
@@ -104,6 +116,30 @@ pub(super) fn compile(
                 Err(_) => Compiled::Never,
             }
         }
+        Func::KeyGet => Compiled::GetPrefix(pattern.find('*').map(|i| pattern[..i].into())),
+        // Go Casbin's KeyGet2/KeyGet3, step by step: `/*` → `/.*`, each
+        // parameter → a group, anchored. Go would panic on an expression that
+        // does not compile; here the line is refused at load.
+        Func::KeyGet2 | Func::KeyGet3 => {
+            let (params, group) = match func {
+                Func::KeyGet2 => (get2_params(), "([^/]+)"),
+                _ => (key4_params(), "([^/]+?)"),
+            };
+            let source = slash_any();
+            let mut names = Vec::new();
+            let expr = params.replace_all(&source, |c: &regex::Captures<'_>| {
+                let token = &c[0];
+                names.push(match func {
+                    Func::KeyGet2 => token[1..].into(),
+                    _ => token[1..token.len() - 1].into(),
+                });
+                group
+            });
+            Compiled::Capture(Box::new(Capture {
+                re: regex(&format!("^{}$", go_braces(&expr)))?,
+                names: names.into_boxed_slice(),
+            }))
+        }
         Func::Regex => Compiled::Regex(regex(pattern)?),
         Func::Glob => {
             let glob = GlobBuilder::new(pattern)
@@ -128,6 +164,47 @@ pub(super) fn compile(
             }
         }
     })
+}
+
+/// Go's regexp (RE2) reads a `{` that does not start a repetition (`{2}`,
+/// `{2,}`, `{2,5}`) as a literal brace; Rust's `regex` refuses it. Escapes
+/// those braces (and every `}` outside a repetition) so a Go pattern means
+/// the same here.
+fn go_braces(expr: &str) -> String {
+    let repetition = |rest: &str| -> Option<usize> {
+        let body = rest.strip_prefix('{')?;
+        let end = body.find('}')?;
+        let (lo, hi) = match body[..end].split_once(',') {
+            Some((lo, hi)) => (lo, Some(hi)),
+            None => (&body[..end], None),
+        };
+        let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+        (digits(lo) && hi.is_none_or(|h| h.is_empty() || digits(h))).then_some(end + 2)
+    };
+    let mut out = String::with_capacity(expr.len() + 8);
+    let mut i = 0;
+    while let Some(c) = expr[i..].chars().next() {
+        match c {
+            '\\' => {
+                let next = expr[i + 1..].chars().next().map_or(0, char::len_utf8);
+                out.push_str(&expr[i..i + 1 + next]);
+                i += 1 + next;
+                continue;
+            }
+            '{' => match repetition(&expr[i..]) {
+                Some(n) => {
+                    out.push_str(&expr[i..i + n]);
+                    i += n;
+                    continue;
+                }
+                None => out.push_str("\\{"),
+            },
+            '}' => out.push_str("\\}"),
+            c => out.push(c),
+        }
+        i += c.len_utf8();
+    }
+    out
 }
 
 impl Compiled {
@@ -157,7 +234,8 @@ impl Compiled {
                     same
                 }
             },
-            Compiled::Never => false,
+            // Getters are values, never tests (the grammar keeps them apart).
+            Compiled::Never | Compiled::GetPrefix(_) | Compiled::Capture(_) => false,
             Compiled::Glob(g) => g.is_match(key),
             Compiled::Net(_) | Compiled::Addr(_) => {
                 let ip: IpAddr = key
@@ -174,6 +252,24 @@ impl Compiled {
                 }
             }
         })
+    }
+
+    /// A getter's value for `key`: Go Casbin's keyGet (`var` unused),
+    /// keyGet2 or keyGet3 — the group of the first parameter named `var`,
+    /// `""` when `key` does not match or no parameter has that name.
+    pub(super) fn get<'k>(&self, key: &'k str, var: &str) -> &'k str {
+        match self {
+            Compiled::GetPrefix(p) => key_get(key, p.as_deref()),
+            Compiled::Capture(c) => {
+                let Some(i) = c.names.iter().position(|n| &**n == var) else {
+                    return "";
+                };
+                c.re.captures(key)
+                    .and_then(|caps| caps.get(i + 1))
+                    .map_or("", |m| m.as_str())
+            }
+            _ => "",
+        }
     }
 
     /// The literal first path segment every key matching this pattern has, if any.
@@ -236,6 +332,7 @@ mod tests {
             Func::Regex => reference::regex_match(key, pattern),
             Func::Glob => reference::glob_match(key, pattern),
             Func::Ip => reference::ip_match(key, pattern),
+            Func::KeyGet | Func::KeyGet2 | Func::KeyGet3 => false,
         });
         QUIET.with(|q| q.set(false));
         r.ok()
@@ -373,4 +470,95 @@ mod tests {
         };
         same(Func::Ip, &key, &pattern)?;
     }    }
+
+    /// A getter's value, ours against casbin-rs's own (which follows Go
+    /// Casbin's here). `Err`: refused at load, which is allowed; a casbin-rs
+    /// panic (slicing mid-character) is allowed to answer `""`.
+    fn same_get(func: Func, key: &str, pattern: &str, var: &str) -> Result<(), TestCaseError> {
+        QUIET.with(|q| q.set(true));
+        let want = std::panic::catch_unwind(|| match func {
+            Func::KeyGet => reference::key_get(key, pattern),
+            Func::KeyGet2 => reference::key_get2(key, pattern, var),
+            _ => reference::key_get3(key, pattern, var),
+        });
+        QUIET.with(|q| q.set(false));
+        match (compile(func, pattern, &mut HashMap::new()), want) {
+            (Ok(c), Ok(w)) => prop_assert_eq!(
+                c.get(key, var),
+                w.as_str(),
+                "{:?}({:?}, {:?}, {:?})",
+                func,
+                key,
+                pattern,
+                var
+            ),
+            (Ok(c), Err(_)) => prop_assert_eq!(c.get(key, var), ""),
+            (Err(_), _) => {}
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn getters_on_known_cases() {
+        let get = |func, key: &str, pattern: &str, var: &str| {
+            compile(func, pattern, &mut HashMap::new())
+                .unwrap()
+                .get(key, var)
+                .to_string()
+        };
+        assert_eq!(get(Func::KeyGet, "/foo/bar", "/foo/*", ""), "bar");
+        assert_eq!(get(Func::KeyGet, "/foo", "/foo/*", ""), "");
+        assert_eq!(get(Func::KeyGet, "/foo/bar", "/foo/bar", ""), "");
+        assert_eq!(
+            get(Func::KeyGet2, "/users/alice", "/users/:id", "id"),
+            "alice"
+        );
+        assert_eq!(get(Func::KeyGet2, "/users/alice/x", "/users/:id", "id"), "");
+        assert_eq!(
+            get(Func::KeyGet2, "/users/alice", "/users/:id", "other"),
+            ""
+        );
+        assert_eq!(
+            get(
+                Func::KeyGet2,
+                "/t/acme/docs/7",
+                "/t/:tenant/docs/:doc",
+                "doc"
+            ),
+            "7"
+        );
+        assert_eq!(get(Func::KeyGet2, "/a/b/c", "/a/:x/*", "x"), "b");
+        assert_eq!(
+            get(Func::KeyGet3, "/users/alice", "/users/{id}", "id"),
+            "alice"
+        );
+        assert_eq!(get(Func::KeyGet3, "/u/ab.json", "/u/{id}.json", "id"), "ab");
+        assert_eq!(get(Func::KeyGet3, "/users/", "/users/{id}", "id"), "");
+        for func in [Func::KeyGet, Func::KeyGet2, Func::KeyGet3] {
+            for (key, pattern, var) in [
+                ("/users/alice", "/users/:id", "id"),
+                ("/users/\u{e4}b", "/users/\u{e4}*", "id"),
+                ("/a/{id}/b", "/a/{id}/*", "id"),
+                ("/x/1/y/2", "/x/:a/y/:a", "a"),
+                ("/x/1/y/2", "/x/{a}/y/{a}", "a"),
+            ] {
+                same_get(func, key, pattern, var).unwrap();
+            }
+        }
+    }
+
+    proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+
+    #[test]
+    fn getters_equal_casbin(
+        pattern in "(/([a-z]{1,2}|:[a-z]{1,2}|\\{[a-z]{1,2}\\}|\\*|[.\u{e4}])){0,4}",
+        key in "(/[a-z0-9.*\u{e4}]{0,3}){0,4}",
+        var in "[a-z]{1,2}",
+    ) {
+        for func in [Func::KeyGet, Func::KeyGet2, Func::KeyGet3] {
+            same_get(func, &key, &pattern, &var)?;
+        }
+    }
+    }
 }

@@ -5,7 +5,7 @@ use std::{cell::RefCell, net::IpAddr};
 use foldhash::{HashMap, HashMapExt as _, HashSet, HashSetExt as _};
 
 use super::{
-    ast::{Arg, Expr, Pattern, RField},
+    ast::{Arg, Expr, GetFrom, Pattern, RField},
     build::FastPolicy,
     compile::compile,
     effect::Stream,
@@ -130,6 +130,14 @@ impl FastPolicy {
                         .flat_map(|b| b.candidates_in(segments))
                         .collect(),
                 };
+                // The literal branches of a keying `||` (`p.sub == "self"`).
+                if !held_pattern {
+                    for k in &index.literal_keys {
+                        if let Some(b) = index.buckets.get(k) {
+                            c.extend(b.candidates_in(segments));
+                        }
+                    }
+                }
                 c.sort_unstable();
                 // Two groups can share a hash: a rule is still checked once.
                 c.dedup();
@@ -385,6 +393,14 @@ impl FastPolicy {
             Arg::R(f) => field(q, *f),
             Arg::P(i) => &rule.values[*i],
             Arg::Lit(s) => s,
+            Arg::Get(g) => {
+                let key = self.val(&g.key, rule, q);
+                let var = self.val(&g.var, rule, q);
+                match &g.from {
+                    GetFrom::Rule { slot } => rule.patterns[*slot].get(key, var),
+                    GetFrom::Fixed(_, c) => c.0.get(key, var),
+                }
+            }
         }
     }
 
@@ -465,5 +481,6 @@ pub(super) fn field<'a>(q: &Query<'a>, f: RField) -> &'a str {
         RField::Dom => q.domain,
         RField::Obj => q.resource,
         RField::Act => q.action,
+        RField::Attr(i) => q.attributes.get(usize::from(i)).map_or("", String::as_str),
     }
 }

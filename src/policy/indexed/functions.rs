@@ -125,6 +125,12 @@ pub(super) fn key2_params() -> &'static Regex {
     constant(&RE, r":[^/]*")
 }
 
+/// Go Casbin's (and casbin-rs's) `keyGet2` parameters: one or more characters.
+pub(super) fn get2_params() -> &'static Regex {
+    static RE: OnceLock<Regex> = OnceLock::new();
+    constant(&RE, r":[^/]+")
+}
+
 pub(super) fn key3_params() -> &'static Regex {
     static RE: OnceLock<Regex> = OnceLock::new();
     constant(&RE, r"\{[^/]*\}")
@@ -146,6 +152,10 @@ pub(crate) enum Func {
     Regex,
     Glob,
     Ip,
+    /// The getters: a value out of the key, not a test.
+    KeyGet,
+    KeyGet2,
+    KeyGet3,
 }
 
 impl Func {
@@ -161,6 +171,29 @@ impl Func {
             "ipMatch" => Func::Ip,
             _ => return None,
         })
+    }
+
+    /// `keyGet`, `keyGet2`, `keyGet3`: functions whose value is a string.
+    pub(super) fn getter_by_name(name: &str) -> Option<Func> {
+        Some(match name {
+            "keyGet" => Func::KeyGet,
+            "keyGet2" => Func::KeyGet2,
+            "keyGet3" => Func::KeyGet3,
+            _ => return None,
+        })
+    }
+}
+
+/// Go Casbin's `KeyGet`: what `key` holds after the part of `pattern` before
+/// its first `*`, when `key` is longer and starts with that part; else `""`.
+/// `prefix` is that part (`None`: the pattern has no `*`).
+pub(super) fn key_get<'k>(key: &'k str, prefix: Option<&str>) -> &'k str {
+    match prefix {
+        Some(p) if key.len() > p.len() && key.as_bytes().starts_with(p.as_bytes()) => {
+            // `p` ends on a character boundary, so `key` does too there.
+            key.get(p.len()..).unwrap_or("")
+        }
+        _ => "",
     }
 }
 

@@ -1,7 +1,7 @@
 //! The matcher grammar: tokens, then a syntax tree, with rhai's precedence (what casbin-rs evaluates).
 
 use super::{
-    ast::{Arg, Expr, Pattern, RField},
+    ast::{Arg, Expr, GetFrom, Getter, Pattern, RField, Shared},
     compile::compile,
     error::Unsupported,
     functions::Func,
@@ -78,6 +78,9 @@ pub(super) fn tokenize(m: &str) -> Result<Vec<Tok>, Unsupported> {
     }
     Ok(out)
 }
+
+/// The request fields authzd fills itself; any other is an attribute.
+pub(super) const STANDARD_FIELDS: [&str; 4] = ["r_sub", "r_dom", "r_obj", "r_act"];
 
 /// A recursive-descent parser with Rhai's precedence: `!` binds tightest,
 /// then `==`/`!=`, then `&&`, then `||`.
@@ -213,7 +216,10 @@ impl Parser<'_> {
                 Ok(Operand::Bool(self.unary()?))
             }
             Tok::Str(s) => Ok(Operand::Value(Arg::Lit(s))),
-            Tok::Ident(name) if self.eat(&Tok::LParen) => self.call(&name).map(Operand::Bool),
+            Tok::Ident(name) if self.eat(&Tok::LParen) => match Func::getter_by_name(&name) {
+                Some(func) => self.getter(func, &name).map(Operand::Value),
+                None => self.call(&name).map(Operand::Bool),
+            },
             Tok::Ident(name) => self.arg_named(&name).map(Operand::Value),
             other => Err(format!("unexpected {other:?} in the matcher")),
         }
@@ -226,7 +232,16 @@ impl Parser<'_> {
                 "r_dom" => RField::Dom,
                 "r_obj" => RField::Obj,
                 "r_act" => RField::Act,
-                _ => return Err(format!("request field `{name}`")),
+                _ => {
+                    let at = self
+                        .r_tokens
+                        .iter()
+                        .filter(|t| !STANDARD_FIELDS.contains(&t.as_str()))
+                        .position(|t| t == name)
+                        .and_then(|i| u8::try_from(i).ok())
+                        .ok_or_else(|| format!("request field `{name}`"))?;
+                    RField::Attr(at)
+                }
             };
             return Ok(Arg::R(f));
         }
@@ -259,8 +274,41 @@ impl Parser<'_> {
         }
     }
 
-    /// The arguments of a call whose `(` was just read.
-    pub(super) fn call(&mut self, name: &str) -> Result<Expr, Unsupported> {
+    /// A getter whose `(` was just read: `keyGet(key, pattern)`,
+    /// `keyGet2(key, pattern, name)`, `keyGet3(key, pattern, name)`.
+    pub(super) fn getter(&mut self, func: Func, name: &str) -> Result<Arg, Unsupported> {
+        let mut args = self.args(name)?;
+        let var = match (func, args.len()) {
+            (Func::KeyGet, 2) => Arg::Lit(String::new()),
+            (Func::KeyGet2 | Func::KeyGet3, 3) => args.remove(2),
+            (_, n) => return Err(format!("`{name}` with {n} arguments")),
+        };
+        let pattern = args.remove(1);
+        let key = args.remove(0);
+        let from = match pattern {
+            Arg::P(field) => {
+                self.slots.push((func, field));
+                GetFrom::Rule {
+                    slot: self.slots.len() - 1,
+                }
+            }
+            Arg::Lit(s) => {
+                let c = compile(func, &s, &mut HashMap::new())
+                    .map_err(|e| format!("the matcher's {e}"))?;
+                GetFrom::Fixed(s, Shared(std::sync::Arc::new(c)))
+            }
+            other => return Err(format!("`{name}` with the pattern {other:?}")),
+        };
+        Ok(Arg::Get(Box::new(Getter {
+            func,
+            key,
+            from,
+            var,
+        })))
+    }
+
+    /// The values passed to a call whose `(` was just read.
+    fn args(&mut self, name: &str) -> Result<Vec<Arg>, Unsupported> {
         let mut args = Vec::new();
         if !self.eat(&Tok::RParen) {
             loop {
@@ -276,6 +324,12 @@ impl Parser<'_> {
                 }
             }
         }
+        Ok(args)
+    }
+
+    /// The arguments of a call whose `(` was just read.
+    pub(super) fn call(&mut self, name: &str) -> Result<Expr, Unsupported> {
+        let args = self.args(name)?;
         if let Some(&(rt, n)) = self.role_arity.get(name) {
             return if n == args.len() {
                 Ok(Expr::Role { rt, args })
@@ -299,6 +353,7 @@ impl Parser<'_> {
                 Pattern::Fixed(Box::new(c))
             }
             Arg::R(f) => Pattern::Live(f),
+            Arg::Get(_) => return Err(format!("`{name}` with a computed pattern")),
         };
         Ok(Expr::Call { func, key, pattern })
     }

@@ -85,6 +85,10 @@ pub(super) struct Index {
     /// (held by matching, not by a link), filed by segment.
     pub(super) pattern_keys: Vec<Arc<str>>,
     pub(super) pattern_segments: Segments,
+    /// Buckets read for every request besides the subject's or its
+    /// closure's: the literals of a keying `||` (`(p.sub == "self" && …) ||
+    /// g(r.sub, p.sub)`: the `self` bucket).
+    pub(super) literal_keys: Vec<Arc<str>>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -113,7 +117,7 @@ pub(super) fn collect_ip_keys(e: &Expr, out: &mut Vec<RField>) {
 
 /// Whether `e` reads a policy field anywhere.
 pub(super) fn reads_rule(e: &Expr) -> bool {
-    let p = |a: &Arg| matches!(a, Arg::P(_));
+    let p = |a: &Arg| a.reads_rule();
     e.any(&|x| match x {
         Expr::Eq(a, b, _) => p(a) || p(b),
         Expr::In(a, xs) => p(a) || xs.iter().any(p),
@@ -163,7 +167,7 @@ pub(super) fn build_index(
         _ => (expr, Vec::new()),
     };
     let conjuncts = core.conjuncts();
-    let by_subject = conjuncts.iter().find_map(|c| match c {
+    let keying = |c: &Expr| match c {
         Expr::Role { rt, args } if is_closure(*rt, args) => match args[1] {
             Arg::P(i) => Some((Keyed::Role, i, Some(*rt))),
             _ => None,
@@ -171,6 +175,38 @@ pub(super) fn build_index(
         Expr::Eq(Arg::R(RField::Sub), Arg::P(i), true)
         | Expr::Eq(Arg::P(i), Arg::R(RField::Sub), true) => Some((Keyed::Subject, *i, None)),
         _ => None,
+    };
+    let mut literal_keys: Vec<Arc<str>> = Vec::new();
+    let by_subject = conjuncts.iter().find_map(keying).or_else(|| {
+        // `(p.X == "self" && …) || (g(r.sub, p.X) && …)`: every branch
+        // selects on the same `p.X`, by the subject's closure or a literal.
+        conjuncts.iter().find_map(|c| {
+            let Expr::Or(branches) = c else { return None };
+            let mut found: Option<(Keyed, usize, Option<usize>)> = None;
+            let mut literals = Vec::new();
+            for b in branches {
+                let branch = b.conjuncts();
+                if let Some(k) = branch.iter().find_map(keying) {
+                    match found {
+                        Some(f) if f != k => return None,
+                        _ => found = Some(k),
+                    }
+                    continue;
+                }
+                let lit = branch.iter().find_map(|x| match x {
+                    Expr::Eq(Arg::P(i), Arg::Lit(s), true)
+                    | Expr::Eq(Arg::Lit(s), Arg::P(i), true) => Some((*i, s.as_str())),
+                    _ => None,
+                })?;
+                literals.push(lit);
+            }
+            let (k, i, rt) = found?;
+            if literals.iter().any(|(at, _)| *at != i) {
+                return None;
+            }
+            literal_keys = literals.into_iter().map(|(_, s)| Arc::from(s)).collect();
+            Some((k, i, rt))
+        })
     });
     // The literal first segment each rule's object test demands, if any.
     let segment_of = conjuncts.iter().find_map(|c| match c {
@@ -259,6 +295,7 @@ pub(super) fn build_index(
         ip_keys,
         pattern_keys,
         pattern_segments: Segments::default(),
+        literal_keys,
     })
 }
 

@@ -18,7 +18,7 @@ use super::event::{Api, Event, Shape};
 use crate::{
     audit::Outcome,
     config::{LambdaPolicyScope, LambdaResponse},
-    decision::{self, Principal},
+    decision::{self, Principal, RouteVerdict},
     policy::snapshot::Snapshot,
 };
 
@@ -139,6 +139,10 @@ pub fn principal_of(o: &Outcome) -> Option<Principal> {
         roles: d.roles.clone(),
         scopes: d.scopes.clone(),
         domain: d.domain.clone(),
+        // Every attribute, logged or not, by position; a missing one is
+        // carried so that no route is decided without it.
+        attributes: d.attributes.iter().map(|a| a.value.clone()).collect(),
+        attribute_missing: d.attribute_missing.clone(),
     })
 }
 
@@ -168,6 +172,9 @@ pub fn route_set(snap: &Snapshot, event: &Event, principal: Option<&Principal>) 
         route: &'s crate::routes::Route,
         glob: String,
         allowed: bool,
+        /// The route's decision depends on a path value: never a wildcard
+        /// (neither Allow nor Deny), only these concrete allowed paths.
+        only: Option<Vec<String>>,
     }
     // Routes with a named method, by ARN pattern: for that method they take
     // every path of an `ANY` route with the same path (a named method wins).
@@ -192,8 +199,20 @@ pub fn route_set(snap: &Snapshot, event: &Event, principal: Option<&Principal>) 
             if route.method().is_some_and(|rm| rm != m) || taken_over() {
                 continue;
             }
-            let allowed = match principal {
-                None => route.public,
+            // A HEAD on one of this route's paths runs whichever GET route
+            // takes that path: another GET route reaching these paths must
+            // allow too, or a wildcard for this one is not safe.
+            let others_allow = |gets: &dyn Fn(&crate::routes::Route) -> bool| {
+                m != "HEAD"
+                    || snap.routes.iter().all(|o| {
+                        o.same_paths(route)
+                            || !matches!(o.method(), None | Some("GET"))
+                            || !o.may_overlap(&glob)
+                            || gets(o)
+                    })
+            };
+            let verdict = match principal {
+                None => RouteVerdict::All(route.public && others_allow(&|o| o.public)),
                 // A HEAD runs the GET handler, so it is also decided as GET
                 // (by the route that takes GET on this path), as the pipeline does.
                 Some(p) if m == "HEAD" => {
@@ -205,16 +224,40 @@ pub fn route_set(snap: &Snapshot, event: &Event, principal: Option<&Principal>) 
                         })
                         .copied()
                         .unwrap_or(route);
-                    decision::route_allows(snap, route, m, p)
-                        && decision::route_allows(snap, get_route, "GET", p)
+                    let others = others_allow(&|o| {
+                        decision::route_verdict(snap, o, "GET", p) == RouteVerdict::All(true)
+                    });
+                    match (
+                        decision::route_verdict(snap, route, m, p),
+                        decision::route_verdict(snap, get_route, "GET", p),
+                    ) {
+                        (RouteVerdict::All(a), RouteVerdict::All(b)) => {
+                            RouteVerdict::All(a && b && others)
+                        }
+                        // Concrete paths: each as a fresh HEAD is decided
+                        // (also as GET, by whichever route takes GET there).
+                        (RouteVerdict::Only(paths), _) | (_, RouteVerdict::Only(paths)) => {
+                            RouteVerdict::Only(
+                                paths
+                                    .into_iter()
+                                    .filter(|path| decision::fresh_allows(snap, m, path, p))
+                                    .collect(),
+                            )
+                        }
+                    }
                 }
-                Some(p) => decision::route_allows(snap, route, m, p),
+                Some(p) => decision::route_verdict(snap, route, m, p),
+            };
+            let (allowed, only) = match verdict {
+                RouteVerdict::All(a) => (a, None),
+                RouteVerdict::Only(paths) => (false, Some(paths)),
             };
             decided.push(Entry {
                 method: m,
                 route,
                 glob: glob.clone(),
                 allowed,
+                only,
             });
         }
     }
@@ -253,12 +296,22 @@ pub fn route_set(snap: &Snapshot, event: &Event, principal: Option<&Principal>) 
             .filter(|&i| decided[i].allowed == allowed)
             .collect()
     };
-    // A Deny is exact when it cannot reach a path of an allowed route.
+    // A Deny is exact when it cannot reach a path of an allowed route (and
+    // is never written for a route whose answer depends on path values:
+    // it would override the caller's own concrete Allows).
+    let own: Vec<String> = decided
+        .iter()
+        .filter_map(|e| e.only.as_ref().map(|paths| (e.method, paths)))
+        .flat_map(|(m, paths)| paths.iter().map(move |p| event.arn.with(m, p)))
+        .collect();
     let deny_is_exact = |d: &Entry<'_>| {
-        d.route.is_literal()
-            || near(d, true)
-                .into_iter()
-                .all(|a| !decided[a].route.may_overlap(&d.glob))
+        let arn = event.arn.with(d.method, &d.glob);
+        d.only.is_none()
+            && !own.iter().any(|a| glob_match(&arn, a))
+            && (d.route.is_literal()
+                || near(d, true)
+                    .into_iter()
+                    .all(|a| !decided[a].route.may_overlap(&d.glob)))
     };
     let mut out = Statements::default();
     for e in &decided {
@@ -270,6 +323,13 @@ pub fn route_set(snap: &Snapshot, event: &Event, principal: Option<&Principal>) 
                 .all(|d| !decided[d].route.may_overlap(&e.glob) || deny_is_exact(&decided[d]));
             if safe && !out.allow.contains(&arn) {
                 out.allow.push(arn);
+            }
+        } else if let Some(paths) = &e.only {
+            for path in paths {
+                let arn = event.arn.with(e.method, path);
+                if !out.allow.contains(&arn) {
+                    out.allow.push(arn);
+                }
             }
         } else if deny_is_exact(e) && !out.deny.contains(&arn) {
             out.deny.push(arn);
