@@ -137,7 +137,7 @@ fn validate_reports_counts_and_the_role_name_warning() {
     assert!(out.status.success());
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
-        text.contains("policy rules") && text.contains("5 routes"),
+        text.contains("policy rules") && text.contains("6 routes"),
         "{text}"
     );
     assert!(!text.contains("warning"), "{text}");
@@ -225,14 +225,21 @@ fn policy_tests_pass_fail_and_invalid_files() {
     assert!(out.status.success(), "{text}");
     assert!(
         text.contains("PASS  regular user cannot reach the admin route")
-            && text.contains("12 passed, 0 failed"),
+            && text.contains("15 passed, 0 failed"),
         "{text}"
     );
 
+    // A bare model and policy (no config, so no attributes): the demo's
+    // roles without its ownership rule.
     let dir = tempfile::tempdir().unwrap();
     let root = env!("CARGO_MANIFEST_DIR");
+    std::fs::write(
+        dir.path().join("model.conf"),
+        "[request_definition]\nr = sub, obj, act\n[policy_definition]\np = sub, obj, act\n[role_definition]\ng = _, _\n[policy_effect]\ne = some(where (p.eft == allow))\n[matchers]\nm = g(r.sub, p.sub) && keyMatch2(r.obj, p.obj) && regexMatch(r.act, p.act)\n",
+    )
+    .unwrap();
     let cases = format!(
-        "model = \"{root}/policies/model.conf\"\npolicy = \"{root}/policies/policy.csv\"\n\
+        "model = \"model.conf\"\npolicy = \"{root}/policies/policy.csv\"\n\
          [[case]]\nname = \"ok\"\nsubject = \"a\"\nroles = [\"admin\"]\nresource = \"/AdminUser\"\naction = \"GET\"\nexpect = \"allow\"\n\
          [[case]]\nname = \"wrong on purpose\"\nsubject = \"a\"\nroles = [\"regular\"]\nresource = \"/RegularUser\"\naction = \"GET\"\nexpect = \"deny\"\n\
          [[case]]\nname = \"wrong reason\"\nsubject = \"a\"\nresource = \"/x\"\naction = \"GET\"\nexpect = \"deny\"\nreason = \"scope_missing\"\n"
@@ -371,6 +378,8 @@ fn role_matching_settings_apply_from_the_config() {
         "p, reader, books, GET\ng2, /book/:id, books\n",
     )
     .unwrap();
+    // Another model, without the demo's `uid` attribute.
+    let demo = demo.replace("[policy.attributes]\nuid = { claim = \"/sub\" }\n", "");
     let demo = demo.replace(
         "jwks_file = \"examples/demo/jwks.json\"",
         &format!("jwks_file = \"{root}/examples/demo/jwks.json\""),
