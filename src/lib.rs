@@ -49,7 +49,8 @@
 //!    background tasks, signals, shutdown.
 //!
 //! Beside the floors, used only by the CLI: [`devtoken`] (minting
-//! development tokens and JWKS) and [`probe`] (`authzd validate --online`).
+//! development tokens and JWKS), [`probe`] (`authzd validate --online`) and
+//! [`diff`] (`authzd diff`: the decisions a candidate policy changes).
 
 pub mod audit;
 pub mod authorizer;
@@ -57,6 +58,7 @@ pub mod config;
 pub mod cors;
 pub mod decision;
 pub mod devtoken;
+pub mod diff;
 pub mod metrics;
 pub mod policy;
 pub mod probe;

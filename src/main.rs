@@ -46,6 +46,12 @@ enum LogFormat {
     Json,
 }
 
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum DiffFormat {
+    Markdown,
+    Json,
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Serve gRPC and HTTP until SIGTERM or Ctrl-C.
@@ -80,6 +86,18 @@ enum Command {
         /// default when the config has a `[lambda]` table).
         #[arg(long)]
         lambda: bool,
+    },
+    /// Every decision that flips between this config and a candidate
+    /// (`docs/policy-changes.md`); exit 0 none, 1 some, 2 error.
+    Diff {
+        /// The live configuration.
+        #[arg(long, default_value = "authzd.toml")]
+        config: PathBuf,
+        /// The candidate configuration (its model, policy and routes).
+        #[arg(long)]
+        candidate: PathBuf,
+        #[arg(long, value_enum, default_value = "markdown")]
+        format: DiffFormat,
     },
     /// Run policy test cases (`docs/interfaces.md`); exit 1 if any fails, 2 if the file is invalid.
     Test { file: PathBuf },
@@ -229,6 +247,11 @@ async fn run(command: Command) -> Result<ExitCode> {
             lambda,
         } => validate(&config, online, lambda).await,
         Command::Store { config, command } => store(&config, command).await,
+        Command::Diff {
+            config,
+            candidate,
+            format,
+        } => diff(&config, &candidate, format).await,
         Command::Test { file } => {
             let (snap, results) = authzd::policy::cases::run(&file).await?;
             println!("{} (policy revision {})", file.display(), snap.revision);
@@ -427,6 +450,33 @@ async fn validate(config: &Path, online: bool, lambda: bool) -> Result<ExitCode>
         }
     }
     Ok(if problems == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+async fn diff(live: &Path, candidate: &Path, format: DiffFormat) -> Result<ExitCode> {
+    let load = |path: &Path| {
+        let path = path.to_owned();
+        async move {
+            let snap = Snapshot::load(&path)
+                .await
+                .with_context(|| format!("loading `{}`", path.display()))?;
+            let model = std::fs::read_to_string(&snap.config.policy.model)
+                .with_context(|| format!("reading `{}`", snap.config.policy.model.display()))?;
+            let policy = authzd::diff::policy_text(&snap)?;
+            anyhow::Ok((snap, model, policy))
+        }
+    };
+    let (a, am, ap) = load(live).await?;
+    let (b, bm, bp) = load(candidate).await?;
+    let report = authzd::diff::diff(&a, &am, &ap, &b, &bm, &bp);
+    match format {
+        DiffFormat::Markdown => print!("{}", authzd::diff::markdown(&report)),
+        DiffFormat::Json => println!("{}", serde_json::to_string_pretty(&report)?),
+    }
+    Ok(if report.flips.is_empty() {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
