@@ -102,6 +102,9 @@ pub struct Decision {
     pub attribute_missing: Option<String>,
     pub resource: String,
     pub action: String,
+    /// The check named a method and path (`resource` is the canonical path,
+    /// `action` the method), not a resource and an action.
+    pub http: bool,
     pub route: Option<String>,
     pub matched_policy: Vec<String>,
     pub revision: Arc<str>,
@@ -226,7 +229,9 @@ fn resolve<'a>(snap: &Snapshot, req: &Request<'a>) -> Result<Resolved<'a>, Box<D
     };
     resolved.map_err(|why| {
         let (resource, action) = req.target.raw_resource_action();
-        Box::new(rejected(snap, resource, action, &why))
+        let mut d = rejected(snap, resource, action, &why);
+        d.http = matches!(req.target, Target::Http { .. });
+        Box::new(d)
     })
 }
 
@@ -256,6 +261,7 @@ pub fn policy_unusable(
 
 fn unavailable(snap: &Snapshot, r: &Resolved<'_>, why: String) -> Decision {
     let mut d = Decision::pending(&r.resource, &r.action, &snap.revision);
+    d.http = r.http;
     d.conclude(Reason::PolicyUnavailable, why);
     d
 }
@@ -369,6 +375,7 @@ fn before_token<'s>(
         None
     };
     let mut d = Decision::pending(resource, action, &snap.revision);
+    d.http = resolved.http;
     d.route = route.map(|r| r.label.clone());
     // 1. CORS preflight.
     if resolved.http
@@ -515,6 +522,7 @@ impl Decision {
             attribute_missing: None,
             resource: resource.to_string(),
             action: action.to_string(),
+            http: false,
             route: None,
             matched_policy: Vec::new(),
             revision: Arc::clone(revision),

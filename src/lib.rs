@@ -50,7 +50,8 @@
 //!
 //! Beside the floors, used only by the CLI: [`devtoken`] (minting
 //! development tokens and JWKS), [`probe`] (`authzd validate --online`) and
-//! [`diff`] (`authzd diff`: the decisions a candidate policy changes).
+//! [`diff`] (`authzd diff`: the decisions a candidate policy changes) and
+//! [`replay`] (`authzd replay`: past decisions under a candidate).
 
 pub mod audit;
 pub mod authorizer;
@@ -63,6 +64,7 @@ pub mod metrics;
 pub mod policy;
 pub mod probe;
 pub mod reason;
+pub mod replay;
 pub mod request;
 pub mod roles;
 pub mod routes;

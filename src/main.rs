@@ -47,6 +47,12 @@ enum LogFormat {
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
+enum ReplayFormat {
+    Text,
+    Json,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
 enum DiffFormat {
     Markdown,
     Json,
@@ -98,6 +104,18 @@ enum Command {
         candidate: PathBuf,
         #[arg(long, value_enum, default_value = "markdown")]
         format: DiffFormat,
+    },
+    /// Re-decide decision-log records under a candidate config
+    /// (`docs/policy-changes.md`); exit 0 nothing changed, 1 something did, 2 error.
+    Replay {
+        /// The candidate configuration.
+        #[arg(long, default_value = "authzd.toml")]
+        config: PathBuf,
+        #[arg(long, value_enum, default_value = "text")]
+        format: ReplayFormat,
+        /// Decision logs: files (`.gz` too), `-` for stdin.
+        #[arg(required = true)]
+        logs: Vec<String>,
     },
     /// Run policy test cases (`docs/interfaces.md`); exit 1 if any fails, 2 if the file is invalid.
     Test { file: PathBuf },
@@ -252,6 +270,30 @@ async fn run(command: Command) -> Result<ExitCode> {
             candidate,
             format,
         } => diff(&config, &candidate, format).await,
+        Command::Replay {
+            config,
+            format,
+            logs,
+        } => {
+            let snap = Snapshot::load(&config)
+                .await
+                .with_context(|| format!("loading `{}`", config.display()))?;
+            let mut readers = Vec::new();
+            for l in logs {
+                let r = authzd::replay::open(&l)?;
+                readers.push((l, r));
+            }
+            let report = authzd::replay::replay(&snap, &mut readers)?;
+            match format {
+                ReplayFormat::Text => print!("{}", authzd::replay::text(&report)),
+                ReplayFormat::Json => println!("{}", serde_json::to_string_pretty(&report)?),
+            }
+            Ok(if report.newly_allowed + report.newly_denied == 0 {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
+        }
         Command::Test { file } => {
             let (snap, results) = authzd::policy::cases::run(&file).await?;
             println!("{} (policy revision {})", file.display(), snap.revision);

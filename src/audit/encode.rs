@@ -63,6 +63,12 @@ impl Encoder {
         string(&d.resource, out);
         out.extend_from_slice(b",\"action\":");
         string(&d.action, out);
+        out.extend_from_slice(if d.http {
+            b",\"target\":\"http\",\"domain\":"
+        } else {
+            b",\"target\":\"resource\",\"domain\":"
+        });
+        optional(d.domain.as_deref(), out);
         out.extend_from_slice(b",\"route\":");
         optional(d.route.as_deref(), out);
         out.extend_from_slice(b",\"policy_revision\":");
@@ -213,6 +219,8 @@ mod tests {
                 "scopes": [],
                 "resource": "/a/b",
                 "action": "GET",
+                "target": "resource",
+                "domain": null,
                 "route": null,
                 "policy_revision": "rev1",
                 "matched_policy": ["p", "/a/b"],
