@@ -66,6 +66,17 @@ pub struct Outcome {
     pub latency: Duration,
     /// The caller's trace (a valid W3C `traceparent`), if it sent one.
     pub trace: Option<crate::telemetry::TraceContext>,
+    /// What the `[shadow]` candidate decided, when it decided this check.
+    pub shadow: Option<ShadowDecision>,
+}
+
+/// The `[shadow]` candidate's answer to a check: recorded, never enforced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShadowDecision {
+    pub allowed: bool,
+    pub reason: crate::reason::Reason,
+    pub matched_policy: Vec<String>,
+    pub revision: Arc<str>,
 }
 
 impl Outcome {
@@ -311,6 +322,7 @@ mod tests {
             time: SystemTime::now(),
             latency: Duration::from_micros(3),
             trace: None,
+            shadow: None,
         })
     }
 

@@ -12,7 +12,7 @@ use std::{
 };
 
 use crate::{
-    audit::{AuditSink, Outcome, Source},
+    audit::{AuditSink, Outcome, ShadowDecision, Source},
     decision::{self, AuthFailure, Decision, Principal, Reason, Request, RolesStep, Sources, Step},
     policy::{reload::PolicyStore, snapshot::Snapshot},
     request,
@@ -32,6 +32,8 @@ pub struct Authorizer {
     audit: AuditSink,
     /// Decision spans for the OTLP collector (off unless `[tracing]` says where).
     spans: SpanSink,
+    /// Checks seen while a `[shadow]` sample rate applies (which ones are shadowed).
+    shadow_seen: AtomicU64,
     /// When (Unix seconds) a refused CORS preflight was last logged as a
     /// warning: at most one a minute, so preflights cannot flood the log.
     preflight_warned: AtomicU64,
@@ -91,6 +93,7 @@ impl Authorizer {
             roles,
             audit,
             spans: SpanSink::off(),
+            shadow_seen: AtomicU64::new(0),
             preflight_warned: AtomicU64::new(0),
         }
     }
@@ -140,7 +143,56 @@ impl Authorizer {
             }
         };
         let trace = self.trace(req.traceparent, req.tracestate);
-        self.emit(decision, source, started, trace)
+        let shadow = self.shadow(&snap, req, &decision);
+        self.emit_with(decision, source, started, trace, shadow)
+    }
+
+    /// The `[shadow]` candidate's decision for a check that reached a
+    /// verified principal (anything decided before is decided alike: the
+    /// candidate shares routes and issuers), on the sampled fraction.
+    fn shadow(&self, snap: &Snapshot, req: &Request<'_>, d: &Decision) -> Option<ShadowDecision> {
+        let Some(Ok(candidate)) = &snap.shadow else {
+            return None;
+        };
+        let (subject, issuer) = (d.subject.as_ref()?, d.issuer.as_ref()?);
+        let sample = snap.config.shadow.as_ref()?.sample;
+        // Exactly `sample` of the checks, spread evenly.
+        let n = self.shadow_seen.fetch_add(1, Ordering::Relaxed) as f64;
+        if ((n + 1.0) * sample).floor() <= (n * sample).floor() {
+            return None;
+        }
+        let value = |name: &String| {
+            d.attributes
+                .iter()
+                .find(|a| &a.name == name)
+                .map(|a| a.value.clone())
+                .unwrap_or_default()
+        };
+        let principal = Principal {
+            claim_subject: subject
+                .strip_prefix(snap.config.policy.subject_prefix.as_str())
+                .unwrap_or(subject)
+                .to_string(),
+            subject: subject.clone(),
+            issuer: issuer.clone(),
+            roles: d.roles.clone(),
+            scopes: d.scopes.clone(),
+            domain: d.domain.clone(),
+            attributes: candidate.policy.attributes.iter().map(value).collect(),
+            attribute_missing: d.attribute_missing.clone(),
+        };
+        let s = decision::decide_for(candidate, req, &principal);
+        crate::metrics::shadow(match (d.allowed, s.allowed) {
+            (false, true) => "newly_allowed",
+            (true, false) => "newly_denied",
+            _ => "same",
+        });
+        Some(ShadowDecision {
+            allowed: s.allowed,
+            reason: s.reason,
+            matched_policy: s.matched_policy,
+            revision: Arc::clone(&candidate.revision),
+        })
     }
 
     /// Validates the token once, resolves roles once, and answers each item
@@ -308,6 +360,17 @@ impl Authorizer {
         started: Instant,
         trace: Option<TraceContext>,
     ) -> Arc<Outcome> {
+        self.emit_with(decision, source, started, trace, None)
+    }
+
+    fn emit_with(
+        &self,
+        decision: Decision,
+        source: Source,
+        started: Instant,
+        trace: Option<TraceContext>,
+        shadow: Option<ShadowDecision>,
+    ) -> Arc<Outcome> {
         let latency = started.elapsed();
         crate::metrics::decision(
             source.as_str(),
@@ -321,6 +384,7 @@ impl Authorizer {
             time: SystemTime::now(),
             latency,
             trace,
+            shadow,
         });
         self.spans.record(&outcome);
         self.audit.record(Arc::clone(&outcome));

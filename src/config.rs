@@ -72,6 +72,9 @@ pub struct Config {
     /// Exporting a span per decision (OpenTelemetry, OTLP over gRPC).
     #[serde(default)]
     pub tracing: TracingConfig,
+    /// A candidate model and policy decided beside the live one, never enforced.
+    #[serde(default)]
+    pub shadow: Option<ShadowConfig>,
     /// The file this was read from; relative paths were resolved against its directory.
     #[serde(skip)]
     pub source: PathBuf,
@@ -596,6 +599,23 @@ impl Default for DecisionLogConfig {
     }
 }
 
+/// `[shadow]`: a candidate model and policy (same routes, issuers and
+/// settings) that decides beside the live one; its answers are recorded and
+/// counted, never enforced (`docs/policy-changes.md`).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ShadowConfig {
+    pub model: PathBuf,
+    pub policy: PathBuf,
+    /// The fraction of decisions the candidate also decides, 0.0 to 1.0.
+    #[serde(default = "default_sample")]
+    pub sample: f64,
+}
+
+fn default_sample() -> f64 {
+    1.0
+}
+
 /// `[tracing]`: with `otlp_endpoint` set, one span per decision is exported
 /// over OTLP/gRPC, off the request path. Nothing here changes a decision.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
@@ -670,6 +690,10 @@ impl Config {
         }
         if let Some(p) = self.policy.cache_file.as_mut() {
             resolve(p);
+        }
+        if let Some(s) = self.shadow.as_mut() {
+            resolve(&mut s.model);
+            resolve(&mut s.policy);
         }
         for issuer in &mut self.issuers {
             if let Some(file) = issuer.jwks_file.as_mut() {
@@ -870,6 +894,11 @@ impl Config {
             return Err(self.invalid("decision_log.buffer", "must be at least 1"));
         }
         self.validate_tracing()?;
+        if let Some(s) = &self.shadow
+            && !(0.0..=1.0).contains(&s.sample)
+        {
+            return Err(self.invalid("shadow.sample", "must be between 0.0 and 1.0"));
+        }
         self.validate_cors()
     }
 

@@ -56,6 +56,7 @@ struct Metrics {
     role_lookups: Family<ResultLabels, Counter>,
     store_syncs: Family<ResultLabels, Counter>,
     spans: Family<ResultLabels, Counter>,
+    shadow: Family<ResultLabels, Counter>,
 }
 
 /// When the policy store was last read successfully, in Unix milliseconds:
@@ -157,8 +158,15 @@ fn metrics() -> &'static Metrics {
             "Decision spans for the OTLP collector, by result (exported, dropped_queue_full, dropped_export_failed)",
             spans.clone(),
         );
+        let shadow = Family::<ResultLabels, Counter>::default();
+        registry.register(
+            "authzd_shadow_decisions",
+            "Checks the [shadow] candidate also decided, by how its answer compares (same, newly_allowed, newly_denied)",
+            shadow.clone(),
+        );
         registry.register_collector(Box::new(SinceSync));
         Metrics {
+            shadow,
             spans,
             registry,
             store_syncs,
@@ -240,6 +248,15 @@ pub fn spans(result: &'static str, n: u64) {
         .spans
         .get_or_create(&ResultLabels { result })
         .inc_by(n);
+}
+
+/// A check the `[shadow]` candidate also decided: `same`, `newly_allowed`
+/// or `newly_denied` (the candidate's answer against the live one).
+pub fn shadow(result: &'static str) {
+    metrics()
+        .shadow
+        .get_or_create(&ResultLabels { result })
+        .inc();
 }
 
 pub fn decision_log_dropped() -> u64 {

@@ -80,6 +80,7 @@ fn every_config_key_is_documented() {
         ("[decision_log]", "[decision_log]"),
         ("[request]", "[request]"),
         ("[tracing]", "[tracing]"),
+        ("[shadow]\nmodel = \"m\"\npolicy = \"p\"", "[shadow]"),
         (
             "[policy]\nmodel = \"m\"\npolicy = \"p\"\n[policy.attributes]\nt = { claim = \"/t\", zz_not_a_key = 1 }",
             "[policy.attributes] entry",
@@ -117,6 +118,7 @@ fn every_metric_is_documented() {
     authzd::metrics::store_configured();
     authzd::metrics::store_synced("ok", std::time::SystemTime::now());
     authzd::metrics::spans("exported", 1);
+    authzd::metrics::shadow("same");
     let text = authzd::metrics::render();
     let doc = read("docs/metrics.md");
     let mut n = 0;

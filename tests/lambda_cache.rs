@@ -175,6 +175,7 @@ fn cached_answer(snap: &Snapshot, method: &str, path: &str, principal: &Principa
         time: SystemTime::now(),
         latency: Duration::ZERO,
         trace: None,
+        shadow: None,
     };
     let ev = event::parse(&json!({
         "type": "TOKEN", "authorizationToken": "t", "methodArn": format!("{BASE}/{method}{path}")

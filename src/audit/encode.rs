@@ -75,6 +75,19 @@ impl Encoder {
         string(&d.revision, out);
         out.extend_from_slice(b",\"matched_policy\":");
         list(&d.matched_policy, out);
+        if let Some(s) = &o.shadow {
+            out.extend_from_slice(if s.allowed {
+                b",\"shadow\":{\"allowed\":true,\"reason\":\""
+            } else {
+                b",\"shadow\":{\"allowed\":false,\"reason\":\""
+            });
+            out.extend_from_slice(s.reason.as_str().as_bytes());
+            out.extend_from_slice(b"\",\"matched_policy\":");
+            list(&s.matched_policy, out);
+            out.extend_from_slice(b",\"policy_revision\":");
+            string(&s.revision, out);
+            out.push(b'}');
+        }
         out.extend_from_slice(b",\"latency_us\":");
         number(
             u64::try_from(o.latency.as_micros()).unwrap_or(u64::MAX),
@@ -190,6 +203,7 @@ mod tests {
             time: UNIX_EPOCH + Duration::from_micros(1_796_074_490_123_456),
             latency: Duration::from_micros(42),
             trace: None,
+            shadow: None,
         }
     }
 

@@ -208,10 +208,13 @@ impl Drop for PolicyWatcher {
 fn targets(snap: &Snapshot, config_path: &Path) -> (HashSet<PathBuf>, HashSet<OsString>) {
     let mut dirs = HashSet::new();
     let mut names = HashSet::new();
+    let shadow = snap.config.shadow.as_ref();
     let files = [
         Some(config_path),
         Some(snap.config.policy.model.as_path()),
         snap.config.policy.policy.as_deref(),
+        shadow.map(|s| s.model.as_path()),
+        shadow.map(|s| s.policy.as_path()),
     ];
     for file in files.into_iter().flatten() {
         let canonical = std::fs::canonicalize(file).ok();

@@ -53,6 +53,9 @@ pub struct Snapshot {
     /// unreachable at start and no cache file stood in): every check then
     /// answers `policy_unavailable`.
     pub available: bool,
+    /// The `[shadow]` candidate, as a snapshot of its own (or why it does
+    /// not load); `None` without `[shadow]`.
+    pub shadow: Option<Result<Arc<Snapshot>, String>>,
 }
 
 impl Snapshot {
@@ -114,7 +117,13 @@ pub struct Sources {
     pub revision: Arc<str>,
     /// What the snapshot's `content` will be.
     pub content: Arc<str>,
+    /// `[shadow]`'s model and policy text (or why they could not be read),
+    /// and the revision they would have as the live policy.
+    shadow: Option<(ShadowTexts, Arc<str>)>,
 }
+
+/// A `[shadow]` candidate's model and policy text, or why they could not be read.
+type ShadowTexts = Result<(String, String), String>;
 
 impl Sources {
     /// Reads the config at `path` and the model it names, and the policy
@@ -154,9 +163,26 @@ impl Sources {
                     }
                 }
             };
-        let content = hash(&[text, &model, &policy]);
+        let deciding = deciding_config(text);
+        let shadow = config.shadow.as_ref().map(|s| {
+            let texts = read(&s.model)
+                .and_then(|m| Ok((m, read(&s.policy)?)))
+                .map_err(|e| e.to_string());
+            // As the live revision would be, were the candidate promoted.
+            let revision = match &texts {
+                Ok((m, p)) => hash(&[&deciding, m, p]),
+                Err(_) => Arc::from("none"),
+            };
+            (texts, revision)
+        });
+        let shadow_text = match &shadow {
+            Some((Ok((m, p)), _)) => format!("{m}\u{0}{p}"),
+            Some((Err(e), _)) => e.clone(),
+            None => String::new(),
+        };
+        let content = hash(&[text, &model, &policy, &shadow_text]);
         let revision: Arc<str> = if available {
-            hash(&[&deciding_config(text), &model, &policy])
+            hash(&[&deciding, &model, &policy])
         } else {
             Arc::from("none")
         };
@@ -169,6 +195,7 @@ impl Sources {
             available,
             revision,
             content,
+            shadow,
         })
     }
 
@@ -183,6 +210,7 @@ impl Sources {
             available,
             revision,
             content,
+            shadow,
         } = self;
         let opts = super::LoadOptions::of(&config).map_err(|message| PolicyLoadError::Model {
             path: config.policy.model.display().to_string(),
@@ -200,6 +228,17 @@ impl Sources {
         .await
         .map_err(|e| name_row(e, &rows))?;
         check_attributes(&config, &policy)?;
+        let shadow = match shadow {
+            None => None,
+            Some((texts, shadow_revision)) => Some(
+                build_shadow(&config, &routes, texts, shadow_revision)
+                    .await
+                    .map(Arc::new),
+            ),
+        };
+        if let Some(Err(e)) = &shadow {
+            tracing::warn!(error = %e, "the [shadow] candidate does not load; the live policy is unaffected");
+        }
         Ok(Snapshot {
             config,
             routes,
@@ -208,8 +247,58 @@ impl Sources {
             content,
             loaded_at: SystemTime::now(),
             available,
+            shadow,
         })
     }
+}
+
+/// The `[shadow]` candidate as a snapshot of its own: the live config and
+/// routes with the candidate's model and policy. Its failure is a message,
+/// never the live snapshot's failure.
+async fn build_shadow(
+    config: &Config,
+    routes: &RouteTable,
+    texts: ShadowTexts,
+    revision: Arc<str>,
+) -> Result<Snapshot, String> {
+    let (model, policy) = texts?;
+    let Some(s) = &config.shadow else {
+        return Err("no [shadow]".into());
+    };
+    let opts = super::LoadOptions::of(config).map_err(|m| format!("{}: {m}", s.model.display()))?;
+    let compiled = Policy::from_text_for(
+        &model,
+        &s.model.display().to_string(),
+        &policy,
+        &s.policy.display().to_string(),
+        opts,
+    )
+    .await
+    .map_err(|e| e.to_string())?;
+    if compiled
+        .attributes
+        .iter()
+        .any(|a| !config.policy.attributes.contains_key(a))
+    {
+        return Err(format!(
+            "the candidate model's attribute fields {:?} are not all in [policy.attributes]",
+            compiled.attributes
+        ));
+    }
+    let mut shadow_config = config.clone();
+    shadow_config.shadow = None;
+    shadow_config.policy.model.clone_from(&s.model);
+    shadow_config.policy.policy = Some(s.policy.clone());
+    Ok(Snapshot {
+        config: shadow_config,
+        routes: routes.clone(),
+        policy: compiled,
+        revision,
+        content: Arc::from("shadow"),
+        loaded_at: SystemTime::now(),
+        available: true,
+        shadow: None,
+    })
 }
 
 /// Every attribute field of the model has a `[policy.attributes]` entry,
@@ -254,6 +343,7 @@ const NOT_DECIDING: &[&[&str]] = &[
     &["server"],
     &["decision_log"],
     &["tracing"],
+    &["shadow"],
     &["policy", "model"],
     &["policy", "policy"],
     &["policy", "store"],

@@ -135,6 +135,14 @@ pub async fn policy(State(app): State<App>) -> Response {
             "result": result,
         })),
         "restart_required": app.store.restart_required(),
+        "shadow": snap.config.shadow.as_ref().map(|s| json!({
+            "model": s.model.display().to_string(),
+            "policy": s.policy.display().to_string(),
+            "sample": s.sample,
+            "revision": snap.shadow.as_ref().and_then(|r| r.as_ref().ok()).map(|c| c.revision.to_string()),
+            "evaluator": snap.shadow.as_ref().and_then(|r| r.as_ref().ok()).map(|c| c.policy.evaluator.clone()),
+            "error": snap.shadow.as_ref().and_then(|r| r.as_ref().err()).cloned(),
+        })),
     }))
     .into_response()
 }
