@@ -29,6 +29,10 @@
 //! that counts what it receives: run once with and once without to see what
 //! tracing costs next to the same no-op.
 //!
+//! With `LOAD_SHADOW=<rate>` (e.g. `1.0`, `0.1`), the logging authzd also
+//! has a `[shadow]` candidate (the same rules plus one) deciding that
+//! fraction of checks: run with and without to see what shadowing costs.
+//!
 //! Run: `cargo bench --bench load` (release build; prints a table).
 
 // A benchmark harness: setup failures abort loudly.
@@ -324,6 +328,17 @@ fn write_config(
         Some(a) => format!("{cfg}[tracing]\notlp_endpoint = \"http://{a}\"\n"),
         None => cfg,
     };
+    let cfg = match (name, std::env::var("LOAD_SHADOW")) {
+        ("log", Ok(rate)) => {
+            let mut candidate = std::fs::read_to_string(dir.join("policy.csv")).unwrap();
+            candidate.push_str("p, role1, /AdminUser, GET\n");
+            std::fs::write(dir.join("candidate.csv"), candidate).unwrap();
+            format!(
+                "{cfg}[shadow]\nmodel = \"model.conf\"\npolicy = \"candidate.csv\"\nsample = {rate}\n"
+            )
+        }
+        _ => cfg,
+    };
     let path = dir.join(format!("{name}.toml"));
     std::fs::write(&path, cfg).unwrap();
     path
@@ -446,10 +461,10 @@ fn main() {
 
         println!(
             "{secs} s per run, {conc} requests in flight, 10,001 rules, loopback, this machine{}",
-            if otlp.is_some() {
-                "; \"log on\" also exports a span per decision (LOAD_TRACING)"
-            } else {
-                ""
+            match (otlp.is_some(), std::env::var("LOAD_SHADOW")) {
+                (true, _) => "; \"log on\" also exports a span per decision (LOAD_TRACING)".to_string(),
+                (false, Ok(rate)) => format!("; \"log on\" also shadows {rate} of the checks (LOAD_SHADOW)"),
+                _ => String::new(),
             }
         );
         println!(

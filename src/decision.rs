@@ -70,6 +70,26 @@ pub struct Request<'a> {
     pub tracestate: Option<&'a str>,
 }
 
+impl<'a> Request<'a> {
+    /// A request that is only its target: no token, headers or body. For
+    /// deciding with a principal standing in for the token (`decide_for`).
+    pub fn bare(target: Target<'a>) -> Request<'a> {
+        Request {
+            target,
+            token: None,
+            authorization: None,
+            origin: None,
+            access_control_request_method: None,
+            answers_preflight: false,
+            domain: None,
+            method_overrides: [None; 3],
+            body: None,
+            traceparent: None,
+            tracestate: None,
+        }
+    }
+}
+
 /// Step 0's result: what the rest of the pipeline decides on.
 #[derive(Debug)]
 struct Resolved<'a> {
@@ -674,19 +694,7 @@ impl RouteVerdict {
 /// token to read: the principal stands for it). What a fresh request
 /// would get; a cached answer's concrete paths are checked with it.
 pub fn fresh_allows(snap: &Snapshot, method: &str, path: &str, p: &Principal) -> bool {
-    let req = Request {
-        target: Target::Http { method, path },
-        token: None,
-        authorization: None,
-        origin: None,
-        access_control_request_method: None,
-        answers_preflight: false,
-        domain: None,
-        method_overrides: [None; 3],
-        body: None,
-        traceparent: None,
-        tracestate: None,
-    };
+    let req = Request::bare(Target::Http { method, path });
     decide_for(snap, &req, p).allowed
 }
 

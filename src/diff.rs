@@ -409,17 +409,8 @@ fn decide(snap: &Snapshot, p: &Principal, ask: &Ask, domain: Option<&str>) -> Si
         Ask::Resource { resource, action } => Target::Resource { resource, action },
     };
     let req = Request {
-        target,
-        token: None,
-        authorization: None,
-        origin: None,
-        access_control_request_method: None,
-        answers_preflight: false,
         domain,
-        method_overrides: [None; 3],
-        body: None,
-        traceparent: None,
-        tracestate: None,
+        ..Request::bare(target)
     };
     let d = decision::decide_for(snap, &req, p);
     Side {

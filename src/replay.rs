@@ -226,17 +226,8 @@ fn one(snap: &Snapshot, line: &str) -> Result<(String, Option<Flip>), &'static s
         }
     };
     let req = Request {
-        target,
-        token: None,
-        authorization: None,
-        origin: None,
-        access_control_request_method: None,
-        answers_preflight: false,
         domain: r.domain.as_deref(),
-        method_overrides: [None; 3],
-        body: None,
-        traceparent: None,
-        tracestate: None,
+        ..Request::bare(target)
     };
     let after = match (&r.subject, &r.issuer) {
         (Some(subject), Some(issuer)) => {

@@ -70,19 +70,7 @@ fn write(
 }
 
 fn decide(snap: &Snapshot, p: &Principal, method: &str, path: &str) -> bool {
-    let req = Request {
-        target: Target::Http { method, path },
-        token: None,
-        authorization: None,
-        origin: None,
-        access_control_request_method: None,
-        answers_preflight: false,
-        domain: None,
-        method_overrides: [None; 3],
-        body: None,
-        traceparent: None,
-        tracestate: None,
-    };
+    let req = Request::bare(Target::Http { method, path });
     decision::decide_for(snap, &req, p).allowed
 }
 

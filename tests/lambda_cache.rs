@@ -188,19 +188,7 @@ fn cached_answer(snap: &Snapshot, method: &str, path: &str, principal: &Principa
 }
 
 fn decide(snap: &Snapshot, method: &str, path: &str, p: &Principal) -> decision::Decision {
-    let req = Request {
-        target: Target::Http { method, path },
-        token: None,
-        authorization: None,
-        origin: None,
-        access_control_request_method: None,
-        answers_preflight: false,
-        domain: None,
-        method_overrides: [None; 3],
-        body: None,
-        traceparent: None,
-        tracestate: None,
-    };
+    let req = Request::bare(Target::Http { method, path });
     decision::decide_for(snap, &req, p)
 }
 

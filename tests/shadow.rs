@@ -70,22 +70,10 @@ fn fresh(snap: &Snapshot, record: &Value) -> bool {
         attributes: vec![],
         attribute_missing: None,
     };
-    let req = Request {
-        target: Target::Http {
-            method: record["action"].as_str().unwrap(),
-            path: record["resource"].as_str().unwrap(),
-        },
-        token: None,
-        authorization: None,
-        origin: None,
-        access_control_request_method: None,
-        answers_preflight: false,
-        domain: None,
-        method_overrides: [None; 3],
-        body: None,
-        traceparent: None,
-        tracestate: None,
-    };
+    let req = Request::bare(Target::Http {
+        method: record["action"].as_str().unwrap(),
+        path: record["resource"].as_str().unwrap(),
+    });
     decision::decide_for(snap, &req, &p).allowed
 }
 

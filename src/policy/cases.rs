@@ -177,17 +177,8 @@ pub async fn run(path: &Path) -> Result<(Snapshot, Vec<CaseResult>), CasesError>
             ..principal
         };
         let req = Request {
-            target,
-            token: None,
-            authorization: None,
-            origin: None,
-            access_control_request_method: None,
-            answers_preflight: false,
             domain: case.domain.as_deref(),
-            method_overrides: [None; 3],
-            body: None,
-            traceparent: None,
-            tracestate: None,
+            ..Request::bare(target)
         };
         let decision = decision::decide_for(&snap, &req, &principal);
         let allowed_ok = decision.allowed == (case.expect == Expect::Allow);
