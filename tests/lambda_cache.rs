@@ -168,6 +168,16 @@ fn build(routes: &[RouteSpec], rules: &[(usize, usize, &'static str)]) -> Option
 
 /// What authzd answers for `method path` (the answer API Gateway caches).
 fn cached_answer(snap: &Snapshot, method: &str, path: &str, principal: &Principal) -> Value {
+    answer_with(snap, method, path, principal, None)
+}
+
+fn answer_with(
+    snap: &Snapshot,
+    method: &str,
+    path: &str,
+    principal: &Principal,
+    sets: Option<&authzd::transport::lambda::route_cache::RouteSets>,
+) -> Value {
     let outcome = Outcome {
         decision: decide(snap, method, path, principal),
         decision_id: "d".into(),
@@ -181,7 +191,7 @@ fn cached_answer(snap: &Snapshot, method: &str, path: &str, principal: &Principa
         "type": "TOKEN", "authorizationToken": "t", "methodArn": format!("{BASE}/{method}{path}")
     }))
     .unwrap();
-    match reply(snap, &ev, &outcome, Some(principal)) {
+    match reply(snap, &ev, &outcome, Some(principal), sets) {
         Reply::Answer(v) => v,
         other => panic!("no answer: {other:?}"),
     }
@@ -418,6 +428,17 @@ proptest! {
         prop_assume!(!requests.is_empty());
         let (m0, p0) = &requests[first % requests.len()];
         let cached = cached_answer(snap, m0, p0, &principal);
+        // The warm instance's route-set cache answers the same, first and again.
+        let sets = authzd::transport::lambda::route_cache::RouteSets::default();
+        for _ in 0..2 {
+            prop_assert_eq!(&answer_with(snap, m0, p0, &principal, Some(&sets)), &cached);
+        }
+        let other = Principal { roles: vec![], attributes: vec!["w".into()], ..principal.clone() };
+        prop_assert_eq!(
+            answer_with(snap, m0, p0, &other, Some(&sets)),
+            cached_answer(snap, m0, p0, &other),
+            "another caller never gets the first one's routes"
+        );
         VALUED.fetch_add(1, Ordering::Relaxed);
         // Routes (per method) whose paths a fresh decision answers differently:
         // the ones that depend on a path value. (A route decided alike for

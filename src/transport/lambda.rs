@@ -11,6 +11,7 @@
 
 pub mod answer;
 pub mod event;
+pub mod route_cache;
 
 use std::{path::Path, sync::Arc, time::Duration};
 
@@ -26,6 +27,7 @@ use crate::{
     token::jwks::Jwks,
 };
 use answer::Reply;
+use route_cache::RouteSets;
 
 #[derive(Debug, thiserror::Error)]
 pub enum LambdaError {
@@ -229,6 +231,8 @@ async fn serve(
 ) -> Result<(), LambdaError> {
     let terminate = terminated();
     tokio::pin!(terminate);
+    // Route sets of repeat callers, for as long as this instance is warm.
+    let sets = RouteSets::default();
     loop {
         let inv = tokio::select! {
             () = &mut terminate => {
@@ -240,7 +244,7 @@ async fn serve(
         // A frozen instance runs no background task: a store is read here,
         // at most every `poll_secs`, before the invocation is decided.
         crate::policy::follow::refresh_if_due(&authorizer.store, &store_client).await;
-        let reply = handle(authorizer, &inv.event).await;
+        let reply = handle(authorizer, &inv.event, &sets).await;
         rt.reply(&inv.id, reply).await?;
         // The answer is out; export this invocation's span before the
         // sandbox may be frozen (a frozen instance runs no background task).
@@ -258,7 +262,7 @@ async fn terminated() {
 }
 
 /// One invocation: the event, the pipeline, the answer.
-pub async fn handle(authorizer: &Authorizer, raw: &Value) -> Reply {
+pub async fn handle(authorizer: &Authorizer, raw: &Value, sets: &RouteSets) -> Reply {
     let event = match event::parse(raw) {
         Ok(e) => e,
         Err(e) => {
@@ -304,5 +308,5 @@ pub async fn handle(authorizer: &Authorizer, raw: &Value) -> Reply {
         None if outcome.decision.status != 401 => authorizer.principal_of_request(&req).await,
         None => None,
     };
-    answer::reply(&snap, &event, &outcome, principal.as_ref())
+    answer::reply(&snap, &event, &outcome, principal.as_ref(), Some(sets))
 }

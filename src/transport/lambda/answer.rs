@@ -54,6 +54,7 @@ pub fn reply(
     event: &Event,
     outcome: &Outcome,
     principal: Option<&Principal>,
+    sets: Option<&super::route_cache::RouteSets>,
 ) -> Reply {
     let d = &outcome.decision;
     let cfg = &snap.config.lambda;
@@ -84,7 +85,10 @@ pub fn reply(
             s
         }
         LambdaPolicyScope::Routes => {
-            let mut s = route_set(snap, event, principal);
+            let mut s = match sets {
+                Some(sets) => sets.get(snap, event, principal),
+                None => route_set(snap, event, principal),
+            };
             pin_current(&mut s, event, d.allowed);
             s
         }
