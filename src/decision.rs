@@ -711,6 +711,27 @@ fn plain_segment(v: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b"-._~@:+=,".contains(&b))
 }
 
+/// The route's paths built from the caller's own values (its subject claim
+/// and attributes in every parameter) that `method` routes to this route.
+pub fn own_paths(snap: &Snapshot, route: &Route, method: &str, p: &Principal) -> Vec<String> {
+    let mut values: Vec<&str> = std::iter::once(p.claim_subject.as_str())
+        .chain(p.attributes.iter().map(String::as_str))
+        .filter(|v| plain_segment(v))
+        .collect();
+    values.sort_unstable();
+    values.dedup();
+    route
+        .instances(&values, MAX_INSTANCES)
+        .into_iter()
+        // A path a more specific route takes is that route's to answer.
+        .filter(|path| {
+            snap.routes
+                .find(method, path)
+                .is_some_and(|r| r.same_paths(route))
+        })
+        .collect()
+}
+
 /// [`route_allows`] for a policy that reads path values: a route is
 /// answered as a whole only when its template, a second witness with other
 /// parameter values, and every path built from the caller's own values
@@ -732,21 +753,8 @@ pub fn route_verdict(snap: &Snapshot, route: &Route, method: &str, p: &Principal
         .instances(&["~authzd-witness~"], 1)
         .iter()
         .all(|w| allows(w));
-    let mut values: Vec<&str> = std::iter::once(p.claim_subject.as_str())
-        .chain(p.attributes.iter().map(String::as_str))
-        .filter(|v| plain_segment(v))
-        .collect();
-    values.sort_unstable();
-    values.dedup();
-    let own: Vec<(String, bool)> = route
-        .instances(&values, MAX_INSTANCES)
+    let own: Vec<(String, bool)> = own_paths(snap, route, method, p)
         .into_iter()
-        // A path a more specific route takes is that route's to answer.
-        .filter(|path| {
-            snap.routes
-                .find(method, path)
-                .is_some_and(|r| r.same_paths(route))
-        })
         .map(|path| {
             let ok = fresh_allows(snap, method, &path, p);
             (path, ok)

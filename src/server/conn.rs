@@ -178,6 +178,30 @@ impl ConnState {
         }
     }
 
+    /// How long until a rule could expire this connection (it is checked
+    /// again then: a request in between moves the deadline). While a
+    /// request is in flight nothing can expire; look again within a second.
+    fn until_due(&self, limits: &Limits) -> Duration {
+        let now = self.ms();
+        let head = u64::try_from(limits.header_read_timeout.as_millis()).unwrap_or(u64::MAX);
+        let idle = u64::try_from(limits.idle_timeout.as_millis()).unwrap_or(u64::MAX);
+        let due_in = if self.requests.load(Ordering::Relaxed) == 0 {
+            head.saturating_sub(now)
+        } else if self.in_flight.load(Ordering::Relaxed) > 0 {
+            1000
+        } else {
+            match self.head_started.load(Ordering::Relaxed) {
+                0 => {
+                    let last = self.last_done.load(Ordering::Relaxed);
+                    // A head may start meanwhile: then the header timeout, sooner.
+                    idle.saturating_sub(now.saturating_sub(last)).min(head)
+                }
+                started => head.saturating_sub(now.saturating_sub(started - 1)),
+            }
+        };
+        Duration::from_millis(due_in.clamp(10, 1000))
+    }
+
     /// Why the connection should close now, if it should.
     fn expired(&self, limits: &Limits) -> Option<&'static str> {
         let now = self.ms();
@@ -232,27 +256,42 @@ async fn connection(
     });
     let conn = builder.serve_connection(io, service);
     tokio::pin!(conn);
-    // Check often enough that a timeout is late by at most a quarter of itself.
-    let every = (limits.header_read_timeout.min(limits.idle_timeout) / 4)
-        .clamp(Duration::from_millis(50), Duration::from_secs(1));
-    let mut tick = tokio::time::interval(every);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let why = loop {
-        tokio::select! {
-            _ = &mut conn => return,
-            _ = tick.tick() => {
-                if let Some(why) = state.expired(&limits) {
-                    break why;
+    // The watchdog is its own task with one timer, set to the next moment a
+    // rule could expire: the connection's own future is polled alone (plus
+    // a notification), so requests pay nothing for it.
+    let fire = Arc::new(tokio::sync::Notify::new());
+    let watchdog = {
+        let (state, fire) = (Arc::clone(&state), Arc::clone(&fire));
+        tokio::spawn(async move {
+            let why = loop {
+                tokio::select! {
+                    () = tokio::time::sleep(state.until_due(&limits)) => {
+                        if let Some(why) = state.expired(&limits) {
+                            break why;
+                        }
+                    }
+                    changed = stop.changed() => {
+                        if changed.is_err() || *stop.borrow() {
+                            break "server shutting down";
+                        }
+                    }
                 }
-            }
-            changed = stop.changed() => {
-                if changed.is_err() || *stop.borrow() {
-                    break "server shutting down";
-                }
-            }
-        }
+            };
+            tracing::debug!(why, "closing connection");
+            // Stored as a permit if the connection is not waiting yet.
+            fire.notify_one();
+        })
     };
-    tracing::debug!(why, "closing connection");
+    let fired = fire.notified();
+    tokio::pin!(fired);
+    tokio::select! {
+        biased;
+        _ = &mut conn => {
+            watchdog.abort();
+            return;
+        }
+        () = &mut fired => {}
+    }
     conn.as_mut().graceful_shutdown();
     // A graceful close waits for a request being read; past the grace, drop it.
     let _ = tokio::time::timeout(GRACE, conn).await;

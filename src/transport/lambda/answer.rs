@@ -235,18 +235,44 @@ pub fn route_set(snap: &Snapshot, event: &Event, principal: Option<&Principal>) 
                         decision::route_verdict(snap, route, m, p),
                         decision::route_verdict(snap, get_route, "GET", p),
                     ) {
-                        (RouteVerdict::All(a), RouteVerdict::All(b)) => {
+                        (RouteVerdict::All(a), RouteVerdict::All(b))
+                            if (a && b && others) || !snap.policy.reads_path_values =>
+                        {
                             RouteVerdict::All(a && b && others)
                         }
-                        // Concrete paths: each as a fresh HEAD is decided
-                        // (also as GET, by whichever route takes GET there).
-                        (RouteVerdict::Only(paths), _) | (_, RouteVerdict::Only(paths)) => {
-                            RouteVerdict::Only(
-                                paths
-                                    .into_iter()
-                                    .filter(|path| decision::fresh_allows(snap, m, path, p))
-                                    .collect(),
-                            )
+                        // Some GET decision here depends on path values: no
+                        // wildcard, only this caller's own paths (of this
+                        // route, and of the GET routes reaching its paths),
+                        // each decided as a fresh HEAD is.
+                        (head, get) => {
+                            let mut paths: Vec<String> = [head, get]
+                                .into_iter()
+                                .flat_map(|v| match v {
+                                    RouteVerdict::Only(ps) => ps,
+                                    RouteVerdict::All(_) => Vec::new(),
+                                })
+                                .chain(decision::own_paths(snap, route, m, p))
+                                .collect();
+                            for o in snap.routes.iter().filter(|o| {
+                                !o.same_paths(route)
+                                    && matches!(o.method(), None | Some("GET"))
+                                    && o.may_overlap(&glob)
+                            }) {
+                                if let RouteVerdict::Only(ps) =
+                                    decision::route_verdict(snap, o, "GET", p)
+                                {
+                                    paths.extend(ps);
+                                }
+                            }
+                            paths.sort();
+                            paths.dedup();
+                            paths.retain(|path| {
+                                snap.routes
+                                    .find(m, path)
+                                    .is_some_and(|r| r.same_paths(route))
+                                    && decision::fresh_allows(snap, m, path, p)
+                            });
+                            RouteVerdict::Only(paths)
                         }
                     }
                 }
