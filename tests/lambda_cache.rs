@@ -191,7 +191,11 @@ fn answer_with(
         "type": "TOKEN", "authorizationToken": "t", "methodArn": format!("{BASE}/{method}{path}")
     }))
     .unwrap();
-    match reply(snap, &ev, &outcome, Some(principal), sets) {
+    let cached = |s: &Snapshot, e: &event::Event, p: Option<&Principal>| match sets {
+        Some(sets) => sets.get(s, e, p),
+        None => authzd::transport::lambda::answer::route_set(s, e, p),
+    };
+    match reply(snap, &ev, &outcome, Some(principal), &cached) {
         Reply::Answer(v) => v,
         other => panic!("no answer: {other:?}"),
     }

@@ -308,5 +308,7 @@ pub async fn handle(authorizer: &Authorizer, raw: &Value, sets: &RouteSets) -> R
         None if outcome.decision.status != 401 => authorizer.principal_of_request(&req).await,
         None => None,
     };
-    answer::reply(&snap, &event, &outcome, principal.as_ref(), Some(sets))
+    answer::reply(&snap, &event, &outcome, principal.as_ref(), &|s, e, p| {
+        sets.get(s, e, p)
+    })
 }

@@ -38,6 +38,10 @@ pub enum Reply {
     },
 }
 
+/// How [`reply`] gets a caller's route set: [`route_set`] itself, or a
+/// cache of it (the Lambda runtime's `route_cache`).
+pub type RouteSetFn<'a> = &'a dyn Fn(&Snapshot, &Event, Option<&Principal>) -> Statements;
+
 /// The statements of an IAM answer.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Statements {
@@ -54,7 +58,7 @@ pub fn reply(
     event: &Event,
     outcome: &Outcome,
     principal: Option<&Principal>,
-    sets: Option<&super::route_cache::RouteSets>,
+    routes: RouteSetFn<'_>,
 ) -> Reply {
     let d = &outcome.decision;
     let cfg = &snap.config.lambda;
@@ -85,10 +89,7 @@ pub fn reply(
             s
         }
         LambdaPolicyScope::Routes => {
-            let mut s = match sets {
-                Some(sets) => sets.get(snap, event, principal),
-                None => route_set(snap, event, principal),
-            };
+            let mut s = routes(snap, event, principal);
             pin_current(&mut s, event, d.allowed);
             s
         }
