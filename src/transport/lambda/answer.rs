@@ -191,6 +191,18 @@ pub fn route_set(snap: &Snapshot, event: &Event, principal: Option<&Principal>) 
     // Every (method, route) of the table, each decided as itself, with its
     // path template as the resource.
     let mut decided: Vec<Entry<'_>> = Vec::new();
+    // Each route's GET verdict, computed once: HEAD entries consult the GET
+    // routes reaching their paths.
+    let get_verdicts: Vec<std::cell::OnceCell<RouteVerdict>> = snap
+        .routes
+        .iter()
+        .map(|_| std::cell::OnceCell::new())
+        .collect();
+    let get_verdict = |i: usize, o: &crate::routes::Route, p: &Principal| {
+        get_verdicts[i]
+            .get_or_init(|| decision::route_verdict(snap, o, "GET", p))
+            .clone()
+    };
     for route in snap.routes.iter() {
         let glob = route.glob();
         for m in METHODS {
@@ -207,17 +219,17 @@ pub fn route_set(snap: &Snapshot, event: &Event, principal: Option<&Principal>) 
             // A HEAD on one of this route's paths runs whichever GET route
             // takes that path: another GET route reaching these paths must
             // allow too, or a wildcard for this one is not safe.
-            let others_allow = |gets: &dyn Fn(&crate::routes::Route) -> bool| {
+            let others_allow = |gets: &dyn Fn(usize, &crate::routes::Route) -> bool| {
                 m != "HEAD"
-                    || snap.routes.iter().all(|o| {
+                    || snap.routes.iter().enumerate().all(|(i, o)| {
                         o.same_paths(route)
                             || !matches!(o.method(), None | Some("GET"))
                             || !o.may_overlap(&glob)
-                            || gets(o)
+                            || gets(i, o)
                     })
             };
             let verdict = match principal {
-                None => RouteVerdict::All(route.public && others_allow(&|o| o.public)),
+                None => RouteVerdict::All(route.public && others_allow(&|_, o| o.public)),
                 // A HEAD runs the GET handler, so it is also decided as GET
                 // (by the route that takes GET on this path), as the pipeline does.
                 Some(p) if m == "HEAD" => {
@@ -229,23 +241,25 @@ pub fn route_set(snap: &Snapshot, event: &Event, principal: Option<&Principal>) 
                         })
                         .copied()
                         .unwrap_or(route);
-                    let others = others_allow(&|o| {
-                        decision::route_verdict(snap, o, "GET", p) == RouteVerdict::All(true)
-                    });
-                    match (
+                    // Only asked when this route allows HEAD at all.
+                    let others =
+                        || others_allow(&|i, o| get_verdict(i, o, p) == RouteVerdict::All(true));
+                    let (head, get) = (
                         decision::route_verdict(snap, route, m, p),
                         decision::route_verdict(snap, get_route, "GET", p),
-                    ) {
-                        (RouteVerdict::All(a), RouteVerdict::All(b))
-                            if (a && b && others) || !snap.policy.reads_path_values =>
-                        {
-                            RouteVerdict::All(a && b && others)
-                        }
+                    );
+                    let whole = match (&head, &get) {
+                        (RouteVerdict::All(true), RouteVerdict::All(true)) => Some(others()),
+                        (RouteVerdict::All(_), RouteVerdict::All(_)) => Some(false),
+                        _ => None,
+                    };
+                    match whole {
+                        Some(ok) if ok || !snap.policy.reads_path_values => RouteVerdict::All(ok),
                         // Some GET decision here depends on path values: no
                         // wildcard, only this caller's own paths (of this
                         // route, and of the GET routes reaching its paths),
                         // each decided as a fresh HEAD is.
-                        (head, get) => {
+                        _ => {
                             let mut paths: Vec<String> = [head, get]
                                 .into_iter()
                                 .flat_map(|v| match v {
@@ -254,14 +268,12 @@ pub fn route_set(snap: &Snapshot, event: &Event, principal: Option<&Principal>) 
                                 })
                                 .chain(decision::own_paths(snap, route, m, p))
                                 .collect();
-                            for o in snap.routes.iter().filter(|o| {
+                            for (i, o) in snap.routes.iter().enumerate().filter(|(_, o)| {
                                 !o.same_paths(route)
                                     && matches!(o.method(), None | Some("GET"))
                                     && o.may_overlap(&glob)
                             }) {
-                                if let RouteVerdict::Only(ps) =
-                                    decision::route_verdict(snap, o, "GET", p)
-                                {
+                                if let RouteVerdict::Only(ps) = get_verdict(i, o, p) {
                                     paths.extend(ps);
                                 }
                             }
