@@ -169,17 +169,12 @@ impl Authorizer {
                 .unwrap_or_default()
         };
         let principal = Principal {
-            claim_subject: subject
-                .strip_prefix(snap.config.policy.subject_prefix.as_str())
-                .unwrap_or(subject)
-                .to_string(),
-            subject: subject.clone(),
-            issuer: issuer.clone(),
             roles: d.roles.clone(),
             scopes: d.scopes.clone(),
             domain: d.domain.clone(),
             attributes: candidate.policy.attributes.iter().map(value).collect(),
             attribute_missing: d.attribute_missing.clone(),
+            ..Principal::recorded(subject, issuer, &snap.config.policy.subject_prefix)
         };
         let s = decision::decide_for(candidate, req, &principal);
         crate::metrics::shadow(match (d.allowed, s.allowed) {

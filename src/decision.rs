@@ -813,20 +813,12 @@ mod tests {
 
     fn req<'a>(token: Option<&'a str>, auth: Option<&'a str>) -> Request<'a> {
         Request {
-            target: Target::Resource {
-                resource: "/x",
-                action: "GET",
-            },
             token,
             authorization: auth,
-            origin: None,
-            access_control_request_method: None,
-            answers_preflight: false,
-            domain: None,
-            method_overrides: [None; 3],
-            body: None,
-            traceparent: None,
-            tracestate: None,
+            ..Request::bare(Target::Resource {
+                resource: "/x",
+                action: "GET",
+            })
         }
     }
 

@@ -339,17 +339,10 @@ pub fn diff(
     for (who, (subject, roles)) in claim_sets.iter().enumerate() {
         for scopes in &scope_sets {
             let principal = |snap: &Snapshot| Principal {
-                claim_subject: subject
-                    .strip_prefix(snap.config.policy.subject_prefix.as_str())
-                    .unwrap_or(subject)
-                    .to_string(),
-                subject: subject.clone(),
-                issuer: "(diff)".into(),
                 roles: roles.clone(),
                 scopes: scopes.clone(),
-                domain: None,
                 attributes: vec![WITNESS.to_string(); attributes],
-                attribute_missing: None,
+                ..Principal::recorded(subject, "(diff)", &snap.config.policy.subject_prefix)
             };
             let (pa, pb) = (principal(live), principal(cand));
             for ask in &asks {

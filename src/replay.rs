@@ -242,17 +242,11 @@ fn one(snap: &Snapshot, line: &str) -> Result<(String, Option<Flip>), &'static s
                 }
             }
             let p = Principal {
-                claim_subject: subject
-                    .strip_prefix(snap.config.policy.subject_prefix.as_str())
-                    .unwrap_or(subject)
-                    .to_string(),
-                subject: subject.clone(),
-                issuer: issuer.clone(),
                 roles: r.roles.clone(),
                 scopes: r.scopes.clone(),
                 domain: r.domain.clone(),
                 attributes,
-                attribute_missing: None,
+                ..Principal::recorded(subject, issuer, &snap.config.policy.subject_prefix)
             };
             decision::decide_for(snap, &req, &p)
         }

@@ -35,6 +35,27 @@ pub struct Principal {
     pub attribute_missing: Option<String>,
 }
 
+impl Principal {
+    /// The principal a record names: its subject as decided (with
+    /// `subject_prefix`, which is taken off again for the claim subject) and
+    /// issuer; roles, scopes, domain and attributes empty, for the caller to fill.
+    pub fn recorded(subject: &str, issuer: &str, subject_prefix: &str) -> Principal {
+        Principal {
+            subject: subject.to_string(),
+            claim_subject: subject
+                .strip_prefix(subject_prefix)
+                .unwrap_or(subject)
+                .to_string(),
+            issuer: issuer.to_string(),
+            roles: Vec::new(),
+            scopes: Vec::new(),
+            domain: None,
+            attributes: Vec::new(),
+            attribute_missing: None,
+        }
+    }
+}
+
 /// The attribute values `claims` give the model's attribute fields `names`
 /// (in order), by `[policy.attributes]`: a string, number or boolean, as
 /// text. Absent, `null`, `""`, an array or an object is no value: the

@@ -25,16 +25,7 @@ const CANDIDATE: &str =
     "p, admin, /AdminUser, GET\np, regular, /RegularUser, GET\np, regular, /AdminUser, GET\n";
 
 async fn counter(srv: &Running, result: &str) -> u64 {
-    let text = reqwest::get(srv.url("/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let key = format!("authzd_shadow_decisions_total{{result=\"{result}\"}} ");
-    text.lines()
-        .find_map(|l| l.strip_prefix(&key))
-        .map_or(0, |v| v.trim().parse().unwrap())
+    srv.counter("authzd_shadow_decisions_total", result).await
 }
 
 /// The candidate's revision as the live one, were its files promoted.

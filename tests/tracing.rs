@@ -111,16 +111,7 @@ fn with_tracing(env: &Env, table: &str) {
 }
 
 async fn metric(srv: &Running, result: &str) -> u64 {
-    let text = reqwest::get(srv.url("/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let key = format!("authzd_trace_spans_total{{result=\"{result}\"}} ");
-    text.lines()
-        .find_map(|l| l.strip_prefix(&key))
-        .map_or(0, |v| v.trim().parse().unwrap())
+    srv.counter("authzd_trace_spans_total", result).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

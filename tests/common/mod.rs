@@ -379,6 +379,20 @@ impl Running {
             .unwrap()
     }
 
+    /// A counter of `/metrics` with the label `result="{result}"` (0 when absent).
+    pub async fn counter(&self, name: &str, result: &str) -> u64 {
+        let text = reqwest::get(self.url("/metrics"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let key = format!("{name}{{result=\"{result}\"}} ");
+        text.lines()
+            .find_map(|l| l.strip_prefix(&key))
+            .map_or(0, |v| v.trim().parse().unwrap())
+    }
+
     /// `POST /v1/check` with a JSON body; returns the parsed response.
     pub async fn check(&self, body: Value) -> Value {
         let resp = reqwest::Client::new()
