@@ -15,6 +15,9 @@ use serde::Deserialize;
 
 use crate::token::alg::Alg;
 
+mod admin;
+pub use admin::AdminConfig;
+
 /// Everything wrong with a configuration file, each naming file, key and value.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -75,6 +78,9 @@ pub struct Config {
     /// A candidate model and policy decided beside the live one, never enforced.
     #[serde(default)]
     pub shadow: Option<ShadowConfig>,
+    /// The decision explorer's own listener (off when absent).
+    #[serde(default)]
+    pub admin: Option<AdminConfig>,
     /// The file this was read from; relative paths were resolved against its directory.
     #[serde(skip)]
     pub source: PathBuf,
@@ -894,6 +900,10 @@ impl Config {
             return Err(self.invalid("decision_log.buffer", "must be at least 1"));
         }
         self.validate_tracing()?;
+        if let Some(a) = &self.admin {
+            let ports = [self.server.grpc_addr, self.server.http_addr];
+            a.check(&ports).map_err(|(key, m)| self.invalid(key, m))?;
+        }
         if let Some(s) = &self.shadow
             && !(0.0..=1.0).contains(&s.sample)
         {

@@ -51,6 +51,17 @@ impl Reason {
         Reason::PolicyUnavailable,
     ];
 
+    /// This reason's place in [`Reason::ALL`] (for per-reason arrays of counts).
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
+    /// A failure to present a valid token (401): what an attack with stolen
+    /// or forged tokens looks like in the counts.
+    pub fn is_token_failure(self) -> bool {
+        self.status() == 401
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Reason::RequestRejected => "request_rejected",
@@ -87,6 +98,18 @@ impl Reason {
             | Reason::CorsPreflight => 403,
             Reason::RoleLookupFailed | Reason::PolicyUnavailable => 503,
             _ => 401,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Reason;
+
+    #[test]
+    fn index_is_the_place_in_all() {
+        for (i, r) in Reason::ALL.iter().enumerate() {
+            assert_eq!(r.index(), i, "{r:?}");
         }
     }
 }

@@ -34,6 +34,8 @@ pub struct PolicyStore {
     restart_required: Mutex<Option<String>>,
     /// When the files were last read (by a watcher event, SIGHUP or a poll), and the result.
     last_check: Mutex<Option<(SystemTime, &'static str)>>,
+    /// The last [`HISTORY`] loads and rejected reloads, oldest first.
+    history: Mutex<std::collections::VecDeque<ReloadEvent>>,
     /// The shared store the policy follows, when it does not come from a file.
     store_status: Option<Arc<StoreStatus>>,
     /// One reload at a time (the file watcher, SIGHUP and the store follower
@@ -41,11 +43,27 @@ pub struct PolicyStore {
     reloading: tokio::sync::Mutex<()>,
 }
 
+/// How many reloads [`PolicyStore::history`] keeps.
+const HISTORY: usize = 50;
+
+/// One load of the policy, or one rejected attempt.
+#[derive(Debug, Clone)]
+pub struct ReloadEvent {
+    pub at: SystemTime,
+    /// `start`, `ok` (a new revision serves) or `error` (rejected; the old one serves).
+    pub result: &'static str,
+    /// The revision serving after this event.
+    pub revision: Arc<str>,
+    pub rules: usize,
+    pub error: Option<String>,
+}
+
 #[derive(Debug, Clone, PartialEq)]
 struct StartupSettings {
     server: ServerConfig,
     decision_log: String,
     tracing: crate::config::TracingConfig,
+    admin: Option<crate::config::AdminConfig>,
     /// Which store is followed and how: the follower is set up once.
     store: (bool, Option<String>, String, String, u64, Option<PathBuf>),
 }
@@ -57,6 +75,7 @@ impl StartupSettings {
             server: c.server.clone(),
             decision_log: c.decision_log.output.clone(),
             tracing: c.tracing.clone(),
+            admin: c.admin.clone(),
             store: (
                 p.policy.is_some(),
                 p.store.clone(),
@@ -80,7 +99,15 @@ impl PolicyStore {
         config_path: &Path,
         store_status: Option<Arc<StoreStatus>>,
     ) -> Self {
+        let first = ReloadEvent {
+            at: snapshot.loaded_at,
+            result: "start",
+            revision: Arc::clone(&snapshot.revision),
+            rules: snapshot.policy.rules,
+            error: None,
+        };
         Self {
+            history: Mutex::new(std::collections::VecDeque::from([first])),
             store_status,
             reloading: tokio::sync::Mutex::new(()),
             started_with: StartupSettings::of(&snapshot.config),
@@ -99,8 +126,28 @@ impl PolicyStore {
     }
 
     fn checked(&self, result: &'static str) {
-        *self.last_check.lock() = Some((SystemTime::now(), result));
-        crate::metrics::policy_reloaded(result, &self.load().revision);
+        let now = SystemTime::now();
+        *self.last_check.lock() = Some((now, result));
+        let snap = self.load();
+        crate::metrics::policy_reloaded(result, &snap.revision);
+        if result != "unchanged" {
+            let mut h = self.history.lock();
+            if h.len() == HISTORY {
+                h.pop_front();
+            }
+            h.push_back(ReloadEvent {
+                at: now,
+                result,
+                revision: Arc::clone(&snap.revision),
+                rules: snap.policy.rules,
+                error: self.last_error(),
+            });
+        }
+    }
+
+    /// The last loads and rejected reloads, oldest first.
+    pub fn history(&self) -> Vec<ReloadEvent> {
+        self.history.lock().iter().cloned().collect()
     }
 
     /// The snapshot a new request should use. Wait-free.
@@ -177,7 +224,7 @@ impl PolicyStore {
         let now = StartupSettings::of(config);
         let msg = (now != self.started_with).then(|| {
             format!(
-                "[server] settings, decision_log.output, [tracing], or where policy comes from (policy/store/table/channel/poll_secs/cache_file) changed ({:?} -> {:?}); restart authzd to apply them",
+                "[server] settings, decision_log.output, [tracing], [admin], or where policy comes from (policy/store/table/channel/poll_secs/cache_file) changed ({:?} -> {:?}); restart authzd to apply them",
                 self.started_with, now
             )
         });

@@ -56,6 +56,22 @@ pub struct Snapshot {
     /// The `[shadow]` candidate, as a snapshot of its own (or why it does
     /// not load); `None` without `[shadow]`.
     pub shadow: Option<Result<Arc<Snapshot>, String>>,
+    /// The model and policy text, kept for the explorer's *Policy* page
+    /// only with `[admin]` on, and the policy only up to [`KEEP_POLICY_TEXT`].
+    pub texts: Option<Texts>,
+}
+
+/// The largest policy text a snapshot keeps for the explorer.
+pub const KEEP_POLICY_TEXT: usize = 4 << 20;
+
+/// What the explorer shows of a snapshot's sources.
+#[derive(Debug)]
+pub struct Texts {
+    pub model: String,
+    /// `None` past [`KEEP_POLICY_TEXT`] bytes.
+    pub policy: Option<String>,
+    /// Where the policy text came from (a file, or a store and table).
+    pub policy_name: String,
 }
 
 impl Snapshot {
@@ -218,10 +234,11 @@ impl Sources {
         })?;
         // Routes first: cheap, and a bad route is named before the policy is read.
         let routes = RouteTable::of_config(&config, opts.fold_case)?;
+        let policy_text = policy;
         let policy = Policy::from_text_for(
             &model,
             &config.policy.model.display().to_string(),
-            &policy,
+            &policy_text,
             &policy_name,
             opts,
         )
@@ -239,6 +256,11 @@ impl Sources {
         if let Some(Err(e)) = &shadow {
             tracing::warn!(error = %e, "the [shadow] candidate does not load; the live policy is unaffected");
         }
+        let texts = config.admin.is_some().then(|| Texts {
+            policy: (policy_text.len() <= KEEP_POLICY_TEXT).then_some(policy_text),
+            model,
+            policy_name,
+        });
         Ok(Snapshot {
             config,
             routes,
@@ -248,6 +270,7 @@ impl Sources {
             loaded_at: SystemTime::now(),
             available,
             shadow,
+            texts,
         })
     }
 }
@@ -298,6 +321,7 @@ async fn build_shadow(
         loaded_at: SystemTime::now(),
         available: true,
         shadow: None,
+        texts: None,
     })
 }
 
@@ -344,6 +368,7 @@ const NOT_DECIDING: &[&[&str]] = &[
     &["decision_log"],
     &["tracing"],
     &["shadow"],
+    &["admin"],
     &["policy", "model"],
     &["policy", "policy"],
     &["policy", "store"],
