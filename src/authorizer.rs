@@ -14,6 +14,7 @@ use std::{
 use crate::{
     audit::{AuditSink, Outcome, ShadowDecision, Source},
     decision::{self, AuthFailure, Decision, Principal, Reason, Request, RolesStep, Sources, Step},
+    explorer::Explorer,
     policy::{reload::PolicyStore, snapshot::Snapshot},
     request,
     roles::{FailedLookup, RoleLookup, RoleSource},
@@ -32,6 +33,8 @@ pub struct Authorizer {
     audit: AuditSink,
     /// Decision spans for the OTLP collector (off unless `[tracing]` says where).
     spans: SpanSink,
+    /// The explorer's recent decisions and counts (on with `[admin]`).
+    explorer: Option<Arc<Explorer>>,
     /// Checks seen while a `[shadow]` sample rate applies (which ones are shadowed).
     shadow_seen: AtomicU64,
     /// When (Unix seconds) a refused CORS preflight was last logged as a
@@ -93,6 +96,7 @@ impl Authorizer {
             roles,
             audit,
             spans: SpanSink::off(),
+            explorer: None,
             shadow_seen: AtomicU64::new(0),
             preflight_warned: AtomicU64::new(0),
         }
@@ -102,6 +106,17 @@ impl Authorizer {
     pub fn with_spans(mut self, spans: SpanSink) -> Self {
         self.spans = spans;
         self
+    }
+
+    /// Keeps recent decisions and counts in `explorer` for the admin pages.
+    pub fn with_explorer(mut self, explorer: Arc<Explorer>) -> Self {
+        self.explorer = Some(explorer);
+        self
+    }
+
+    /// The explorer's data, when `[admin]` is on.
+    pub fn explorer(&self) -> Option<&Arc<Explorer>> {
+        self.explorer.as_ref()
     }
 
     /// The span exporter (the Lambda runtime flushes it between invocations).
@@ -124,14 +139,29 @@ impl Authorizer {
     pub async fn check(&self, req: &Request<'_>, source: Source) -> Arc<Outcome> {
         let started = Instant::now();
         let snap = self.store.load();
+        let decision = self.decide(&snap, req).await;
+        let trace = self.trace(req.traceparent, req.tracestate);
+        let shadow = self.shadow(&snap, req, &decision);
+        self.emit_with(decision, source, started, trace, shadow)
+    }
+
+    /// Decides `req` as [`check`](Self::check) does, fetching what it needs,
+    /// but logs, counts and records nothing: the explorer's *Explain*.
+    pub async fn explain(&self, req: &Request<'_>) -> (Arc<Snapshot>, Decision) {
+        let snap = self.store.load();
+        let decision = self.decide(&snap, req).await;
+        (snap, decision)
+    }
+
+    async fn decide(&self, snap: &Snapshot, req: &Request<'_>) -> Decision {
         let mut budget = Budget::new();
         // INVARIANT: decide asks for a fetch only while its budget flag is set, and
         // each fetch clears the flag, so this loop runs at most three times.
-        let decision = loop {
-            match decision::decide(&snap, req, budget.sources(self), SystemTime::now()) {
+        loop {
+            match decision::decide(snap, req, budget.sources(self), SystemTime::now()) {
                 Step::Done(d) => break d,
                 Step::NeedKeys(idx) if budget.keys => {
-                    self.fetch_keys(&snap, idx).await;
+                    self.fetch_keys(snap, idx).await;
                     budget.keys = false;
                 }
                 Step::NeedRoles(subject) if budget.roles => {
@@ -139,12 +169,9 @@ impl Authorizer {
                     budget.roles = false;
                 }
                 // Unreachable by the invariant; fail closed rather than loop.
-                Step::NeedKeys(_) | Step::NeedRoles(_) => break fail_closed(&snap, req),
+                Step::NeedKeys(_) | Step::NeedRoles(_) => break fail_closed(snap, req),
             }
-        };
-        let trace = self.trace(req.traceparent, req.tracestate);
-        let shadow = self.shadow(&snap, req, &decision);
-        self.emit_with(decision, source, started, trace, shadow)
+        }
     }
 
     /// The `[shadow]` candidate's decision for a check that reached a
@@ -276,6 +303,15 @@ impl Authorizer {
         self.principal(&self.store.load(), raw).await.ok()
     }
 
+    /// A token verified as the pipeline verifies callers' tokens (issuer
+    /// keys, checks, claim and looked-up roles), on the live snapshot:
+    /// the explorer's sign-in. Nothing is logged.
+    pub async fn verify(&self, raw: &str) -> Result<Principal, (Reason, String)> {
+        self.principal(&self.store.load(), raw)
+            .await
+            .map_err(|(reason, why, _)| (reason, why))
+    }
+
     /// Steps 4 and 6 for a batch: a verified principal with all its roles.
     async fn principal(
         &self,
@@ -382,6 +418,9 @@ impl Authorizer {
             shadow,
         });
         self.spans.record(&outcome);
+        if let Some(e) = &self.explorer {
+            e.record(&outcome);
+        }
         self.audit.record(Arc::clone(&outcome));
         if outcome.decision.reason == Reason::CorsPreflight && outcome.decision.status == 403 {
             self.warn_preflight(&outcome);

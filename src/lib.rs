@@ -34,9 +34,10 @@
 //! 4. [`decision`]: THE pipeline (`docs/pipeline.md`) — pure, synchronous,
 //!    clock passed in; `decision::authn` is step 4 (token to principal).
 //! 5. [`audit`] (the decision record and its off-path writer), [`spans`]
-//!    (a span per decision for an OTLP collector, off the request path) and
-//!    [`authorizer`] (the async driver: live snapshot, key and role
-//!    fetches, ids, log, spans, metrics).
+//!    (a span per decision for an OTLP collector, off the request path),
+//!    [`explorer`] (the recent decisions and per-minute counts the
+//!    explorer's pages read) and [`authorizer`] (the async driver: live
+//!    snapshot, key and role fetches, ids, log, spans, explorer, metrics).
 //! 6. [`transport`]: adapters only, none importing another —
 //!    [`transport::grpc`] (`authzd.v1`), [`transport::envoy`] (ext_authz gRPC
 //!    v3 and HTTP mode), [`transport::forward_auth`] (nginx, Traefik),
@@ -44,15 +45,18 @@
 //!    [`transport::lambda`] (the Lambda authorizer); what they share is
 //!    [`transport::ask`] (the way in) and [`transport::answer`] (§2's HTTP
 //!    table, the way out).
+//!    Beside them, [`admin`]: the decision explorer's pages, sign-in and
+//!    API on their own listener; it imports no transport and none imports it.
 //! 7. [`server`]: the bootstrap — [`server::listeners`] puts the transports
-//!    on the two ports, [`server::conn`] holds connections to their limits;
-//!    background tasks, signals, shutdown.
+//!    on the two ports, [`server::conn`] holds connections to their limits
+//!    (the explorer's listener too); background tasks, signals, shutdown.
 //!
 //! Beside the floors, used only by the CLI: [`devtoken`] (minting
 //! development tokens and JWKS), [`probe`] (`authzd validate --online`) and
 //! [`diff`] (`authzd diff`: the decisions a candidate policy changes) and
 //! [`replay`] (`authzd replay`: past decisions under a candidate).
 
+pub mod admin;
 pub mod audit;
 pub mod authorizer;
 pub mod config;
@@ -60,6 +64,7 @@ pub mod cors;
 pub mod decision;
 pub mod devtoken;
 pub mod diff;
+pub mod explorer;
 pub mod metrics;
 pub mod policy;
 pub mod probe;

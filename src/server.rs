@@ -12,6 +12,7 @@ use std::{future::Future, net::SocketAddr, path::Path, sync::Arc};
 use tokio::net::TcpListener;
 
 use crate::{
+    admin,
     audit::{self, Output},
     authorizer::Authorizer,
     policy::{
@@ -44,12 +45,16 @@ pub enum ServeError {
     Grpc(std::io::Error),
     #[error("HTTP server failed: {0}")]
     Http(std::io::Error),
+    #[error("explorer server failed: {0}")]
+    Admin(std::io::Error),
 }
 
 /// A bound, not yet serving authzd.
 pub struct Server {
     grpc: TcpListener,
     http: TcpListener,
+    /// The explorer's listener, with `[admin]`.
+    admin: Option<(TcpListener, Arc<crate::config::AdminConfig>)>,
     authorizer: Arc<Authorizer>,
     audit_writer: Option<tokio::task::JoinHandle<()>>,
     span_exporter: Option<tokio::task::JoinHandle<()>>,
@@ -79,6 +84,19 @@ impl Server {
                 addr: http_addr,
                 source,
             })?;
+        let admin = match &cfg.admin {
+            None => None,
+            Some(a) => {
+                let listener =
+                    TcpListener::bind(a.addr)
+                        .await
+                        .map_err(|source| ServeError::Bind {
+                            addr: a.addr,
+                            source,
+                        })?;
+                Some((listener, Arc::new(a.clone())))
+            }
+        };
         let (sink, audit_writer) =
             audit::spawn(Output::from_config(&log_cfg.output), log_cfg.buffer).map_err(
                 |source| ServeError::Log {
@@ -90,11 +108,16 @@ impl Server {
         crate::metrics::revision_serving(&snapshot.revision);
         tracing::info!(revision = %snapshot.revision, rules = snapshot.policy.rules, routes = snapshot.routes.len(), issuers = cfg.issuers.len(), evaluator = %snapshot.policy.evaluator, "policy loaded");
         let store = Arc::new(PolicyStore::following(snapshot, path, status));
-        let authorizer =
-            Arc::new(Authorizer::new(store, Arc::new(Jwks::new()), sink).with_spans(spans));
+        let mut authorizer = Authorizer::new(store, Arc::new(Jwks::new()), sink).with_spans(spans);
+        if let Some((_, a)) = &admin {
+            authorizer =
+                authorizer.with_explorer(Arc::new(crate::explorer::Explorer::new(a.recent)));
+        }
+        let authorizer = Arc::new(authorizer);
         Ok(Server {
             grpc,
             http,
+            admin,
             authorizer,
             audit_writer,
             span_exporter,
@@ -110,6 +133,11 @@ impl Server {
         self.http.local_addr().ok()
     }
 
+    /// The explorer's address, with `[admin]`.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin.as_ref().and_then(|(l, _)| l.local_addr().ok())
+    }
+
     /// Serves until `shutdown` completes, then drains in-flight checks and flushes the log.
     pub async fn run(
         self,
@@ -118,6 +146,7 @@ impl Server {
         let Server {
             grpc,
             http,
+            admin,
             authorizer,
             audit_writer,
             span_exporter,
@@ -158,8 +187,32 @@ impl Server {
             let _ = rx.wait_for(|s| *s).await;
         };
         let grpc_task = listeners::grpc(grpc, Arc::clone(&authorizer), stopped(stop_rx.clone()));
-        let http_task = listeners::http(http, Arc::clone(&authorizer), stopped(stop_rx));
-        let (g, h) = tokio::join!(grpc_task, http_task);
+        let http_task = listeners::http(http, Arc::clone(&authorizer), stopped(stop_rx.clone()));
+        let admin_task = async {
+            let Some((listener, cfg)) = admin else {
+                return Ok(());
+            };
+            let Some(explorer) = authorizer.explorer().cloned() else {
+                return Ok(());
+            };
+            tracing::info!(admin = %addr(&listener), sign_in = cfg.signs_in(), "decision explorer serving");
+            let state = admin::Admin {
+                authorizer: Arc::clone(&authorizer),
+                explorer,
+                sessions: Arc::new(admin::session::Sessions::new(&cfg)),
+                cfg,
+                stopping: stop_rx.clone(),
+            };
+            let limits = conn::Limits::of(&authorizer.store.load().config.server, false);
+            conn::serve(
+                listener,
+                admin::router(state),
+                limits,
+                stopped(stop_rx.clone()),
+            )
+            .await
+        };
+        let (g, h, a) = tokio::join!(grpc_task, http_task, admin_task);
         drop(watcher);
         if let Some(f) = follower {
             f.abort();
@@ -180,6 +233,7 @@ impl Server {
         }
         g.map_err(ServeError::Grpc)?;
         h.map_err(ServeError::Http)?;
+        a.map_err(ServeError::Admin)?;
         tracing::info!("authzd stopped");
         Ok(())
     }
