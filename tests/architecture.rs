@@ -5,7 +5,8 @@
 //!   an edge; test modules are left out);
 //! - `config` imports only leaves (modules that import nothing from the crate);
 //! - no transport imports another: they share only `transport::answer` and
-//!   `transport::ask`; and nothing below the server imports it;
+//!   `transport::ask`; the explorer (`admin`) and the transports never import
+//!   each other; and nothing below the server imports the server;
 //! - `lib.rs`'s `# Layout` names every module it declares.
 
 // Helpers outside #[test] fns unwrap too: a failure there is a test failure.
@@ -281,7 +282,7 @@ fn config_imports_only_leaves() {
 }
 
 #[test]
-fn transports_never_import_each_other_and_nothing_imports_the_server() {
+fn transports_never_import_each_other_nor_the_explorer_and_nothing_imports_the_server() {
     let g = graph();
     let shared = ["answer", "ask"];
     let transport_of = |m: &Module| -> Option<String> {
@@ -295,6 +296,22 @@ fn transports_never_import_each_other_and_nothing_imports_the_server() {
             {
                 panic!("transport `{}` imports transport `{}`", name(from), name(t));
             }
+            let top = |m: &Module| {
+                m.first()
+                    .map(String::as_str)
+                    .unwrap_or_default()
+                    .to_string()
+            };
+            // The explorer is beside the transports: neither imports the other.
+            assert!(
+                ![top(from), top(t)]
+                    .iter()
+                    .all(|m| m == "admin" || m == "transport")
+                    || top(from) == top(t),
+                "`{}` imports `{}`: the explorer and the transports stay apart",
+                name(from),
+                name(t)
+            );
             if t.first().map(String::as_str) == Some("server") {
                 assert_eq!(
                     from.first().map(String::as_str),

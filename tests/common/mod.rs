@@ -2,6 +2,7 @@
 //! config files, and the real server bound to 127.0.0.1:0.
 #![allow(dead_code)]
 
+pub mod browser;
 pub mod casbin;
 pub mod fleet;
 pub mod otlp;
@@ -324,6 +325,8 @@ pub fn file_issuer(iss: &str, jwks_file: &str, algs: &str, extra: &str) -> Strin
 pub struct Running {
     pub grpc: SocketAddr,
     pub http: SocketAddr,
+    /// The explorer's listener, with `[admin]`.
+    pub admin: Option<SocketAddr>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<()>>,
 }
@@ -340,6 +343,7 @@ impl Running {
         let server = authzd::server::Server::bind(config).await.unwrap();
         let grpc = server.grpc_addr().unwrap();
         let http = server.http_addr().unwrap();
+        let admin = server.admin_addr();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(async move {
             server
@@ -352,6 +356,7 @@ impl Running {
         Running {
             grpc,
             http,
+            admin,
             stop: Some(tx),
             task: Some(task),
         }
