@@ -33,6 +33,11 @@
 //! has a `[shadow]` candidate (the same rules plus one) deciding that
 //! fraction of checks: run with and without to see what shadowing costs.
 //!
+//! With `LOAD_EXPLORER=1`, the logging authzd also has the decision explorer
+//! on (`[admin]`, its ring and counts fed by every decision) and a
+//! browser-like client reading its live stream (`/api/stream`, every
+//! decision) for the whole run: run with and without to see what it costs.
+//!
 //! Run: `cargo bench --bench load` (release build; prints a table).
 
 // A benchmark harness: setup failures abort loudly.
@@ -423,7 +428,8 @@ fn main() {
             "off",
             None,
         ));
-        let _authzd_log = serve(write_config(
+        let explorer = std::env::var_os("LOAD_EXPLORER").map(|_| free_addr());
+        let log_config = write_config(
             dir.path(),
             &key,
             grpc_log,
@@ -431,7 +437,12 @@ fn main() {
             "log",
             &log_file.display().to_string(),
             otlp,
-        ));
+        );
+        if let Some(a) = explorer {
+            let text = std::fs::read_to_string(&log_config).unwrap();
+            std::fs::write(&log_config, format!("{text}[admin]\naddr = \"{a}\"\n")).unwrap();
+        }
+        let _authzd_log = serve(log_config);
         let grpcs = Three([grpc, grpc_log, noop_g]);
         let https = Three([http, http_log, noop_h]);
         let _noop = Child(
@@ -458,10 +469,24 @@ fn main() {
         };
         let token = Arc::new(mint(&key, &claims, None, SystemTime::now()).unwrap());
         tokio::time::sleep(Duration::from_millis(300)).await;
+        // The explorer's live page, as a browser holds it open: every decision streamed.
+        let streamed = Arc::new(AtomicU64::new(0));
+        if let Some(a) = explorer {
+            listening(a).await;
+            let streamed = Arc::clone(&streamed);
+            tokio::spawn(async move {
+                let mut resp = reqwest::get(format!("http://{a}/api/stream")).await.unwrap();
+                while let Ok(Some(chunk)) = resp.chunk().await {
+                    let n = chunk.windows(15).filter(|w| w == b"event: decision").count();
+                    streamed.fetch_add(n as u64, Ordering::Relaxed);
+                }
+            });
+        }
 
         println!(
             "{secs} s per run, {conc} requests in flight, 10,001 rules, loopback, this machine{}",
             match (otlp.is_some(), std::env::var("LOAD_SHADOW")) {
+                _ if explorer.is_some() => "; \"log on\" also feeds the explorer, with its live stream read (LOAD_EXPLORER)".to_string(),
                 (true, _) => "; \"log on\" also exports a span per decision (LOAD_TRACING)".to_string(),
                 (false, Ok(rate)) => format!("; \"log on\" also shadows {rate} of the checks (LOAD_SHADOW)"),
                 _ => String::new(),
@@ -605,6 +630,12 @@ fn main() {
         // The writer flushes every 10 ms; then every answer must have its record.
         tokio::time::sleep(Duration::from_millis(500)).await;
         let records = std::fs::read_to_string(&log_file).unwrap().lines().count() as u64;
+        if explorer.is_some() {
+            println!(
+                "explorer: the live stream carried {} decisions",
+                streamed.load(Ordering::Relaxed)
+            );
+        }
         let answers = LOGGED_ANSWERS.load(Ordering::Relaxed);
         let cut_off = LOGGED_CUT_OFF.load(Ordering::Relaxed);
         println!(

@@ -126,18 +126,17 @@ impl Explorer {
 
     /// Records from sequence number `after` on (oldest first) matching
     /// `filter`, at most `limit`; and the sequence number to ask from next.
-    /// Records that left the ring meanwhile are skipped.
+    /// A reader more than `limit` records behind skips to the newest
+    /// `limit`: a page shows the latest decisions, not an ever-growing backlog.
     pub fn since(&self, after: u64, filter: &Filter, limit: usize) -> (Vec<Arc<Outcome>>, u64) {
         let inner = self.inner.lock();
         let first = inner.next - inner.ring.len() as u64;
-        let start = after.max(first);
+        let newest = inner.next.saturating_sub(limit as u64);
+        let start = after.max(first).max(newest);
         let skip = usize::try_from(start - first).unwrap_or(usize::MAX);
         let mut next = start;
         let mut out = Vec::new();
         for o in inner.ring.iter().skip(skip) {
-            if out.len() == limit {
-                break;
-            }
             next += 1;
             if filter.matches(o) {
                 out.push(Arc::clone(o));
@@ -172,4 +171,75 @@ impl Explorer {
 /// Reason codes in the order of [`Reason::ALL`], for callers that count by index.
 pub fn reason_at(i: usize) -> Option<Reason> {
     Reason::ALL.get(i).copied()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::decision::Decision;
+
+    fn outcome(i: usize, allowed: bool) -> Arc<Outcome> {
+        let mut d = Decision::pending(&format!("/r{i}"), "GET", &Arc::from("rev"));
+        d.allowed = allowed;
+        d.subject = Some(format!("user{}", i % 3));
+        Arc::new(Outcome {
+            decision: d,
+            decision_id: format!("id{i}"),
+            source: crate::audit::Source::Http,
+            time: SystemTime::now(),
+            latency: Duration::from_micros(100),
+            trace: None,
+            shadow: None,
+        })
+    }
+
+    #[test]
+    fn ring_keeps_the_newest_and_readers_follow() {
+        let e = Explorer::new(5);
+        for i in 0..8 {
+            e.record(&outcome(i, i % 2 == 0));
+        }
+        assert_eq!(e.size(), (5, 5));
+        let (recent, next) = e.recent(&Filter::default(), 10);
+        assert_eq!(next, 8);
+        let ids: Vec<_> = recent.iter().map(|(_, o)| o.decision_id.as_str()).collect();
+        assert_eq!(ids, ["id7", "id6", "id5", "id4", "id3"]);
+        assert!(e.find("id2").is_none() && e.find("id3").is_some());
+        // A reader from 6 gets 6 and 7; one from before the ring gets the ring.
+        let (got, next) = e.since(6, &Filter::default(), 100);
+        assert_eq!(got.len(), 2);
+        assert_eq!(next, 8);
+        let (got, _) = e.since(0, &Filter::default(), 100);
+        assert_eq!(got[0].decision_id, "id3");
+        // Far behind: only the newest `limit`.
+        let (got, next) = e.since(3, &Filter::default(), 2);
+        let ids: Vec<_> = got.iter().map(|o| o.decision_id.as_str()).collect();
+        assert_eq!((ids, next), (vec!["id6", "id7"], 8));
+        // Filters apply to both.
+        let denied = Filter {
+            allowed: Some(false),
+            subject: Some("user1".into()),
+            ..Filter::default()
+        };
+        let (got, _) = e.recent(&denied, 10);
+        let ids: Vec<_> = got.iter().map(|(_, o)| o.decision_id.as_str()).collect();
+        assert_eq!(ids, ["id7"]);
+        let (got, next) = e.since(8, &denied, 10);
+        assert!(got.is_empty());
+        assert_eq!(next, 8);
+    }
+
+    #[test]
+    fn overview_counts_what_was_recorded() {
+        let e = Explorer::new(100);
+        for i in 0..10 {
+            e.record(&outcome(i, i < 7));
+        }
+        let o = e.overview(Duration::from_secs(300), SystemTime::now());
+        assert_eq!((o.total, o.allowed, o.denied), (10, 7, 3));
+        assert_eq!(o.series.len(), 5);
+        assert_eq!(o.series.iter().map(|s| s.allowed + s.denied).sum::<u64>(), 10);
+        assert_eq!(o.top_denied_subjects.iter().map(|c| c.count).sum::<u64>(), 3);
+        assert!(o.latency_ms.p50 > 0.09 && o.latency_ms.p50 < 0.13, "{:?}", o.latency_ms);
+    }
 }

@@ -28,6 +28,7 @@ struct Minute {
     /// Minutes since the Unix epoch.
     at: u64,
     reasons: [u32; Reason::ALL.len()],
+    allowed: u32,
     latency: [u32; BUCKETS],
     denied_routes: HashMap<String, u32>,
     denied_subjects: HashMap<String, u32>,
@@ -40,6 +41,7 @@ impl Minute {
         Self {
             at,
             reasons: [0; Reason::ALL.len()],
+            allowed: 0,
             latency: [0; BUCKETS],
             denied_routes: HashMap::new(),
             denied_subjects: HashMap::new(),
@@ -144,6 +146,7 @@ impl Minutes {
         };
         let d = &o.decision;
         m.reasons[d.reason.index()] += 1;
+        m.allowed += u32::from(d.allowed);
         m.latency[bucket(o.latency)] += 1;
         if !d.allowed {
             let route = d.route.as_deref().unwrap_or(&d.resource);
@@ -179,15 +182,13 @@ impl Minutes {
             .iter()
             .filter(|m| m.at >= from && m.at <= now_min)
         {
-            let (mut allowed, mut denied) = (0u64, 0u64);
+            let mut all = 0u64;
             for (i, n) in m.reasons.iter().enumerate() {
                 reasons[i] += u64::from(*n);
-                if Reason::ALL[i].status() == 200 {
-                    allowed += u64::from(*n);
-                } else {
-                    denied += u64::from(*n);
-                }
+                all += u64::from(*n);
             }
+            let allowed = u64::from(m.allowed);
+            let denied = all - allowed;
             if let Some(s) = series.get_mut(((m.at - from) / slot_min) as usize) {
                 s.allowed += allowed;
                 s.denied += denied;
