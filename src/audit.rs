@@ -256,14 +256,23 @@ fn moved(_: &Path, _: &File) -> bool {
     false
 }
 
+/// Something else that reads every record the writer takes, on the
+/// writer's thread, in batches (the decision explorer).
+pub type Tap = Box<dyn Fn(&[Arc<Outcome>]) + Send>;
+
 /// Starts the writer. It ends, after writing everything queued, once every
-/// [`AuditSink`] clone is dropped; await the handle to flush.
+/// [`AuditSink`] clone is dropped; await the handle to flush. With a `tap`,
+/// the writer runs even when `output` is off, and hands the tap each batch
+/// before writing it.
 pub fn spawn(
     output: Output,
     buffer: usize,
+    tap: Option<Tap>,
 ) -> std::io::Result<(AuditSink, Option<JoinHandle<()>>)> {
-    let Some(mut sink) = Sink::open(&output)? else {
-        return Ok((AuditSink::off(), None));
+    let mut sink = match (Sink::open(&output)?, &tap) {
+        (Some(s), _) => Some(s),
+        (None, Some(_)) => None,
+        (None, None) => return Ok((AuditSink::off(), None)),
     };
     let capacity = buffer.max(1);
     let queue = Arc::new(Queue {
@@ -285,6 +294,19 @@ pub fn spawn(
             let last = Arc::strong_count(&q) == 1;
             std::mem::swap(&mut *q.pending.lock(), &mut taken);
             let reopen = q.reopen.swap(false, Ordering::Relaxed);
+            if let Some(tap) = &tap
+                && !taken.is_empty()
+            {
+                tap(&taken);
+            }
+            let Some(sink) = sink.as_mut() else {
+                taken.clear();
+                if last {
+                    break;
+                }
+                std::thread::park_timeout(FLUSH_EVERY);
+                continue;
+            };
             if reopen || last_rotation_check.elapsed() >= ROTATION_CHECK_EVERY {
                 sink.follow_rotation(reopen);
                 last_rotation_check = std::time::Instant::now();

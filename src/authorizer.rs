@@ -14,7 +14,6 @@ use std::{
 use crate::{
     audit::{AuditSink, Outcome, ShadowDecision, Source},
     decision::{self, AuthFailure, Decision, Principal, Reason, Request, RolesStep, Sources, Step},
-    explorer::Explorer,
     policy::{reload::PolicyStore, snapshot::Snapshot},
     request,
     roles::{FailedLookup, RoleLookup, RoleSource},
@@ -33,8 +32,6 @@ pub struct Authorizer {
     audit: AuditSink,
     /// Decision spans for the OTLP collector (off unless `[tracing]` says where).
     spans: SpanSink,
-    /// The explorer's recent decisions and counts (on with `[admin]`).
-    explorer: Option<Arc<Explorer>>,
     /// Checks seen while a `[shadow]` sample rate applies (which ones are shadowed).
     shadow_seen: AtomicU64,
     /// When (Unix seconds) a refused CORS preflight was last logged as a
@@ -96,7 +93,6 @@ impl Authorizer {
             roles,
             audit,
             spans: SpanSink::off(),
-            explorer: None,
             shadow_seen: AtomicU64::new(0),
             preflight_warned: AtomicU64::new(0),
         }
@@ -106,17 +102,6 @@ impl Authorizer {
     pub fn with_spans(mut self, spans: SpanSink) -> Self {
         self.spans = spans;
         self
-    }
-
-    /// Keeps recent decisions and counts in `explorer` for the admin pages.
-    pub fn with_explorer(mut self, explorer: Arc<Explorer>) -> Self {
-        self.explorer = Some(explorer);
-        self
-    }
-
-    /// The explorer's data, when `[admin]` is on.
-    pub fn explorer(&self) -> Option<&Arc<Explorer>> {
-        self.explorer.as_ref()
     }
 
     /// The span exporter (the Lambda runtime flushes it between invocations).
@@ -418,9 +403,6 @@ impl Authorizer {
             shadow,
         });
         self.spans.record(&outcome);
-        if let Some(e) = &self.explorer {
-            e.record(&outcome);
-        }
         self.audit.record(Arc::clone(&outcome));
         if outcome.decision.reason == Reason::CorsPreflight && outcome.decision.status == 403 {
             self.warn_preflight(&outcome);

@@ -2,9 +2,11 @@
 //! decisions, in a bounded ring of the same records the log writes, and
 //! per-minute counts for the last 24 hours ([`stats`]).
 //!
-//! The request path pays for one uncontended lock, an `Arc` clone and a few
-//! counter increments; pages read under the same lock, briefly. Nothing here
-//! holds the token: an [`Outcome`] never does.
+//! The request path pays nothing: the decision log's writer hands each
+//! batch it takes to [`Explorer::record`] on its own thread ([`crate::audit::Tap`]),
+//! so the explorer holds exactly the records the log writes. Pages read
+//! under the same lock, briefly. Nothing here holds the token: an
+//! [`Outcome`] never does.
 
 pub mod stats;
 
@@ -96,15 +98,24 @@ impl Explorer {
         }
     }
 
-    /// Adds one decision (the request path).
-    pub fn record(&self, o: &Arc<Outcome>) {
+    /// Adds a batch of decisions, as the decision log writer takes them
+    /// (off the request path). The decisions pushed out of the ring are
+    /// freed after the lock is released.
+    pub fn record(&self, batch: &[Arc<Outcome>]) {
+        let mut evicted = Vec::new();
         let mut inner = self.inner.lock();
-        if inner.ring.len() == inner.capacity {
-            inner.ring.pop_front();
+        for o in batch {
+            if inner.ring.len() == inner.capacity
+                && let Some(old) = inner.ring.pop_front()
+            {
+                evicted.push(old);
+            }
+            inner.ring.push_back(Arc::clone(o));
+            inner.next += 1;
+            inner.stats.add(o);
         }
-        inner.ring.push_back(Arc::clone(o));
-        inner.next += 1;
-        inner.stats.add(o);
+        drop(inner);
+        drop(evicted);
     }
 
     /// Up to `limit` records matching `filter`, newest first, each with its
@@ -197,7 +208,7 @@ mod tests {
     fn ring_keeps_the_newest_and_readers_follow() {
         let e = Explorer::new(5);
         for i in 0..8 {
-            e.record(&outcome(i, i % 2 == 0));
+            e.record(&[outcome(i, i % 2 == 0)]);
         }
         assert_eq!(e.size(), (5, 5));
         let (recent, next) = e.recent(&Filter::default(), 10);
@@ -232,14 +243,23 @@ mod tests {
     #[test]
     fn overview_counts_what_was_recorded() {
         let e = Explorer::new(100);
-        for i in 0..10 {
-            e.record(&outcome(i, i < 7));
-        }
+        let batch: Vec<_> = (0..10).map(|i| outcome(i, i < 7)).collect();
+        e.record(&batch);
         let o = e.overview(Duration::from_secs(300), SystemTime::now());
         assert_eq!((o.total, o.allowed, o.denied), (10, 7, 3));
         assert_eq!(o.series.len(), 5);
-        assert_eq!(o.series.iter().map(|s| s.allowed + s.denied).sum::<u64>(), 10);
-        assert_eq!(o.top_denied_subjects.iter().map(|c| c.count).sum::<u64>(), 3);
-        assert!(o.latency_ms.p50 > 0.09 && o.latency_ms.p50 < 0.13, "{:?}", o.latency_ms);
+        assert_eq!(
+            o.series.iter().map(|s| s.allowed + s.denied).sum::<u64>(),
+            10
+        );
+        assert_eq!(
+            o.top_denied_subjects.iter().map(|c| c.count).sum::<u64>(),
+            3
+        );
+        assert!(
+            o.latency_ms.p50 > 0.09 && o.latency_ms.p50 < 0.13,
+            "{:?}",
+            o.latency_ms
+        );
     }
 }

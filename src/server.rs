@@ -54,7 +54,11 @@ pub struct Server {
     grpc: TcpListener,
     http: TcpListener,
     /// The explorer's listener, with `[admin]`.
-    admin: Option<(TcpListener, Arc<crate::config::AdminConfig>)>,
+    admin: Option<(
+        TcpListener,
+        Arc<crate::config::AdminConfig>,
+        Arc<crate::explorer::Explorer>,
+    )>,
     authorizer: Arc<Authorizer>,
     audit_writer: Option<tokio::task::JoinHandle<()>>,
     span_exporter: Option<tokio::task::JoinHandle<()>>,
@@ -94,11 +98,17 @@ impl Server {
                             addr: a.addr,
                             source,
                         })?;
-                Some((listener, Arc::new(a.clone())))
+                let explorer = Arc::new(crate::explorer::Explorer::new(a.recent));
+                Some((listener, Arc::new(a.clone()), explorer))
             }
         };
+        // The explorer reads what the log writer takes, on the writer's thread.
+        let tap = admin.as_ref().map(|(_, _, e)| {
+            let e = Arc::clone(e);
+            Box::new(move |batch: &[Arc<audit::Outcome>]| e.record(batch)) as audit::Tap
+        });
         let (sink, audit_writer) =
-            audit::spawn(Output::from_config(&log_cfg.output), log_cfg.buffer).map_err(
+            audit::spawn(Output::from_config(&log_cfg.output), log_cfg.buffer, tap).map_err(
                 |source| ServeError::Log {
                     output: log_cfg.output.clone(),
                     source,
@@ -108,12 +118,8 @@ impl Server {
         crate::metrics::revision_serving(&snapshot.revision);
         tracing::info!(revision = %snapshot.revision, rules = snapshot.policy.rules, routes = snapshot.routes.len(), issuers = cfg.issuers.len(), evaluator = %snapshot.policy.evaluator, "policy loaded");
         let store = Arc::new(PolicyStore::following(snapshot, path, status));
-        let mut authorizer = Authorizer::new(store, Arc::new(Jwks::new()), sink).with_spans(spans);
-        if let Some((_, a)) = &admin {
-            authorizer =
-                authorizer.with_explorer(Arc::new(crate::explorer::Explorer::new(a.recent)));
-        }
-        let authorizer = Arc::new(authorizer);
+        let authorizer =
+            Arc::new(Authorizer::new(store, Arc::new(Jwks::new()), sink).with_spans(spans));
         Ok(Server {
             grpc,
             http,
@@ -135,7 +141,9 @@ impl Server {
 
     /// The explorer's address, with `[admin]`.
     pub fn admin_addr(&self) -> Option<SocketAddr> {
-        self.admin.as_ref().and_then(|(l, _)| l.local_addr().ok())
+        self.admin
+            .as_ref()
+            .and_then(|(l, _, _)| l.local_addr().ok())
     }
 
     /// Serves until `shutdown` completes, then drains in-flight checks and flushes the log.
@@ -189,10 +197,7 @@ impl Server {
         let grpc_task = listeners::grpc(grpc, Arc::clone(&authorizer), stopped(stop_rx.clone()));
         let http_task = listeners::http(http, Arc::clone(&authorizer), stopped(stop_rx.clone()));
         let admin_task = async {
-            let Some((listener, cfg)) = admin else {
-                return Ok(());
-            };
-            let Some(explorer) = authorizer.explorer().cloned() else {
+            let Some((listener, cfg, explorer)) = admin else {
                 return Ok(());
             };
             tracing::info!(admin = %addr(&listener), sign_in = cfg.signs_in(), "decision explorer serving");

@@ -292,7 +292,9 @@ async fn an_open_explorer_is_loopback_only() {
         err.contains("admin.addr") && err.contains("loopback"),
         "{err}"
     );
-    // On loopback, without roles, it serves without sign-in.
+    // On loopback, without roles, it serves without sign-in; and it sees
+    // decisions with the decision log off too.
+    let cfg = cfg.replace("output = \"decisions.log\"", "output = \"off\"");
     env.write(
         "authzd.toml",
         &format!("{cfg}\n[admin]\naddr = \"127.0.0.1:0\"\n"),
@@ -305,6 +307,26 @@ async fn an_open_explorer_is_loopback_only() {
         .unwrap();
     assert_eq!(r.status(), StatusCode::OK);
     assert_hardened(&r, "whoami");
+    let d = srv
+        .check(json!({"method": "GET", "path": "/AdminUser"}))
+        .await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(2);
+    loop {
+        let list: Value = client()
+            .get(admin_url(&srv, "/api/decisions"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if list["records"][0]["decision_id"] == d["decision_id"] {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{list}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(!env.dir.path().join("decisions.log").exists());
     srv.stop().await;
 }
 

@@ -204,7 +204,7 @@ pub async fn run(config: &Path) -> Result<(), LambdaError> {
         "off" => Output::Off,
         _ => Output::Stdout,
     };
-    let (sink, writer) = audit::spawn(output, snapshot.config.decision_log.buffer)
+    let (sink, writer) = audit::spawn(output, snapshot.config.decision_log.buffer, None)
         .map_err(|e| LambdaError::Config(e.to_string()))?;
     tracing::info!(revision = %snapshot.revision, routes = snapshot.routes.len(), evaluator = %snapshot.policy.evaluator, "authzd lambda ready");
     let config_tracing = snapshot.config.tracing.clone();
