@@ -7,6 +7,10 @@
 //!   verify, the whole pipeline on a token it has not seen, and a bare
 //!   jsonwebtoken verify of the same token.
 //! - `policy/*`: the policy step alone, indexed evaluator vs casbin-rs.
+//! - `explorer/record`: what the decision explorer adds per decision on the
+//!   log writer's thread (ring, per-minute counts), in batches of 512, half
+//!   of them denials on distinct paths; next to `explorer/log_line`, the
+//!   log's own encoding of the same records.
 //!
 //! Run: `cargo bench --bench decision` (add `-- --quick` for a fast pass).
 
@@ -279,5 +283,65 @@ fn bench_policy(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench_decide, bench_token, bench_policy);
+fn bench_explorer(c: &mut Criterion) {
+    use authzd::{
+        audit::{Outcome, Source},
+        decision::{Decision, Reason},
+        explorer::Explorer,
+    };
+    let revision: Arc<str> = Arc::from("0123456789ab");
+    let batch: Vec<Arc<Outcome>> = (0..512)
+        .map(|i| {
+            let mut d = Decision::pending(&format!("/res{i}/{}", i * 7), "GET", &revision);
+            d.subject = Some(format!("user:u{}", i % 50));
+            d.issuer = Some(ISS.into());
+            d.roles = vec!["role1".into()];
+            if i % 2 == 0 {
+                d.conclude(Reason::Allowed, "policy allows".into());
+            } else {
+                d.conclude(Reason::PolicyDenied, "no rule".into());
+            }
+            Arc::new(Outcome {
+                decision: d,
+                decision_id: format!("01a24a15-f80a-7438-9a05-{i:012}"),
+                source: Source::Http,
+                time: SystemTime::now(),
+                latency: std::time::Duration::from_micros(40 + i as u64),
+                trace: None,
+                shadow: None,
+            })
+        })
+        .collect();
+    let (mut lines, mut ends) = (Vec::new(), Vec::new());
+    for o in &batch {
+        lines.extend_from_slice(o.to_json_line().as_bytes());
+        lines.push(b'\n');
+        ends.push(lines.len());
+    }
+    let explorer = Explorer::new(10_000);
+    for _ in 0..40 {
+        explorer.record(&batch, &lines, &ends);
+    }
+    let mut group = c.benchmark_group("explorer");
+    group.throughput(criterion::Throughput::Elements(batch.len() as u64));
+    group.bench_function("record", |b| {
+        b.iter(|| explorer.record(black_box(&batch), &lines, &ends))
+    });
+    group.bench_function("log_line", |b| {
+        b.iter(|| {
+            for o in &batch {
+                black_box(o.to_json_line());
+            }
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(
+    benches,
+    bench_decide,
+    bench_token,
+    bench_policy,
+    bench_explorer
+);
 criterion_main!(benches);

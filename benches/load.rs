@@ -477,7 +477,7 @@ fn main() {
             tokio::spawn(async move {
                 let mut resp = reqwest::get(format!("http://{a}/api/stream")).await.unwrap();
                 while let Ok(Some(chunk)) = resp.chunk().await {
-                    let n = chunk.windows(15).filter(|w| w == b"event: decision").count();
+                    let n = chunk.windows(14).filter(|w| w == b"\"decision_id\":").count();
                     streamed.fetch_add(n as u64, Ordering::Relaxed);
                 }
             });

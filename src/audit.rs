@@ -257,8 +257,10 @@ fn moved(_: &Path, _: &File) -> bool {
 }
 
 /// Something else that reads every record the writer takes, on the
-/// writer's thread, in batches (the decision explorer).
-pub type Tap = Box<dyn Fn(&[Arc<Outcome>]) + Send>;
+/// writer's thread, in batches (the decision explorer): the records, and
+/// their log lines as encoded (`lines` holds them one after another, each
+/// ending with `\n` at the offsets in `ends`).
+pub type Tap = Box<dyn Fn(&[Arc<Outcome>], &[u8], &[usize]) + Send>;
 
 /// Starts the writer. It ends, after writing everything queued, once every
 /// [`AuditSink`] clone is dropped; await the handle to flush. With a `tap`,
@@ -287,6 +289,7 @@ pub fn spawn(
         let mut encoder = encode::Encoder::default();
         let mut taken: Vec<Arc<Outcome>> = Vec::new();
         let mut bytes: Vec<u8> = Vec::with_capacity(256 * 1024);
+        let mut ends: Vec<usize> = Vec::new();
         let mut last_rotation_check = std::time::Instant::now();
         loop {
             // INVARIANT: once the writer holds the only reference, no sink is
@@ -294,32 +297,30 @@ pub fn spawn(
             let last = Arc::strong_count(&q) == 1;
             std::mem::swap(&mut *q.pending.lock(), &mut taken);
             let reopen = q.reopen.swap(false, Ordering::Relaxed);
-            if let Some(tap) = &tap
-                && !taken.is_empty()
+            if let Some(sink) = sink.as_mut()
+                && (reopen || last_rotation_check.elapsed() >= ROTATION_CHECK_EVERY)
             {
-                tap(&taken);
-            }
-            let Some(sink) = sink.as_mut() else {
-                taken.clear();
-                if last {
-                    break;
-                }
-                std::thread::park_timeout(FLUSH_EVERY);
-                continue;
-            };
-            if reopen || last_rotation_check.elapsed() >= ROTATION_CHECK_EVERY {
                 sink.follow_rotation(reopen);
                 last_rotation_check = std::time::Instant::now();
             }
-            for o in taken.drain(..) {
-                encoder.line(&o, &mut bytes);
+            ends.clear();
+            for o in &taken {
+                encoder.line(o, &mut bytes);
+                ends.push(bytes.len());
             }
-            if !bytes.is_empty() {
-                if let Err(e) = sink.write(&bytes) {
-                    tracing::error!(error = %e, "cannot write decision log");
-                }
-                bytes.clear();
+            if let Some(tap) = &tap
+                && !taken.is_empty()
+            {
+                tap(&taken, &bytes, &ends);
             }
+            taken.clear();
+            if let Some(sink) = sink.as_mut()
+                && !bytes.is_empty()
+                && let Err(e) = sink.write(&bytes)
+            {
+                tracing::error!(error = %e, "cannot write decision log");
+            }
+            bytes.clear();
             if last {
                 break;
             }

@@ -20,18 +20,44 @@ use parking_lot::Mutex;
 
 use crate::{audit::Outcome, reason::Reason};
 
-/// The ring and the counts, shared by the authorizer and the admin pages.
+/// The ring and the counts, shared by the log writer and the admin pages.
 pub struct Explorer {
     inner: Mutex<Inner>,
 }
 
 struct Inner {
-    ring: VecDeque<Arc<Outcome>>,
+    ring: VecDeque<Entry>,
     capacity: usize,
     /// The sequence number the next record gets; the ring's first record is
     /// `next - ring.len()`.
     next: u64,
     stats: stats::Minutes,
+}
+
+/// One recent decision: its log line (what the pages show) and what the
+/// cheap filters read. The decision itself is not kept: it is a dozen
+/// allocations that the writer would otherwise free at once, the line is one.
+struct Entry {
+    line: Arc<str>,
+    ms: u64,
+    allowed: bool,
+    reason: Reason,
+}
+
+/// The record fields the text filters read, parsed from the line only when
+/// one of them is set.
+#[derive(serde::Deserialize)]
+struct Fields<'a> {
+    #[serde(borrow, default)]
+    subject: Option<std::borrow::Cow<'a, str>>,
+    #[serde(borrow, default)]
+    issuer: Option<std::borrow::Cow<'a, str>>,
+    #[serde(borrow, default)]
+    route: Option<std::borrow::Cow<'a, str>>,
+    #[serde(borrow, default)]
+    resource: std::borrow::Cow<'a, str>,
+    #[serde(borrow, default)]
+    roles: Vec<std::borrow::Cow<'a, str>>,
 }
 
 /// Which records a page asks for. Every field narrows; text fields match
@@ -49,33 +75,35 @@ pub struct Filter {
     pub until: Option<u64>,
 }
 
+fn set(v: &Option<String>) -> Option<&str> {
+    v.as_deref().filter(|w| !w.is_empty())
+}
+
 impl Filter {
-    pub fn matches(&self, o: &Outcome) -> bool {
-        let d = &o.decision;
-        let has = |want: &Option<String>, got: Option<&str>, part: bool| match want
-            .as_deref()
-            .filter(|w| !w.is_empty())
-        {
-            None => true,
-            Some(w) => got.is_some_and(|g| if part { g.contains(w) } else { g == w }),
+    fn matches(&self, e: &Entry) -> bool {
+        let cheap = self.allowed.is_none_or(|a| a == e.allowed)
+            && set(&self.reason).is_none_or(|r| r == e.reason.as_str())
+            && self.since.is_none_or(|s| e.ms >= s)
+            && self.until.is_none_or(|u| e.ms <= u);
+        if !cheap {
+            return false;
+        }
+        let (subject, role, route, issuer) = (
+            set(&self.subject),
+            set(&self.role),
+            set(&self.route),
+            set(&self.issuer),
+        );
+        if subject.is_none() && role.is_none() && route.is_none() && issuer.is_none() {
+            return true;
+        }
+        let Ok(f) = serde_json::from_str::<Fields<'_>>(&e.line) else {
+            return false;
         };
-        let ms = unix_ms(o.time);
-        self.allowed.is_none_or(|a| a == d.allowed)
-            && has(&self.reason, Some(d.reason.as_str()), false)
-            && has(&self.subject, d.subject.as_deref(), true)
-            && has(
-                &self.route,
-                Some(d.route.as_deref().unwrap_or(&d.resource)),
-                true,
-            )
-            && has(&self.issuer, d.issuer.as_deref(), false)
-            && self
-                .role
-                .as_deref()
-                .filter(|r| !r.is_empty())
-                .is_none_or(|r| d.roles.iter().any(|x| x == r))
-            && self.since.is_none_or(|s| ms >= s)
-            && self.until.is_none_or(|u| ms <= u)
+        subject.is_none_or(|w| f.subject.as_deref().is_some_and(|g| g.contains(w)))
+            && issuer.is_none_or(|w| f.issuer.as_deref() == Some(w))
+            && route.is_none_or(|w| f.route.as_deref().unwrap_or(&f.resource).contains(w))
+            && role.is_none_or(|w| f.roles.iter().any(|r| r == w))
     }
 }
 
@@ -98,19 +126,36 @@ impl Explorer {
         }
     }
 
-    /// Adds a batch of decisions, as the decision log writer takes them
-    /// (off the request path). The decisions pushed out of the ring are
-    /// freed after the lock is released.
-    pub fn record(&self, batch: &[Arc<Outcome>]) {
+    /// Adds a batch of decisions as the decision log writer takes them (off
+    /// the request path), with their encoded lines: `lines` holds them one
+    /// after another, each ending with a newline at the offsets in `ends`.
+    pub fn record(&self, batch: &[Arc<Outcome>], lines: &[u8], ends: &[usize]) {
+        let mut start = 0;
+        let entries: Vec<(Entry, &Arc<Outcome>)> = batch
+            .iter()
+            .zip(ends)
+            .map(|(o, &end)| {
+                let bytes = lines.get(start..end.saturating_sub(1)).unwrap_or_default();
+                start = end;
+                let line: Arc<str> = Arc::from(String::from_utf8_lossy(bytes));
+                let entry = Entry {
+                    line,
+                    ms: unix_ms(o.time),
+                    allowed: o.decision.allowed,
+                    reason: o.decision.reason,
+                };
+                (entry, o)
+            })
+            .collect();
         let mut evicted = Vec::new();
         let mut inner = self.inner.lock();
-        for o in batch {
+        for (entry, o) in entries {
             if inner.ring.len() == inner.capacity
                 && let Some(old) = inner.ring.pop_front()
             {
                 evicted.push(old);
             }
-            inner.ring.push_back(Arc::clone(o));
+            inner.ring.push_back(entry);
             inner.next += 1;
             inner.stats.add(o);
         }
@@ -118,53 +163,58 @@ impl Explorer {
         drop(evicted);
     }
 
-    /// Up to `limit` records matching `filter`, newest first, each with its
-    /// sequence number; and the sequence number the next record will get.
-    pub fn recent(&self, filter: &Filter, limit: usize) -> (Vec<(u64, Arc<Outcome>)>, u64) {
+    /// Up to `limit` records (log lines) matching `filter`, newest first;
+    /// and the sequence number the next record will get.
+    pub fn recent(&self, filter: &Filter, limit: usize) -> (Vec<Arc<str>>, u64) {
         let inner = self.inner.lock();
-        let first = inner.next - inner.ring.len() as u64;
         let found = inner
             .ring
             .iter()
-            .enumerate()
             .rev()
-            .filter(|(_, o)| filter.matches(o))
+            .filter(|e| filter.matches(e))
             .take(limit)
-            .map(|(i, o)| (first + i as u64, Arc::clone(o)))
+            .map(|e| Arc::clone(&e.line))
             .collect();
         (found, inner.next)
     }
 
     /// Records from sequence number `after` on (oldest first) matching
-    /// `filter`, at most `limit`; and the sequence number to ask from next.
-    /// A reader more than `limit` records behind skips to the newest
-    /// `limit`: a page shows the latest decisions, not an ever-growing backlog.
-    pub fn since(&self, after: u64, filter: &Filter, limit: usize) -> (Vec<Arc<Outcome>>, u64) {
+    /// `filter`; and the sequence number to ask from next. A reader more
+    /// than `limit` records behind skips to the newest `limit`: a page shows
+    /// the latest decisions, not an ever-growing backlog.
+    pub fn since(&self, after: u64, filter: &Filter, limit: usize) -> (Vec<Arc<str>>, u64) {
         let inner = self.inner.lock();
         let first = inner.next - inner.ring.len() as u64;
         let newest = inner.next.saturating_sub(limit as u64);
         let start = after.max(first).max(newest);
         let skip = usize::try_from(start - first).unwrap_or(usize::MAX);
-        let mut next = start;
-        let mut out = Vec::new();
-        for o in inner.ring.iter().skip(skip) {
-            next += 1;
-            if filter.matches(o) {
-                out.push(Arc::clone(o));
-            }
-        }
-        (out, next.max(start))
+        let found = inner
+            .ring
+            .iter()
+            .skip(skip)
+            .filter(|e| filter.matches(e))
+            .map(|e| Arc::clone(&e.line))
+            .collect();
+        (found, inner.next.max(start))
     }
 
-    /// One record by its decision id.
-    pub fn find(&self, decision_id: &str) -> Option<Arc<Outcome>> {
+    /// One record by its decision id (a UUID; anything else finds nothing).
+    pub fn find(&self, decision_id: &str) -> Option<Arc<str>> {
+        if decision_id.is_empty()
+            || !decision_id
+                .bytes()
+                .all(|b| b.is_ascii_hexdigit() || b == b'-')
+        {
+            return None;
+        }
+        let needle = format!("\"decision_id\":\"{decision_id}\"");
         let inner = self.inner.lock();
         inner
             .ring
             .iter()
             .rev()
-            .find(|o| o.decision_id == decision_id)
-            .cloned()
+            .find(|e| e.line.contains(&needle))
+            .map(|e| Arc::clone(&e.line))
     }
 
     /// Counts over the last `window`, ending now.
@@ -195,7 +245,7 @@ mod tests {
         d.subject = Some(format!("user{}", i % 3));
         Arc::new(Outcome {
             decision: d,
-            decision_id: format!("id{i}"),
+            decision_id: format!("{i:08x}-0000"),
             source: crate::audit::Source::Http,
             time: SystemTime::now(),
             latency: Duration::from_micros(100),
@@ -204,37 +254,63 @@ mod tests {
         })
     }
 
+    /// Hands `batch` over as the log writer does.
+    fn record(e: &Explorer, batch: &[Arc<Outcome>]) {
+        let (mut lines, mut ends) = (Vec::new(), Vec::new());
+        for o in batch {
+            lines.extend_from_slice(o.to_json_line().as_bytes());
+            lines.push(b'\n');
+            ends.push(lines.len());
+        }
+        e.record(batch, &lines, &ends);
+    }
+
+    fn ids(lines: &[Arc<str>]) -> Vec<String> {
+        lines
+            .iter()
+            .map(|l| {
+                let v: serde_json::Value = serde_json::from_str(l).unwrap();
+                v["decision_id"].as_str().unwrap()[..8]
+                    .trim_start_matches('0')
+                    .to_string()
+            })
+            .collect()
+    }
+
     #[test]
     fn ring_keeps_the_newest_and_readers_follow() {
         let e = Explorer::new(5);
         for i in 0..8 {
-            e.record(&[outcome(i, i % 2 == 0)]);
+            record(&e, &[outcome(i, i % 2 == 0)]);
         }
         assert_eq!(e.size(), (5, 5));
         let (recent, next) = e.recent(&Filter::default(), 10);
         assert_eq!(next, 8);
-        let ids: Vec<_> = recent.iter().map(|(_, o)| o.decision_id.as_str()).collect();
-        assert_eq!(ids, ["id7", "id6", "id5", "id4", "id3"]);
-        assert!(e.find("id2").is_none() && e.find("id3").is_some());
+        assert_eq!(ids(&recent), ["7", "6", "5", "4", "3"]);
+        assert!(e.find("00000002-0000").is_none() && e.find("00000003-0000").is_some());
+        assert!(e.find("3").is_none(), "a part of an id finds nothing");
+        assert!(e.find("00000003-0000\",\"x").is_none());
         // A reader from 6 gets 6 and 7; one from before the ring gets the ring.
         let (got, next) = e.since(6, &Filter::default(), 100);
-        assert_eq!(got.len(), 2);
-        assert_eq!(next, 8);
+        assert_eq!((ids(&got), next), (vec!["6".to_string(), "7".into()], 8));
         let (got, _) = e.since(0, &Filter::default(), 100);
-        assert_eq!(got[0].decision_id, "id3");
+        assert_eq!(ids(&got)[0], "3");
         // Far behind: only the newest `limit`.
         let (got, next) = e.since(3, &Filter::default(), 2);
-        let ids: Vec<_> = got.iter().map(|o| o.decision_id.as_str()).collect();
-        assert_eq!((ids, next), (vec!["id6", "id7"], 8));
-        // Filters apply to both.
+        assert_eq!((ids(&got), next), (vec!["6".to_string(), "7".into()], 8));
+        // Filters apply to both: cheap ones, and ones that read the line.
         let denied = Filter {
             allowed: Some(false),
             subject: Some("user1".into()),
             ..Filter::default()
         };
         let (got, _) = e.recent(&denied, 10);
-        let ids: Vec<_> = got.iter().map(|(_, o)| o.decision_id.as_str()).collect();
-        assert_eq!(ids, ["id7"]);
+        assert_eq!(ids(&got), ["7"]);
+        let route = Filter {
+            route: Some("/r4".into()),
+            ..Filter::default()
+        };
+        assert_eq!(ids(&e.recent(&route, 10).0), ["4"]);
         let (got, next) = e.since(8, &denied, 10);
         assert!(got.is_empty());
         assert_eq!(next, 8);
@@ -244,7 +320,7 @@ mod tests {
     fn overview_counts_what_was_recorded() {
         let e = Explorer::new(100);
         let batch: Vec<_> = (0..10).map(|i| outcome(i, i < 7)).collect();
-        e.record(&batch);
+        record(&e, &batch);
         let o = e.overview(Duration::from_secs(300), SystemTime::now());
         assert_eq!((o.total, o.allowed, o.denied), (10, 7, 3));
         assert_eq!(o.series.len(), 5);

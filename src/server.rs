@@ -105,7 +105,11 @@ impl Server {
         // The explorer reads what the log writer takes, on the writer's thread.
         let tap = admin.as_ref().map(|(_, _, e)| {
             let e = Arc::clone(e);
-            Box::new(move |batch: &[Arc<audit::Outcome>]| e.record(batch)) as audit::Tap
+            Box::new(
+                move |batch: &[Arc<audit::Outcome>], lines: &[u8], ends: &[usize]| {
+                    e.record(batch, lines, ends);
+                },
+            ) as audit::Tap
         });
         let (sink, audit_writer) =
             audit::spawn(Output::from_config(&log_cfg.output), log_cfg.buffer, tap).map_err(

@@ -104,8 +104,10 @@
     source = new EventSource("/api/stream?" + q.toString());
     source.addEventListener("open", () => dot.classList.add("on"));
     source.addEventListener("error", () => dot.classList.remove("on"));
-    source.addEventListener("decision", (ev) => {
-      try { add(JSON.parse(ev.data)); } catch (_) { /* a malformed line is skipped */ }
+    source.addEventListener("decisions", (ev) => {
+      let records;
+      try { records = JSON.parse(ev.data); } catch (_) { return; /* a malformed batch is skipped */ }
+      for (const r of records) add(r);
     });
   }
 
