@@ -441,7 +441,7 @@ async fn pages_in_chromium() {
         .await;
     assert!(would.contains("p, admin, /AdminUser, GET"), "{would}");
     b.exec(
-        "document.getElementById('verdict').scrollIntoView();",
+        "document.querySelector('li[data-step=scopes]').scrollIntoView();",
         json!([]),
     )
     .await;
