@@ -29,6 +29,11 @@ use serde_json::json;
 const ARN: &str = "arn:aws:execute-api:eu-west-1:123456789012:abc123/prod";
 const ISS: &str = "https://bench.example";
 
+// The allocator authzd itself runs with: route sets allocate, and glibc's
+// malloc would make them look slower than they are.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn key(name: &str) -> SigningKey {
     let pem = std::fs::read(
         Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -139,7 +144,15 @@ async fn route_sets() {
         "\n| routes | route set µs, first call (mean of 200) | repeat caller, cached | Allow ARNs |"
     );
     println!("|---|---|---|---|");
-    for routes in [10, 100, 1000] {
+    // `LAMBDA_ROUTES=100`: one table size only (for profiling).
+    let sizes: Vec<usize> = match std::env::var("LAMBDA_ROUTES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        Some(n) => vec![n],
+        None => vec![10, 100, 1000],
+    };
+    for routes in sizes {
         let dir = tempfile::tempdir().unwrap();
         let config = write(dir.path(), &key, 10_000, routes);
         let snap = Snapshot::load(&config).await.unwrap();
@@ -154,7 +167,10 @@ async fn route_sets() {
             attributes: vec![],
             attribute_missing: None,
         };
-        let n = 200;
+        let n: u32 = std::env::var("LAMBDA_ROUNDS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(200);
         let t = Instant::now();
         let mut allowed = 0;
         for _ in 0..n {
@@ -215,6 +231,11 @@ fn main() {
         .build()
         .unwrap();
     rt.block_on(async {
+        // `LAMBDA_BENCH=route_sets`: only the route-set table (for profiling).
+        if std::env::var("LAMBDA_BENCH").as_deref() == Ok("route_sets") {
+            route_sets().await;
+            return;
+        }
         println!("Lambda authorizer through a local Runtime API, this machine (TOKEN event, cached token)");
         println!("| alg    |  rules |  cold ms | p50 µs | p99 µs | RSS MiB |");
         println!("|---|---|---|---|---|---|");

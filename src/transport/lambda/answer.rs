@@ -183,10 +183,14 @@ pub fn route_set(snap: &Snapshot, event: &Event, principal: Option<&Principal>) 
     }
     // Routes with a named method, by ARN pattern: for that method they take
     // every path of an `ANY` route with the same path (a named method wins).
-    let mut named: std::collections::HashMap<String, Vec<&crate::routes::Route>> =
-        std::collections::HashMap::new();
-    for r in snap.routes.iter().filter(|r| r.method().is_some()) {
-        named.entry(r.glob()).or_default().push(r);
+    // Each route's ARN pattern, built once.
+    let globs: Vec<String> = snap.routes.iter().map(|r| r.glob()).collect();
+    let mut named: foldhash::HashMap<&str, Vec<(usize, &crate::routes::Route)>> =
+        foldhash::HashMap::default();
+    for (i, r) in snap.routes.iter().enumerate() {
+        if r.method().is_some() {
+            named.entry(globs[i].as_str()).or_default().push((i, r));
+        }
     }
     // Every (method, route) of the table, each decided as itself, with its
     // path template as the resource.
@@ -203,14 +207,14 @@ pub fn route_set(snap: &Snapshot, event: &Event, principal: Option<&Principal>) 
             .get_or_init(|| decision::route_verdict(snap, o, "GET", p))
             .clone()
     };
-    for route in snap.routes.iter() {
-        let glob = route.glob();
+    for (ri, route) in snap.routes.iter().enumerate() {
+        let glob = &globs[ri];
         for m in METHODS {
             let taken_over = || {
                 route.method().is_none()
-                    && named.get(&glob).is_some_and(|rs| {
+                    && named.get(glob.as_str()).is_some_and(|rs| {
                         rs.iter()
-                            .any(|o| o.method() == Some(m) && o.same_paths(route))
+                            .any(|(_, o)| o.method() == Some(m) && o.same_paths(route))
                     })
             };
             if route.method().is_some_and(|rm| rm != m) || taken_over() {
@@ -224,7 +228,7 @@ pub fn route_set(snap: &Snapshot, event: &Event, principal: Option<&Principal>) 
                     || snap.routes.iter().enumerate().all(|(i, o)| {
                         o.same_paths(route)
                             || !matches!(o.method(), None | Some("GET"))
-                            || !o.may_overlap(&glob)
+                            || !o.may_overlap(glob)
                             || gets(i, o)
                     })
             };
@@ -233,20 +237,20 @@ pub fn route_set(snap: &Snapshot, event: &Event, principal: Option<&Principal>) 
                 // A HEAD runs the GET handler, so it is also decided as GET
                 // (by the route that takes GET on this path), as the pipeline does.
                 Some(p) if m == "HEAD" => {
-                    let get_route = named
-                        .get(&glob)
+                    let (gi, get_route) = named
+                        .get(glob.as_str())
                         .and_then(|rs| {
                             rs.iter()
-                                .find(|o| o.method() == Some("GET") && o.same_paths(route))
+                                .find(|(_, o)| o.method() == Some("GET") && o.same_paths(route))
                         })
                         .copied()
-                        .unwrap_or(route);
+                        .unwrap_or((ri, route));
                     // Only asked when this route allows HEAD at all.
                     let others =
                         || others_allow(&|i, o| get_verdict(i, o, p) == RouteVerdict::All(true));
                     let (head, get) = (
                         decision::route_verdict(snap, route, m, p),
-                        decision::route_verdict(snap, get_route, "GET", p),
+                        get_verdict(gi, get_route, p),
                     );
                     let whole = match (&head, &get) {
                         (RouteVerdict::All(true), RouteVerdict::All(true)) => Some(others()),
@@ -271,7 +275,7 @@ pub fn route_set(snap: &Snapshot, event: &Event, principal: Option<&Principal>) 
                             for (i, o) in snap.routes.iter().enumerate().filter(|(_, o)| {
                                 !o.same_paths(route)
                                     && matches!(o.method(), None | Some("GET"))
-                                    && o.may_overlap(&glob)
+                                    && o.may_overlap(glob)
                             }) {
                                 if let RouteVerdict::Only(ps) = get_verdict(i, o, p) {
                                     paths.extend(ps);
@@ -289,6 +293,8 @@ pub fn route_set(snap: &Snapshot, event: &Event, principal: Option<&Principal>) 
                         }
                     }
                 }
+                // The GET verdict is shared with the HEAD entries that consult it.
+                Some(p) if m == "GET" => get_verdict(ri, route, p),
                 Some(p) => decision::route_verdict(snap, route, m, p),
             };
             let (allowed, only) = match verdict {
@@ -307,12 +313,12 @@ pub fn route_set(snap: &Snapshot, event: &Event, principal: Option<&Principal>) 
     // Entries that may overlap: same method, and the same literal first
     // segment unless either side's first segment is a parameter. Bucketing
     // keeps the pairwise checks below near-linear for real route tables.
-    let first = |glob: &str| -> Option<String> {
+    fn first(glob: &str) -> Option<&str> {
         let seg = glob.trim_start_matches('/').split('/').next().unwrap_or("");
-        (!seg.contains(['*', '?'])).then(|| seg.to_string())
-    };
-    let mut buckets: std::collections::HashMap<(&str, Option<String>), Vec<usize>> =
-        std::collections::HashMap::new();
+        (!seg.contains(['*', '?'])).then_some(seg)
+    }
+    let mut buckets: foldhash::HashMap<(&str, Option<&str>), Vec<usize>> =
+        foldhash::HashMap::default();
     for (i, e) in decided.iter().enumerate() {
         buckets
             .entry((e.method, first(&e.glob)))
@@ -347,40 +353,61 @@ pub fn route_set(snap: &Snapshot, event: &Event, principal: Option<&Principal>) 
         .filter_map(|e| e.only.as_ref().map(|paths| (e.method, paths)))
         .flat_map(|(m, paths)| paths.iter().map(move |p| event.arn.with(m, p)))
         .collect();
-    let deny_is_exact = |d: &Entry<'_>| {
-        let arn = event.arn.with(d.method, &d.glob);
-        d.only.is_none()
-            && !own.iter().any(|a| glob_match(&arn, a))
-            && (d.route.is_literal()
-                || near(d, true)
-                    .into_iter()
-                    .all(|a| !decided[a].route.may_overlap(&d.glob)))
+    // Each entry's ARN, and whether its Deny is exact, computed once: an
+    // Allow asks about every denied route near it.
+    let arns: Vec<String> = decided
+        .iter()
+        .map(|e| event.arn.with(e.method, &e.glob))
+        .collect();
+    let exact: Vec<std::cell::OnceCell<bool>> =
+        decided.iter().map(|_| std::cell::OnceCell::new()).collect();
+    let deny_is_exact = |i: usize| {
+        *exact[i].get_or_init(|| {
+            let d = &decided[i];
+            d.only.is_none()
+                && !own.iter().any(|a| glob_match(&arns[i], a))
+                && (d.route.is_literal()
+                    || near(d, true)
+                        .into_iter()
+                        .all(|a| !decided[a].route.may_overlap(&d.glob)))
+        })
     };
     let mut out = Statements::default();
-    for e in &decided {
-        let arn = event.arn.with(e.method, &e.glob);
+    let (mut allowed, mut denied) = (
+        foldhash::HashSet::<String>::default(),
+        foldhash::HashSet::<String>::default(),
+    );
+    let mut allow = |out: &mut Statements, arn: String| {
+        if allowed.insert(arn.clone()) {
+            out.allow.push(arn);
+        }
+    };
+    for (i, e) in decided.iter().enumerate() {
         if e.allowed {
             // Every denied route this Allow reaches must be covered by an exact Deny.
             let safe = near(e, false)
                 .into_iter()
-                .all(|d| !decided[d].route.may_overlap(&e.glob) || deny_is_exact(&decided[d]));
-            if safe && !out.allow.contains(&arn) {
-                out.allow.push(arn);
+                .all(|d| !decided[d].route.may_overlap(&e.glob) || deny_is_exact(d));
+            if safe {
+                allow(&mut out, arns[i].clone());
             }
         } else if let Some(paths) = &e.only {
             for path in paths {
-                let arn = event.arn.with(e.method, path);
-                if !out.allow.contains(&arn) {
-                    out.allow.push(arn);
-                }
+                allow(&mut out, event.arn.with(e.method, path));
             }
-        } else if deny_is_exact(e) && !out.deny.contains(&arn) {
-            out.deny.push(arn);
+        } else if deny_is_exact(i) && denied.insert(arns[i].clone()) {
+            out.deny.push(arns[i].clone());
         }
     }
     // Denies matter only where some Allow could reach them.
-    out.deny
-        .retain(|d| out.allow.iter().any(|a| globs_may_meet(a, d)));
+    let allow_prefixes: Vec<&str> = out.allow.iter().map(|a| literal_prefix(a)).collect();
+    out.deny.retain(|d| {
+        let dp = literal_prefix(d);
+        allow_prefixes
+            .iter()
+            .zip(&out.allow)
+            .any(|(ap, a)| prefixes_meet(ap, a, dp, d))
+    });
     out
 }
 
@@ -412,12 +439,27 @@ pub fn glob_match(pattern: &str, arn: &str) -> bool {
     pi == p.len()
 }
 
+/// An ARN pattern up to its first wildcard.
+fn literal_prefix(s: &str) -> &str {
+    // INVARIANT: `*` and `?` are ASCII, so the position is a char boundary.
+    let end = s
+        .bytes()
+        .position(|b| b == b'*' || b == b'?')
+        .unwrap_or(s.len());
+    &s[..end]
+}
+
 /// Whether two ARN patterns could match one ARN (a cheap over-approximation:
 /// same text up to the first wildcard of either).
+#[cfg(test)]
 fn globs_may_meet(a: &str, b: &str) -> bool {
-    let prefix = |s: &str| s.find(['*', '?']).unwrap_or(s.len());
-    let n = prefix(a).min(prefix(b));
-    a[..n] == b[..n] && (n < a.len() || n < b.len() || a == b)
+    prefixes_meet(literal_prefix(a), a, literal_prefix(b), b)
+}
+
+/// [`globs_may_meet`] with both literal prefixes already found.
+fn prefixes_meet(ap: &str, a: &str, bp: &str, b: &str) -> bool {
+    let n = ap.len().min(bp.len());
+    a.as_bytes()[..n] == b.as_bytes()[..n] && (n < a.len() || n < b.len() || a == b)
 }
 
 #[cfg(test)]
