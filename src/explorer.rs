@@ -60,9 +60,10 @@ struct Fields<'a> {
     roles: Vec<std::borrow::Cow<'a, str>>,
 }
 
-/// Which records a page asks for. Every field narrows; text fields match
-/// exactly except `subject` and `route`, which match a part.
-#[derive(Debug, Clone, Default)]
+/// Which records a page asks for (its query string). Every field narrows;
+/// text fields match exactly except `subject` and `route`, which match a part.
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[serde(default)]
 pub struct Filter {
     pub allowed: Option<bool>,
     pub reason: Option<String>,

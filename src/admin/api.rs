@@ -32,45 +32,24 @@ fn rfc3339(t: std::time::SystemTime) -> String {
     humantime::format_rfc3339_millis(t).to_string()
 }
 
-/// A page's query: the [`Filter`] fields, a limit, and where a stream starts.
-/// (Spelled out rather than `flatten`ed: a flattened query string reads
-/// every value as a string, and `allowed=false` would not parse.)
+/// What a page asks besides the [`Filter`] (read from the same query string).
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
 pub struct Page {
-    pub allowed: Option<bool>,
-    pub reason: Option<String>,
-    pub subject: Option<String>,
-    pub role: Option<String>,
-    pub route: Option<String>,
-    pub issuer: Option<String>,
-    pub since: Option<u64>,
-    pub until: Option<u64>,
     pub limit: Option<usize>,
     /// For the stream: the sequence number to start from.
     pub after: Option<u64>,
 }
 
-impl Page {
-    fn filter(&self) -> Filter {
-        Filter {
-            allowed: self.allowed,
-            reason: self.reason.clone(),
-            subject: self.subject.clone(),
-            role: self.role.clone(),
-            route: self.route.clone(),
-            issuer: self.issuer.clone(),
-            since: self.since,
-            until: self.until,
-        }
-    }
-}
-
 /// `GET /api/decisions`: the newest matching records, newest first, and the
 /// sequence number a stream should start from.
-pub async fn decisions(State(admin): State<Admin>, Query(page): Query<Page>) -> Response {
+pub async fn decisions(
+    State(admin): State<Admin>,
+    Query(filter): Query<Filter>,
+    Query(page): Query<Page>,
+) -> Response {
     let limit = page.limit.unwrap_or(200).clamp(1, MAX_RECORDS);
-    let (found, next) = admin.explorer.recent(&page.filter(), limit);
+    let (found, next) = admin.explorer.recent(&filter, limit);
     let (held, capacity) = admin.explorer.size();
     let mut body =
         format!("{{\"next\":{next},\"held\":{held},\"capacity\":{capacity},\"records\":[");
@@ -99,10 +78,13 @@ pub async fn decision(State(admin): State<Admin>, Path(id): Path<String>) -> Res
 /// `GET /api/stream`: matching decisions as they are made, from sequence
 /// number `after`: every 0.3 s at most one `event: decisions` whose data is
 /// a JSON array of records, oldest first. Ends when authzd shuts down.
-pub async fn stream(State(admin): State<Admin>, Query(page): Query<Page>) -> Response {
+pub async fn stream(
+    State(admin): State<Admin>,
+    Query(filter): Query<Filter>,
+    Query(page): Query<Page>,
+) -> Response {
     let explorer = admin.explorer.clone();
     let mut stopping = admin.stopping.clone();
-    let filter = page.filter();
     let start = page
         .after
         .unwrap_or_else(|| explorer.recent(&Filter::default(), 1).1);

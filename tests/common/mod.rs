@@ -286,6 +286,12 @@ output = "decisions.log"
         self.dir.path().join("authzd.toml")
     }
 
+    /// Appends `tables` (top-level TOML tables: `[admin]`, `[shadow]`…) to `authzd.toml`.
+    pub fn append_config(&self, tables: &str) {
+        let cfg = std::fs::read_to_string(self.config()).unwrap();
+        self.write("authzd.toml", &format!("{cfg}\n{tables}"));
+    }
+
     pub fn write(&self, name: &str, text: &str) -> PathBuf {
         let p = self.dir.path().join(name);
         std::fs::write(&p, text).unwrap();
