@@ -81,6 +81,7 @@ fn every_config_key_is_documented() {
         ("[request]", "[request]"),
         ("[tracing]", "[tracing]"),
         ("[shadow]\nmodel = \"m\"\npolicy = \"p\"", "[shadow]"),
+        ("[admin]\naddr = \"127.0.0.1:1\"", "[admin]"),
         (
             "[policy]\nmodel = \"m\"\npolicy = \"p\"\n[policy.attributes]\nt = { claim = \"/t\", zz_not_a_key = 1 }",
             "[policy.attributes] entry",
