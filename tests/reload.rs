@@ -129,36 +129,65 @@ async fn editor_style_rename_is_seen() {
 
 /// The layout Kubernetes gives a ConfigMap volume: files are symlinks through `..data`,
 /// which is swapped atomically to a new timestamped directory.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn configmap_symlink_swap_is_seen() {
-    let rsa = key("rsa.pem");
-    let dir = tempfile::tempdir().unwrap();
-    let root = dir.path();
-    let write_version = |name: &str, policy: &str| {
-        let v = root.join(name);
+struct ConfigMap {
+    dir: tempfile::TempDir,
+    rsa: SigningKey,
+}
+
+impl ConfigMap {
+    fn new(policy: &str) -> ConfigMap {
+        let cm = ConfigMap {
+            dir: tempfile::tempdir().unwrap(),
+            rsa: key("rsa.pem"),
+        };
+        cm.version("..2026_11_24_v1", policy);
+        let root = cm.dir.path();
+        std::os::unix::fs::symlink("..2026_11_24_v1", root.join("..data")).unwrap();
+        for f in ["authzd.toml", "model.conf", "policy.csv", "jwks.json"] {
+            std::os::unix::fs::symlink(format!("..data/{f}"), root.join(f)).unwrap();
+        }
+        cm
+    }
+
+    fn config(&self) -> std::path::PathBuf {
+        self.dir.path().join("authzd.toml")
+    }
+
+    fn version(&self, name: &str, policy: &str) {
+        let v = self.dir.path().join(name);
         std::fs::create_dir(&v).unwrap();
         std::fs::write(v.join("model.conf"), RBAC_MODEL).unwrap();
         std::fs::write(v.join("policy.csv"), policy).unwrap();
-        std::fs::write(v.join("jwks.json"), jwks_of(&[&rsa]).to_string()).unwrap();
+        std::fs::write(v.join("jwks.json"), jwks_of(&[&self.rsa]).to_string()).unwrap();
         let cfg = format!(
             "[server]\ngrpc_addr = \"127.0.0.1:0\"\nhttp_addr = \"127.0.0.1:0\"\n{}\n[policy]\nmodel = \"model.conf\"\npolicy = \"policy.csv\"\n[decision_log]\noutput = \"off\"\n",
             file_issuer(ISS, "jwks.json", "\"RS256\"", "")
         );
         std::fs::write(v.join("authzd.toml"), cfg).unwrap();
-    };
-    write_version("..2026_11_24_v1", DEMO_POLICY);
-    std::os::unix::fs::symlink("..2026_11_24_v1", root.join("..data")).unwrap();
-    for f in ["authzd.toml", "model.conf", "policy.csv", "jwks.json"] {
-        std::os::unix::fs::symlink(format!("..data/{f}"), root.join(f)).unwrap();
     }
-    let srv = Running::start(&root.join("authzd.toml")).await;
-    let t = regular_token(&rsa);
+
+    /// What the kubelet does: new directory `to`, new `..data_tmp` link,
+    /// rename over `..data`, old directory `from` removed.
+    fn swap(&self, from: &str, to: &str, policy: &str) {
+        let root = self.dir.path();
+        self.version(to, policy);
+        std::os::unix::fs::symlink(to, root.join("..data_tmp")).unwrap();
+        std::fs::rename(root.join("..data_tmp"), root.join("..data")).unwrap();
+        std::fs::remove_dir_all(root.join(from)).unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn configmap_symlink_swap_is_seen() {
+    let cm = ConfigMap::new(DEMO_POLICY);
+    let srv = Running::start(&cm.config()).await;
+    let t = regular_token(&cm.rsa);
     let load = load(&srv, &t);
-    // What the kubelet does: new directory, new `..data_tmp` link, rename over `..data`.
-    write_version("..2026_11_24_v2", &format!("{DEMO_POLICY}{GRANT}"));
-    std::os::unix::fs::symlink("..2026_11_24_v2", root.join("..data_tmp")).unwrap();
-    std::fs::rename(root.join("..data_tmp"), root.join("..data")).unwrap();
-    std::fs::remove_dir_all(root.join("..2026_11_24_v1")).unwrap();
+    cm.swap(
+        "..2026_11_24_v1",
+        "..2026_11_24_v2",
+        &format!("{DEMO_POLICY}{GRANT}"),
+    );
     eprintln!(
         "symlink swap took effect after {:?}",
         wait_allowed(&srv, &t).await
@@ -168,6 +197,47 @@ async fn configmap_symlink_swap_is_seen() {
         .unwrap()
         .to_string();
     load.finish(&[&rev]).await;
+}
+
+/// A ConfigMap swap that changes nothing still moves the files to a new
+/// directory: the watcher follows them there, so a later in-place edit of
+/// the new version (through the symlink) is seen.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_watcher_follows_an_unchanged_configmap_swap() {
+    use authzd::policy::{reload, snapshot::Snapshot};
+    let cm = ConfigMap::new(DEMO_POLICY);
+    let snap = Snapshot::load(&cm.config()).await.unwrap();
+    let before = snap.revision.to_string();
+    let store = std::sync::Arc::new(reload::PolicyStore::new(snap, &cm.config()));
+    let _watcher = reload::watch(std::sync::Arc::clone(&store), |_| {}).unwrap();
+    // The watcher's first look, then the swap and its look (both unchanged).
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let swapped = std::time::SystemTime::now();
+    cm.swap("..2026_11_24_v1", "..2026_11_24_v2", DEMO_POLICY);
+    let start = Instant::now();
+    while !store
+        .last_check()
+        .is_some_and(|(at, result)| at > swapped && result == "unchanged")
+    {
+        assert!(start.elapsed() < DEADLINE, "the swap was never looked at");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(*store.load().revision, *before);
+    // An edit through the symlink lands in the new version's directory.
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(cm.dir.path().join("policy.csv"))
+        .unwrap();
+    std::io::Write::write_all(&mut f, GRANT.as_bytes()).unwrap();
+    drop(f);
+    let start = Instant::now();
+    while *store.load().revision == *before {
+        assert!(
+            start.elapsed() < DEADLINE,
+            "the edit in the new directory was never seen"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -309,15 +309,31 @@ pub fn watch(
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "file watch error"),
         })?;
+    // A directory can vanish between reading the snapshot and watching it
+    // (a ConfigMap's old `..2026_…` directory, removed by the swap): watch
+    // what is there, and let the first reload, below, find the rest.
+    let mut watched = HashSet::new();
+    let mut failed = None;
     for d in &dirs {
-        watcher.watch(d, RecursiveMode::NonRecursive)?;
+        match watcher.watch(d, RecursiveMode::NonRecursive) {
+            Ok(()) => {
+                watched.insert(d.clone());
+            }
+            Err(e) => {
+                tracing::warn!(dir = %d.display(), error = %e, "cannot watch directory");
+                failed = Some(e);
+            }
+        }
     }
-    tracing::info!(dirs = ?dirs, "watching policy files");
+    if let (true, Some(e)) = (watched.is_empty(), failed) {
+        return Err(e);
+    }
+    tracing::info!(dirs = ?watched, "watching policy files");
     // A change between the snapshot's load and the watch's start raised no
     // event: look once now (a no-op when nothing changed).
     let _ = initial.try_send(());
     let task = tokio::spawn(async move {
-        let mut watched = dirs;
+        let mut watched = watched;
         while rx.recv().await.is_some() {
             // Debounce: wait for a quiet period.
             loop {
@@ -327,22 +343,37 @@ pub fn watch(
                     Err(_) => break,
                 }
             }
-            let Ok(Some(snap)) = store.reload().await else {
+            let Ok(changed) = store.reload().await else {
                 continue;
             };
-            // The config may now name model/policy files elsewhere.
-            let (dirs, new_names) = targets(&snap, store.config_path());
-            for d in dirs.difference(&watched) {
-                if let Err(e) = watcher.watch(d, RecursiveMode::NonRecursive) {
-                    tracing::warn!(dir = %d.display(), error = %e, "cannot watch directory");
+            // The config may now name model/policy files elsewhere, and a
+            // symlinked file may now resolve into another directory (a
+            // ConfigMap swap), even when the content did not change.
+            let (dirs, new_names) = targets(&store.load(), store.config_path());
+            // A directory that cannot be watched now is tried again next time.
+            let mut next = HashSet::new();
+            for d in &dirs {
+                if watched.contains(d) {
+                    next.insert(d.clone());
+                    continue;
+                }
+                match watcher.watch(d, RecursiveMode::NonRecursive) {
+                    Ok(()) => {
+                        next.insert(d.clone());
+                    }
+                    Err(e) => {
+                        tracing::warn!(dir = %d.display(), error = %e, "cannot watch directory");
+                    }
                 }
             }
             for d in watched.difference(&dirs) {
                 let _ = watcher.unwatch(d);
             }
-            watched = dirs;
+            watched = next;
             *names.write() = new_names;
-            after(&snap);
+            if let Some(snap) = changed {
+                after(&snap);
+            }
         }
     });
     Ok(PolicyWatcher { task })
