@@ -64,11 +64,12 @@ async fn listed(srv: &Running, cookie: &str, decision_id: &str) -> Value {
     }
 }
 
-/// `token=<token>`, form-encoded.
-fn form_token(t: &str) -> String {
-    let enc: String =
-        percent_encoding::utf8_percent_encode(t, percent_encoding::NON_ALPHANUMERIC).to_string();
-    format!("token={enc}")
+/// `POST /login` with `token=<t>`, form-encoded, as the sign-in page sends it.
+fn login(c: &reqwest::Client, srv: &Running, t: &str) -> reqwest::RequestBuilder {
+    let enc = percent_encoding::utf8_percent_encode(t, percent_encoding::NON_ALPHANUMERIC);
+    c.post(admin_url(srv, "/login"))
+        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .body(format!("token={enc}"))
 }
 
 fn assert_hardened(resp: &reqwest::Response, what: &str) {
@@ -117,37 +118,19 @@ async fn sign_in_refusals_and_headers() {
         .unwrap();
     assert_eq!(r.status(), StatusCode::FORBIDDEN);
     assert_hardened(&r, "403");
-    let r = c
-        .post(admin_url(&srv, "/login"))
-        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
-        .body(form_token(&user))
-        .send()
-        .await
-        .unwrap();
+    let r = login(&c, &srv, &user).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::FORBIDDEN);
     assert!(r.headers().get(header::SET_COOKIE).is_none());
     // A forged token: 401, and the sign-in page says why without the token.
     let forged = format!("{}x", &admin[..admin.len() - 1]);
-    let r = c
-        .post(admin_url(&srv, "/login"))
-        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
-        .body(form_token(&forged))
-        .send()
-        .await
-        .unwrap();
+    let r = login(&c, &srv, &forged).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
     let page = r.text().await.unwrap();
     assert!(page.contains("signature_invalid"), "{page}");
     assert!(!page.contains(&forged));
 
     // Sign-in: a session cookie, HttpOnly and SameSite=Strict, that works.
-    let r = c
-        .post(admin_url(&srv, "/login"))
-        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
-        .body(form_token(&admin))
-        .send()
-        .await
-        .unwrap();
+    let r = login(&c, &srv, &admin).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::SEE_OTHER);
     let cookie = r.headers()[header::SET_COOKIE]
         .to_str()
@@ -176,11 +159,8 @@ async fn sign_in_refusals_and_headers() {
         ("sec-fetch-site", "cross-site"),
         ("origin", "http://evil.example"),
     ] {
-        let r = c
-            .post(admin_url(&srv, "/login"))
+        let r = login(&c, &srv, &admin)
             .header(name, value)
-            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
-            .body(form_token(&admin))
             .send()
             .await
             .unwrap();
