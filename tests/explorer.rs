@@ -40,16 +40,22 @@ fn client() -> reqwest::Client {
         .unwrap()
 }
 
+/// `GET path` on the explorer with a session cookie.
+async fn get_with(srv: &Running, path: &str, cookie: &str) -> reqwest::Response {
+    client()
+        .get(admin_url(srv, path))
+        .header(header::COOKIE, cookie)
+        .send()
+        .await
+        .unwrap()
+}
+
 /// The record of `decision_id` once the explorer lists it (within 2 s).
 async fn listed(srv: &Running, cookie: &str, decision_id: &str) -> Value {
     let deadline = std::time::Instant::now() + Duration::from_secs(2);
     loop {
-        let list: Value = client()
-            .get(admin_url(srv, "/api/decisions"))
-            .header(header::COOKIE, cookie)
-            .send()
+        let list: Value = get_with(srv, "/api/decisions", cookie)
             .await
-            .unwrap()
             .json()
             .await
             .unwrap();
@@ -143,12 +149,7 @@ async fn sign_in_refusals_and_headers() {
     );
     assert!(!cookie.contains(&admin));
     let session = cookie.split(';').next().unwrap().to_string();
-    let r = c
-        .get(admin_url(&srv, "/api/decisions"))
-        .header(header::COOKIE, &session)
-        .send()
-        .await
-        .unwrap();
+    let r = get_with(&srv, "/api/decisions", &session).await;
     assert_eq!(r.status(), StatusCode::OK);
     // The explorer reads what the log writer takes, every 10 ms.
     let first = listed(&srv, &session, d["decision_id"].as_str().unwrap()).await;
@@ -202,12 +203,7 @@ async fn sign_in_refusals_and_headers() {
         "/api/whoami",
         "/nowhere",
     ] {
-        let r = c
-            .get(admin_url(&srv, path))
-            .header(header::COOKIE, &session)
-            .send()
-            .await
-            .unwrap();
+        let r = get_with(&srv, path, &session).await;
         assert!(
             r.status() == StatusCode::OK || path == "/nowhere",
             "{path}: {}",
@@ -240,12 +236,8 @@ async fn sign_in_refusals_and_headers() {
         .check(json!({"method": "GET", "path": "/RegularUser", "token": user}))
         .await;
     listed(&srv, &session, after["decision_id"].as_str().unwrap()).await;
-    let r: Value = c
-        .get(admin_url(&srv, "/api/decisions"))
-        .header(header::COOKIE, &session)
-        .send()
+    let r: Value = get_with(&srv, "/api/decisions", &session)
         .await
-        .unwrap()
         .json()
         .await
         .unwrap();
@@ -259,12 +251,7 @@ async fn sign_in_refusals_and_headers() {
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::SEE_OTHER);
-    let r = c
-        .get(admin_url(&srv, "/api/decisions"))
-        .header(header::COOKIE, &session)
-        .send()
-        .await
-        .unwrap();
+    let r = get_with(&srv, "/api/decisions", &session).await;
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
 
     srv.stop().await;
