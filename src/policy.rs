@@ -14,8 +14,11 @@
 //! publishes new snapshots atomically.
 
 pub mod cases;
+pub mod change;
+pub mod delta;
 pub mod follow;
 pub mod indexed;
+pub mod lines;
 pub mod query;
 pub mod reload;
 pub mod snapshot;
@@ -85,10 +88,25 @@ pub struct Policy {
     pub rules: usize,
     pub groupings: usize,
     /// Policy subjects that are also role names (warned about when no prefixes are set).
-    pub subjects: Vec<String>,
-    pub role_names: Vec<String>,
+    pub shared_names: Vec<String>,
+    /// A subject and up to three role names from the lines, for [`Self::probe_cost`].
+    probe: (String, Vec<String>),
     /// With casbin-rs as the evaluator: what one check cost at load.
     pub casbin_check: Option<std::time::Duration>,
+    /// What incremental updates need ([`Policy::apply`]); `Err` says why
+    /// this policy is always built whole.
+    incremental: Result<Incremental, String>,
+}
+
+/// What [`Policy::apply`] needs besides the indexed evaluator.
+#[derive(Debug, Clone)]
+struct Incremental {
+    /// The model's policy types and their field counts.
+    arity: Vec<(String, usize)>,
+    /// `path_case = "insensitive"`: the `p` field (0-based value) to lower-case.
+    fold_at: Option<usize>,
+    /// For each line of the text: the order key of the rule it holds (0: none).
+    line_orders: Arc<[u64]>,
 }
 
 /// How a config asks a policy to be built.
@@ -164,7 +182,38 @@ impl Policy {
         policy_name: &str,
         opts: LoadOptions,
     ) -> Result<Policy, PolicyLoadError> {
-        Self::build(model_text, model_name, policy_text, policy_name, true, opts).await
+        Self::build(
+            model_text,
+            model_name,
+            policy_text,
+            policy_name,
+            true,
+            opts,
+            None,
+        )
+        .await
+    }
+
+    /// Builds as [`Self::from_text_for`] does, with `orders` (one per line
+    /// of the text, e.g. a store's row ids) as the rules' order keys.
+    pub async fn from_text_ordered(
+        model_text: &str,
+        model_name: &str,
+        policy_text: &str,
+        policy_name: &str,
+        opts: LoadOptions,
+        orders: Option<&[u64]>,
+    ) -> Result<Policy, PolicyLoadError> {
+        Self::build(
+            model_text,
+            model_name,
+            policy_text,
+            policy_name,
+            true,
+            opts,
+            orders,
+        )
+        .await
     }
 
     /// Builds with casbin-rs as the evaluator whatever the model: the
@@ -174,7 +223,16 @@ impl Policy {
         policy_text: &str,
     ) -> Result<Policy, PolicyLoadError> {
         let opts = LoadOptions::default();
-        Self::build(model_text, "model", policy_text, "policy", false, opts).await
+        Self::build(
+            model_text,
+            "model",
+            policy_text,
+            "policy",
+            false,
+            opts,
+            None,
+        )
+        .await
     }
 
     async fn build(
@@ -184,6 +242,7 @@ impl Policy {
         policy_name: &str,
         indexed: bool,
         opts: LoadOptions,
+        orders: Option<&[u64]>,
     ) -> Result<Policy, PolicyLoadError> {
         let model_err = |message: String| PolicyLoadError::Model {
             path: model_name.to_string(),
@@ -199,36 +258,34 @@ impl Policy {
             .and_then(|m| m.get("m"))
             .is_some_and(|m| m.value.contains("keyGet"));
         let arity = arities(&model);
-        let (rules, groupings, subjects, role_names, deduplicated) =
-            check_lines(policy_text, policy_name, &arity)?;
-
-        let text = deduplicated.as_deref().unwrap_or(policy_text);
-        let mut enforcer = Enforcer::new(model, StringAdapter::new(text))
-            .await
-            .map_err(|e| PolicyLoadError::Policy {
-                path: policy_name.to_string(),
-                message: e.to_string(),
-            })?;
-        if opts.fold_case {
-            fold_object_case(enforcer.get_mut_model(), policy_text, policy_name)?;
-        }
-        sort_by_priority(enforcer.get_mut_model());
-        let rm: Arc<RwLock<dyn RoleManager>> = Arc::new(RwLock::new(OverlayRoleManager::default()));
-        enforcer
-            .set_role_manager(rm)
-            .map_err(|e| PolicyLoadError::Policy {
-                path: policy_name.to_string(),
-                message: e.to_string(),
-            })?;
-        let compiled = if indexed {
-            indexed::FastPolicy::compile(enforcer.get_mut_model(), &opts.matching)
-        } else {
-            Err(indexed::CompileError::Unsupported(
+        let parsed = lines::parse(policy_text, policy_name, &arity)?;
+        let (rules, groupings) =
+            parsed
+                .iter()
+                .fold((0, 0), |(r, g), p| match p.fields[0].starts_with('g') {
+                    true => (r, g + 1),
+                    false => (r + 1, g),
+                });
+        let (shared_names, probe) = names_of(&parsed);
+        let deduplicated = lines::without_repeats(policy_text, &parsed);
+        let g_domain = model
+            .get_model()
+            .get("g")
+            .and_then(|g| g.get("g"))
+            .is_some_and(|g| g.value.matches('_').count() == 3);
+        // The indexed evaluator is built from the lines directly; casbin-rs
+        // reads them only when it evaluates.
+        let direct = match indexed {
+            true => {
+                let n = policy_text.lines().count();
+                direct(&model, parsed, policy_name, &opts, orders, arity, n)?
+            }
+            false => Err(indexed::CompileError::Unsupported(
                 "casbin-rs was asked for".into(),
-            ))
+            )),
         };
-        let (fast, evaluator) = match compiled {
-            Ok(f) => (Some(f), "indexed".to_string()),
+        let (fast, enforcer, evaluator, incremental) = match direct {
+            Ok((fast, incremental)) => (Some(fast), None, "indexed".to_string(), incremental),
             Err(indexed::CompileError::Matching(message)) => return Err(model_err(message)),
             // casbin-rs 2.20 has one role manager for every role type and
             // matches names differently from Casbin's documented (Go) one.
@@ -242,31 +299,32 @@ impl Policy {
                     "{why} is outside the indexed evaluator's subset, and `[policy] fallback = \"refuse\"` refuses a model that casbin-rs would have to evaluate"
                 )));
             }
-            Err(indexed::CompileError::Unsupported(why)) => (
-                None,
-                format!("casbin-rs ({why} is outside the indexed subset)"),
-            ),
             Err(indexed::CompileError::InvalidRule {
                 ptype,
                 values,
                 message,
             }) => {
-                let line = find_line(policy_text, &ptype, &values);
+                let line = lines::find_line(policy_text, &ptype, &values);
                 return Err(PolicyLoadError::Line {
                     path: policy_name.to_string(),
                     line,
                     message: format!("{message} (casbin-rs would panic on it)"),
                 });
             }
+            Err(indexed::CompileError::Unsupported(why)) => {
+                let text = deduplicated.as_deref().unwrap_or(policy_text);
+                let enforcer =
+                    casbin_enforcer(model, text, policy_text, policy_name, &opts).await?;
+                (
+                    None,
+                    Some(enforcer),
+                    format!("casbin-rs ({why} is outside the indexed subset)"),
+                    Err("casbin-rs evaluates this model".to_string()),
+                )
+            }
         };
-        let g_domain = enforcer
-            .get_model()
-            .get_model()
-            .get("g")
-            .and_then(|g| g.get("g"))
-            .is_some_and(|g| g.value.matches('_').count() == 3);
         let mut policy = Policy {
-            enforcer: fast.is_none().then_some(enforcer),
+            enforcer,
             g_domain,
             fast,
             evaluator,
@@ -275,9 +333,10 @@ impl Policy {
             reads_path_values,
             rules,
             groupings,
-            subjects,
-            role_names,
+            shared_names,
+            probe,
             casbin_check: None,
+            incremental,
         };
         if indexed && policy.fast.is_none() {
             let cost = policy.probe_cost();
@@ -295,12 +354,12 @@ impl Policy {
     /// few probe checks (a subject and roles from the policy, a path no rule
     /// names), so an operator sees the cost before traffic does.
     fn probe_cost(&self) -> std::time::Duration {
-        let subject = self.subjects.first().map_or("authzd-probe", String::as_str);
-        let roles: Vec<String> = self.role_names.iter().take(3).cloned().collect();
+        let subject = self.probe.0.as_str();
+        let roles = &self.probe.1;
         let probe_attributes = vec!["authzd-probe".to_string(); self.attributes.len()];
         let q = Query {
             subject,
-            roles: &roles,
+            roles,
             domain: "",
             resource: "/authzd-probe/x",
             action: "GET",
@@ -338,6 +397,81 @@ impl Policy {
             Some(f) => f.enforce(q),
             None => self.enforce_casbin(q),
         }
+    }
+
+    /// This policy with `change` applied, sharing everything unchanged with
+    /// it; `line_orders` are the order keys of the new text's lines. `Err`
+    /// says why it cannot be applied incrementally: then build the new text
+    /// whole (which also names any invalid line).
+    pub fn apply(
+        &self,
+        change: &change::Change,
+        line_orders: Arc<[u64]>,
+    ) -> Result<Policy, String> {
+        let inc = self.incremental.as_ref().map_err(Clone::clone)?;
+        let fast = self.fast.as_ref().ok_or("casbin-rs evaluates this model")?;
+        let fit = |l: &change::Line| -> Result<Option<change::Line>, String> {
+            let mut fields = Vec::with_capacity(l.values.len() + 1);
+            fields.push(l.ptype.clone());
+            fields.extend(l.values.iter().cloned());
+            lines::check(&fields, &inc.arity)?;
+            if l.ptype.starts_with('p') && l.ptype != "p" {
+                return Ok(None); // `p2`…: never asked by `enforce`
+            }
+            let mut l = l.clone();
+            if l.ptype == "p"
+                && let Some(v) = inc.fold_at.and_then(|at| l.values.get_mut(at))
+            {
+                fold_value(v)?;
+            }
+            Ok(Some(l))
+        };
+        let mut fitted = change::Change::default();
+        let (mut rules, mut groupings) = (self.rules, self.groupings);
+        for l in &change.removed {
+            match l.ptype.starts_with('g') {
+                true => groupings -= 1,
+                false => rules -= 1,
+            }
+            fitted.removed.extend(fit(l)?);
+        }
+        for l in &change.added {
+            match l.ptype.starts_with('g') {
+                true => groupings += 1,
+                false => rules += 1,
+            }
+            fitted.added.extend(fit(l)?);
+        }
+        let fast = fast.apply(&fitted)?;
+        Ok(Policy {
+            enforcer: None,
+            fast: Some(fast),
+            evaluator: self.evaluator.clone(),
+            fields: self.fields.clone(),
+            attributes: self.attributes.clone(),
+            reads_path_values: self.reads_path_values,
+            g_domain: self.g_domain,
+            rules,
+            groupings,
+            shared_names: self.shared_names.clone(),
+            probe: self.probe.clone(),
+            casbin_check: None,
+            incremental: Ok(Incremental {
+                arity: inc.arity.clone(),
+                fold_at: inc.fold_at,
+                line_orders,
+            }),
+        })
+    }
+
+    /// The order keys of the text's lines, when [`Self::apply`] can update this policy.
+    pub fn line_orders(&self) -> Option<&Arc<[u64]>> {
+        self.incremental.as_ref().ok().map(|i| &i.line_orders)
+    }
+
+    /// Why [`Self::apply`] cannot update this policy, if it cannot.
+    pub fn built_whole_because(&self) -> Option<&str> {
+        self.incremental.as_ref().err().map(String::as_str)
     }
 
     /// Enforces `q` with casbin-rs itself (the reference), whatever the model.
@@ -451,7 +585,7 @@ fn fold_object_case(model: &mut dyn Model, text: &str, name: &str) -> Result<(),
             {
                 return Err(PolicyLoadError::Line {
                     path: name.to_string(),
-                    line: find_line(text, "p", &line),
+                    line: lines::find_line(text, "p", &line),
                     message: format!(
                         "pattern `{v}` has a case-sensitive regex escape; with `path_case = \"insensitive\"` write it without one"
                     ),
@@ -558,101 +692,186 @@ fn arities(model: &DefaultModel) -> Vec<(String, usize)> {
     out
 }
 
-/// Rules, groupings, subjects, role names, and the lines of a policy that
-/// repeats one (`Some`: without the repeats).
-type LineSummary = (usize, usize, Vec<String>, Vec<String>, Option<String>);
+/// Policy subjects that are also role names, and a subject and up to three
+/// role names for the casbin-rs cost probe.
+fn names_of(parsed: &[lines::Parsed]) -> (Vec<String>, (String, Vec<String>)) {
+    let roles: foldhash::HashSet<&str> = parsed
+        .iter()
+        .filter(|p| p.fields[0].starts_with('g'))
+        .map(|p| p.fields[2].as_str())
+        .collect();
+    let mut shared: Vec<String> = parsed
+        .iter()
+        .filter(|p| !p.fields[0].starts_with('g') && roles.contains(p.fields[1].as_str()))
+        .map(|p| p.fields[1].clone())
+        .collect();
+    shared.sort();
+    shared.dedup();
+    let subject = parsed
+        .iter()
+        .find(|p| !p.fields[0].starts_with('g'))
+        .map_or("authzd-probe", |p| p.fields[1].as_str());
+    let mut probe_roles: Vec<&str> = roles.into_iter().collect();
+    probe_roles.sort_unstable();
+    probe_roles.truncate(3);
+    let probe = (
+        subject.to_string(),
+        probe_roles.into_iter().map(String::from).collect(),
+    );
+    (shared, probe)
+}
 
-/// Checks every policy line for a known type and the right number of fields,
-/// so an error names the line (casbin-rs would not).
-fn check_lines(
+/// casbin-rs loaded with `text` (repeats already dropped), object case
+/// folded and lines sorted by priority as the config asks, and authzd's
+/// role manager in place.
+async fn casbin_enforcer(
+    model: DefaultModel,
     text: &str,
-    name: &str,
-    arity: &[(String, usize)],
-) -> Result<LineSummary, PolicyLoadError> {
-    let (mut rules, mut groupings) = (0, 0);
-    let (mut subjects, mut roles) = (Vec::new(), Vec::new());
-    // A repeated line keeps its first place, as in Go and Python Casbin
-    // (casbin-rs 2.20 moves it to its last, which changes which line a
-    // first-match effect picks): repeats are dropped before casbin-rs reads.
-    let mut distinct: std::collections::HashSet<Vec<String>> = std::collections::HashSet::new();
-    let mut repeats: Vec<usize> = Vec::new();
-    for (i, line) in text.lines().enumerate() {
-        let line_err = |message: String| PolicyLoadError::Line {
-            path: name.to_string(),
-            line: i + 1,
-            message,
-        };
-        let trimmed = line.trim();
-        if trimmed.is_empty() || trimmed.starts_with('#') {
+    original: &str,
+    policy_name: &str,
+    opts: &LoadOptions,
+) -> Result<Enforcer, PolicyLoadError> {
+    let policy_err = |e: casbin::Error| PolicyLoadError::Policy {
+        path: policy_name.to_string(),
+        message: e.to_string(),
+    };
+    let mut enforcer = Enforcer::new(model, StringAdapter::new(text.to_string()))
+        .await
+        .map_err(policy_err)?;
+    if opts.fold_case {
+        fold_object_case(enforcer.get_mut_model(), original, policy_name)?;
+    }
+    sort_by_priority(enforcer.get_mut_model());
+    let rm: Arc<RwLock<dyn RoleManager>> = Arc::new(RwLock::new(OverlayRoleManager::default()));
+    enforcer.set_role_manager(rm).map_err(policy_err)?;
+    Ok(enforcer)
+}
+
+/// The indexed evaluator built from the parsed lines (no casbin-rs copy of
+/// the rules): role lines into the model's role section, `p` lines folded,
+/// deduplicated and sorted as casbin-rs would have them, each with its
+/// order key (`orders`: per text line, e.g. a store's row ids; else from the
+/// line number). `Ok(Err(_))` when the model is outside the indexed subset
+/// or a line is invalid for it.
+fn direct(
+    model: &DefaultModel,
+    parsed: Vec<lines::Parsed>,
+    policy_name: &str,
+    opts: &LoadOptions,
+    orders: Option<&[u64]>,
+    arity: Vec<(String, usize)>,
+    text_lines: usize,
+) -> Result<Result<Direct, indexed::CompileError>, PolicyLoadError> {
+    let mut roles_model = model.clone();
+    let p_tokens: Vec<String> = model
+        .get_model()
+        .get("p")
+        .and_then(|p| p.get("p"))
+        .map(|a| a.tokens.clone())
+        .unwrap_or_default();
+    let fold_at = opts
+        .fold_case
+        .then(|| p_tokens.iter().position(|t| t == "p_obj"))
+        .flatten();
+    let priority_at = p_tokens.iter().position(|t| t == "p_priority");
+    let mut line_orders = vec![0u64; text_lines];
+    let mut incremental = match parsed.iter().any(|p| p.repeat) {
+        // Which copy counts depends on where the others go: build whole.
+        true => Err("the policy repeats a line".to_string()),
+        false => Ok(()),
+    };
+    let mut rules: Vec<(usize, u64, Vec<String>)> = Vec::with_capacity(parsed.len());
+    for p in parsed {
+        if p.repeat {
             continue;
         }
-        let owned = source::split_line(trimmed).map_err(|m| line_err(m.to_string()))?;
-        let fields: Vec<&str> = owned.iter().map(String::as_str).collect();
-        let ptype = fields[0];
-        let Some((_, want)) = arity.iter().find(|(p, _)| p == ptype) else {
-            return Err(line_err(format!(
-                "unknown policy type `{ptype}` (the model defines {})",
-                names(arity)
-            )));
+        let mut fields = p.fields;
+        if fields[0].starts_with('g') {
+            let ptype = fields.remove(0);
+            roles_model.add_policy("g", &ptype, fields);
+            continue;
+        }
+        if fields[0] != "p" {
+            continue; // `p2`…: never asked by `enforce`
+        }
+        fields.remove(0);
+        if let Some(at) = fold_at
+            && let Some(v) = fields.get_mut(at)
+        {
+            fold_value(v).map_err(|message| PolicyLoadError::Line {
+                path: policy_name.to_string(),
+                line: p.at + 1,
+                message,
+            })?;
+        }
+        let order = match orders {
+            Some(o) => o.get(p.at).copied().unwrap_or(0),
+            None => (p.at as u64 + 1) << 20,
         };
-        let got = fields.len() - 1;
-        let ok = if ptype.starts_with('g') {
-            got >= *want
-        } else {
-            got == *want
-        };
-        if !ok {
-            return Err(line_err(format!(
-                "`{ptype}` takes {want} fields, this line has {got}"
-            )));
-        }
-        if fields[1..].iter().any(|f| f.is_empty()) {
-            return Err(line_err("empty field".to_string()));
-        }
-        if ptype.starts_with('g') {
-            groupings += 1;
-            roles.push(fields[2].to_string());
-        } else {
-            rules += 1;
-            subjects.push(fields[1].to_string());
-        }
-        if !distinct.insert(owned) {
-            repeats.push(i);
+        rules.push((p.at, order, fields));
+    }
+    if fold_at.is_some() {
+        // Lines equal once folded: the first keeps its place.
+        let mut seen: foldhash::HashSet<Vec<String>> = foldhash::HashSet::default();
+        let before = rules.len();
+        rules.retain(|(_, _, f)| seen.insert(f.clone()));
+        if rules.len() != before {
+            incremental = Err("lines repeat once object case is folded".to_string());
         }
     }
-    subjects.sort();
-    subjects.dedup();
-    roles.sort();
-    roles.dedup();
-    let deduplicated = (!repeats.is_empty()).then(|| {
-        let mut out = String::with_capacity(text.len());
-        for (i, line) in text.lines().enumerate() {
-            if repeats.binary_search(&i).is_err() {
-                out.push_str(line);
-                out.push('\n');
-            }
+    if let Some(at) = priority_at {
+        // Casbin's priority semantics: smaller first, non-numeric last, ties in file order.
+        rules.sort_by_key(
+            |(_, _, l)| match l.get(at).map(|v| v.trim().parse::<i64>()) {
+                Some(Ok(n)) => (0, n),
+                _ => (1, 0),
+            },
+        );
+        for (i, r) in rules.iter_mut().enumerate() {
+            r.1 = (i as u64 + 1) << 20;
         }
-        out
-    });
-    Ok((rules, groupings, subjects, roles, deduplicated))
+        incremental = Err("a priority policy orders lines by priority".to_string());
+    }
+    if !rules.windows(2).all(|w| w[0].1 < w[1].1) || rules.first().is_some_and(|r| r.1 == 0) {
+        // Store rows without increasing ids: order by position.
+        for (i, r) in rules.iter_mut().enumerate() {
+            r.1 = (i as u64 + 1) << 20;
+        }
+        incremental = Err("the lines have no increasing order keys".to_string());
+    }
+    for (at, order, _) in &rules {
+        line_orders[*at] = *order;
+    }
+    let orders: Vec<u64> = rules.iter().map(|r| r.1).collect();
+    let lines: Vec<Vec<String>> = rules.into_iter().map(|r| r.2).collect();
+    let compiled = indexed::FastPolicy::compile(&roles_model, lines, &orders, &opts.matching);
+    Ok(compiled.map(|fast| {
+        let incremental = incremental.map(|()| Incremental {
+            arity,
+            fold_at,
+            line_orders: line_orders.into(),
+        });
+        (fast, incremental)
+    }))
 }
 
-/// The 1-based line of the first `p` line with these values (0 if not found).
-fn find_line(text: &str, ptype: &str, values: &[String]) -> usize {
-    text.lines()
-        .position(|line| {
-            let mut fields = line.split(',').map(|f| f.trim().trim_matches('"'));
-            fields.next() == Some(ptype) && fields.eq(values.iter().map(String::as_str))
-        })
-        .map_or(0, |i| i + 1)
-}
+/// The indexed evaluator built straight from the lines, and what
+/// incremental updates need (or why they cannot apply).
+type Direct = (indexed::FastPolicy, Result<Incremental, String>);
 
-fn names(arity: &[(String, usize)]) -> String {
-    arity
-        .iter()
-        .map(|(p, _)| format!("`{p}`"))
-        .collect::<Vec<_>>()
-        .join(", ")
+/// `path_case = "insensitive"` on one object pattern: lower-cased, unless
+/// it holds a regex escape whose meaning depends on case.
+fn fold_value(v: &mut String) -> Result<(), String> {
+    let b = v.as_bytes();
+    if b.windows(2)
+        .any(|w| w[0] == b'\\' && w[1].is_ascii_uppercase())
+    {
+        return Err(format!(
+            "pattern `{v}` has a case-sensitive regex escape; with `path_case = \"insensitive\"` write it without one"
+        ));
+    }
+    *v = v.to_lowercase();
+    Ok(())
 }
 
 /// The per-request roles of the enforce call running on this thread.

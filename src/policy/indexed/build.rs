@@ -6,46 +6,96 @@ use super::{
     ast::{Arg, Effect, Expr, RField},
     compile::compile,
     error::CompileError,
+    functions::Func,
     index::{Index, build_index},
     patterns::{Matching, Segments, literal},
     plan::Plan,
     roles::RoleType,
     rule::{Eft, Rule},
+    sharded::Sharded,
+    slots::Slots,
 };
 use casbin::Model;
 use foldhash::{HashMap, HashMapExt as _, HashSet, HashSetExt as _};
 
 pub struct FastPolicy {
     pub(super) effect: Effect,
-    pub(super) matcher: Expr,
-    pub(super) rules: Vec<Rule>,
+    pub(super) matcher: Arc<Expr>,
+    pub(super) rules: Slots,
     pub(super) index: Option<Index>,
     /// One per role definition (`g`, `g2`, `g3`, …), in `Expr::Role::rt` order.
-    pub(super) roles: Vec<RoleType>,
+    pub(super) roles: Arc<Vec<RoleType>>,
     /// The matcher calls `g(r.sub, …)` in the request's own domain: precompute the closure.
     pub(super) uses_closure: bool,
     /// Every name a `g` call can ask about (policy values in its second
     /// argument, literals) or link through: a claim role outside it cannot
     /// change an answer and is not followed. `None` when a call asks about a
-    /// request value.
-    pub(super) known: Option<HashSet<Arc<str>>>,
+    /// request value. After incremental updates it may hold names no line
+    /// names any more: a superset only follows a claim role in vain.
+    pub(super) known: Option<Sharded<Arc<str>, ()>>,
+    /// How a policy line becomes a [`Rule`], kept for incremental updates.
+    pub(super) shape: Shape,
+}
+
+/// What turns a policy line's values into a [`Rule`].
+#[derive(Clone)]
+pub(super) struct Shape {
+    /// `(function, policy field)` of each `Pattern::Rule` slot.
+    pub(super) slots: Vec<(Func, usize)>,
+    pub(super) eft_at: Option<usize>,
+    pub(super) arity: usize,
+}
+
+impl Shape {
+    /// Compiles one line; `Err` is the message for an invalid pattern.
+    pub(super) fn rule(
+        &self,
+        values: Vec<Arc<str>>,
+        order: u64,
+        regexes: &mut HashMap<String, Arc<regex::Regex>>,
+    ) -> Result<Rule, CompileError> {
+        if values.len() != self.arity {
+            return Err("policy line arity".into());
+        }
+        let patterns = self
+            .slots
+            .iter()
+            .map(|(func, field)| compile(*func, &values[*field], regexes))
+            .collect::<Result<Box<[_]>, _>>()
+            .map_err(|message| CompileError::InvalidRule {
+                ptype: "p".into(),
+                values: values.iter().map(|v| v.to_string()).collect(),
+                message,
+            })?;
+        let eft = match self.eft_at.map(|i| &*values[i]) {
+            None | Some("allow") => Eft::Allow,
+            Some("deny") => Eft::Deny,
+            Some(_) => Eft::Indeterminate,
+        };
+        Ok(Rule {
+            values: values.into_boxed_slice(),
+            patterns,
+            eft,
+            order,
+        })
+    }
 }
 
 impl FastPolicy {
-    /// Compiles the model and policy casbin-rs loaded (same rules, same order),
-    /// or says why not. On success the policy rules have been moved out of
-    /// `model` (converted one by one, so the two copies never coexist): the
-    /// caller drops casbin-rs then. On `Unsupported`, `model` is untouched.
-    pub fn compile(model: &mut dyn Model, matching: &Matching) -> Result<FastPolicy, CompileError> {
+    /// Compiles the model (with its role lines loaded) and `lines`, the
+    /// values of its `p` lines in policy order, `orders` their order keys
+    /// (increasing), or says why not.
+    pub fn compile(
+        model: &dyn Model,
+        lines: Vec<Vec<String>>,
+        orders: &[u64],
+        matching: &Matching,
+    ) -> Result<FastPolicy, CompileError> {
         let plan = Plan::of(model, matching)?;
-        let Some(p) = model
-            .get_mut_model()
-            .get_mut("p")
-            .and_then(|m| m.get_mut("p"))
-        else {
-            return Err("no policy definition".into());
-        };
-        let lines = std::mem::take(p.get_mut_policy());
+        if lines.is_empty() {
+            // casbin-rs evaluates the matcher once against empty values then; leave that to it.
+            return Err("an empty policy".into());
+        }
         let Plan {
             effect,
             expr,
@@ -54,6 +104,11 @@ impl FastPolicy {
             arity,
             roles,
         } = plan;
+        let shape = Shape {
+            slots,
+            eft_at,
+            arity,
+        };
         let mut rules = Vec::with_capacity(lines.len());
         let mut regexes = HashMap::new();
         let mut interned: HashSet<Arc<str>> = HashSet::new();
@@ -65,30 +120,12 @@ impl FastPolicy {
             interned.insert(Arc::clone(&a));
             a
         };
-        for values in lines {
-            if values.len() != arity {
-                return Err("policy line arity".into());
-            }
-            let patterns = slots
-                .iter()
-                .map(|(func, field)| compile(*func, &values[*field], &mut regexes))
-                .collect::<Result<Box<[_]>, _>>()
-                .map_err(|message| CompileError::InvalidRule {
-                    ptype: "p".into(),
-                    values: values.clone(),
-                    message,
-                })?;
-            let eft = match eft_at.map(|i| values[i].as_str()) {
-                None | Some("allow") => Eft::Allow,
-                Some("deny") => Eft::Deny,
-                Some(_) => Eft::Indeterminate,
-            };
-            rules.push(Rule {
-                values: values.into_iter().map(&mut intern).collect(),
-                patterns,
-                eft,
-            });
+        for (i, values) in lines.into_iter().enumerate() {
+            let order = orders.get(i).copied().unwrap_or(i as u64);
+            let values: Vec<Arc<str>> = values.into_iter().map(&mut intern).collect();
+            rules.push(shape.rule(values, order, &mut regexes)?);
         }
+        drop(interned);
         let overlay = roles.iter().position(|r| r.overlay);
         let is_closure = |rt: usize, args: &[Arg]| {
             Some(rt) == overlay
@@ -120,12 +157,13 @@ impl FastPolicy {
             .and_then(|rt| known_names(&expr, rt, &rules, &roles[rt]));
         Ok(FastPolicy {
             effect,
-            matcher: expr,
-            rules,
+            matcher: Arc::new(expr),
+            rules: Slots::from_rules(rules),
             index,
-            roles,
+            roles: Arc::new(roles),
             uses_closure,
             known,
+            shape,
         })
     }
 }
@@ -181,15 +219,16 @@ pub(super) fn role_targets(
     Ok(())
 }
 
-/// The names role type `rt` can be asked about or link through (see
-/// `FastPolicy::known`); `None` if a call asks about a request value.
-pub(super) fn known_names(
-    expr: &Expr,
-    rt: usize,
-    rules: &[Rule],
-    role: &RoleType,
-) -> Option<HashSet<Arc<str>>> {
-    pub(super) fn targets<'e>(e: &'e Expr, rt: usize, out: &mut Vec<&'e Arg>) {
+/// Where the names a role type can be asked about come from.
+pub(super) enum KnownFrom<'e> {
+    /// Every rule's value in this field.
+    Field(usize),
+    Lit(&'e str),
+}
+
+/// What `g` calls of role type `rt` ask about; `None` if one asks about a request value.
+pub(super) fn known_sources(expr: &Expr, rt: usize) -> Option<Vec<KnownFrom<'_>>> {
+    fn targets<'e>(e: &'e Expr, rt: usize, out: &mut Vec<&'e Arg>) {
         match e {
             Expr::Role { rt: t, args } if *t == rt => out.push(&args[1]),
             Expr::And(xs) | Expr::Or(xs) => xs.iter().for_each(|x| targets(x, rt, out)),
@@ -199,14 +238,31 @@ pub(super) fn known_names(
     }
     let mut asked = Vec::new();
     targets(expr, rt, &mut asked);
+    asked
+        .into_iter()
+        .map(|a| match a {
+            Arg::P(i) => Some(KnownFrom::Field(*i)),
+            Arg::Lit(s) => Some(KnownFrom::Lit(s.as_str())),
+            Arg::R(_) | Arg::Get(_) => None,
+        })
+        .collect()
+}
+
+/// The names role type `rt` can be asked about or link through (see
+/// `FastPolicy::known`); `None` if a call asks about a request value.
+pub(super) fn known_names(
+    expr: &Expr,
+    rt: usize,
+    rules: &[Rule],
+    role: &RoleType,
+) -> Option<Sharded<Arc<str>, ()>> {
     let mut known: HashSet<Arc<str>> = HashSet::new();
-    for a in asked {
+    for a in known_sources(expr, rt)? {
         match a {
-            Arg::P(i) => known.extend(rules.iter().map(|r| Arc::clone(&r.values[*i]))),
-            Arg::Lit(s) => {
-                known.insert(Arc::from(s.as_str()));
+            KnownFrom::Field(i) => known.extend(rules.iter().map(|r| Arc::clone(&r.values[i]))),
+            KnownFrom::Lit(s) => {
+                known.insert(Arc::from(s));
             }
-            Arg::R(_) | Arg::Get(_) => return None,
         }
     }
     for edges in role.graph.values() {
@@ -215,5 +271,5 @@ pub(super) fn known_names(
             known.extend(to.iter().map(|t| Arc::from(t.as_str())));
         }
     }
-    Some(known)
+    Some(known.into_iter().map(|k| (k, ())).collect())
 }

@@ -40,3 +40,17 @@ pub(super) fn invalid((ptype, values): (String, Vec<String>), message: String) -
         message,
     }
 }
+
+impl std::fmt::Display for CompileError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CompileError::Unsupported(why) => write!(f, "{why} is outside the indexed subset"),
+            CompileError::InvalidRule {
+                ptype,
+                values,
+                message,
+            } => write!(f, "`{ptype}, {}`: {message}", values.join(", ")),
+            CompileError::Matching(m) => f.write_str(m),
+        }
+    }
+}

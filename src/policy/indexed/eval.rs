@@ -34,10 +34,12 @@ impl FastPolicy {
             reached: RefCell::new(Vec::new()),
         };
         let mut verdict = Stream::new(self.effect);
-        let mut check = |i: usize| -> Result<bool, EvalError> {
-            let rule = &self.rules[i];
+        let mut check = |i: u32| -> Result<bool, EvalError> {
+            let Some(rule) = self.rules.get(i) else {
+                return Ok(false);
+            };
             if self.eval(&self.matcher, rule, &cx)? {
-                Ok(verdict.push(rule.eft, i))
+                Ok(verdict.push(rule.eft, i as usize))
             } else {
                 Ok(false)
             }
@@ -84,7 +86,7 @@ impl FastPolicy {
                     }
                 };
                 let mut c: Vec<u32> = match (index.keyed, &closure) {
-                    _ if held_pattern => (0..self.rules.len() as u32).collect(),
+                    _ if held_pattern => self.rules.in_order(),
                     (Keyed::Role, Some(closure)) => {
                         let mut c: Vec<u32> = closure
                             .seen
@@ -112,7 +114,9 @@ impl FastPolicy {
                             held.dedup();
                             for i in held {
                                 let key = &index.pattern_keys[i as usize];
-                                c.extend(index.buckets[key].candidates_in(segments));
+                                if let Some(b) = index.buckets.get(key) {
+                                    c.extend(b.candidates_in(segments));
+                                }
                             }
                         }
                         c
@@ -138,14 +142,22 @@ impl FastPolicy {
                         }
                     }
                 }
-                c.sort_unstable();
+                // Slot order is policy order unless a rule was inserted
+                // between two others since the last full build.
+                match self.rules.ordered() {
+                    true => c.sort_unstable(),
+                    false => c.sort_unstable_by_key(|i| self.rules.get(*i).map(|r| r.order)),
+                }
                 // Two groups can share a hash: a rule is still checked once.
                 c.dedup();
                 c.into_iter()
-                    .map(|i| check(i as usize))
+                    .map(&mut check)
                     .find(|r| !matches!(r, Ok(false)))
             }
-            None => (0..self.rules.len())
+            None => self
+                .rules
+                .in_order()
+                .into_iter()
                 .map(&mut check)
                 .find(|r| !matches!(r, Ok(false))),
         };
@@ -156,7 +168,8 @@ impl FastPolicy {
         Ok(Enforced {
             allowed,
             matched: at
-                .map(|i| self.rules[i].values.iter().map(|v| v.to_string()).collect())
+                .and_then(|i| self.rules.get(i as u32))
+                .map(|r| r.values.iter().map(|v| v.to_string()).collect())
                 .unwrap_or_default(),
         })
     }
@@ -164,7 +177,7 @@ impl FastPolicy {
     /// Whether a rule-independent `||` branch holds for this request (then
     /// every rule matches and the index cannot be used).
     pub(super) fn escaped<'a>(&'a self, index: &Index, cx: &Cx<'a>) -> Result<bool, EvalError> {
-        let (Expr::Or(xs), Some(any_rule)) = (&self.matcher, self.rules.first()) else {
+        let (Expr::Or(xs), Some(any_rule)) = (&*self.matcher, self.rules.any()) else {
             return Ok(false);
         };
         for &i in &index.escapes {
@@ -243,7 +256,7 @@ impl FastPolicy {
                 .into_iter()
                 .flatten()
                 .map(String::as_str)
-                .filter(|r| self.known.as_ref().is_none_or(|k| k.contains(*r)))
+                .filter(|r| self.known.as_ref().is_none_or(|k| k.contains_key(*r)))
         };
         // A name in the lines of the domains that count (else, in Go
         // Casbin, not a node of this domain's role manager).
@@ -345,7 +358,11 @@ impl FastPolicy {
                     .then_some(q.roles)
                     .into_iter()
                     .flatten()
-                    .filter(|r| self.known.as_ref().is_none_or(|k| k.contains(r.as_str())));
+                    .filter(|r| {
+                        self.known
+                            .as_ref()
+                            .is_none_or(|k| k.contains_key(r.as_str()))
+                    });
                 for n in stored.chain(claimed) {
                     if seen.insert(n) {
                         next.push(n);

@@ -7,6 +7,7 @@ use super::{
     functions::{Func, first_segment},
     patterns::Segments,
     rule::Rule,
+    sharded::Sharded,
 };
 use foldhash::{HashMap, HashMapExt as _};
 
@@ -16,7 +17,7 @@ use foldhash::{HashMap, HashMapExt as _};
 /// Segments are kept as 32-bit hashes in one sorted array (8 bytes a rule,
 /// against about 100 for a map of strings to vectors): a collision only adds
 /// candidates, and every candidate is still evaluated in full.
-#[derive(Default)]
+#[derive(Default, Clone)]
 pub(super) struct Bucket {
     /// `(segment hash, rule index)`, sorted.
     pub(super) by_segment: Vec<(u32, u32)>,
@@ -67,13 +68,18 @@ pub(super) enum SegmentBy {
     },
 }
 
+#[derive(Clone)]
 pub(super) struct Index {
     /// Which bucket(s) a request reads.
     pub(super) keyed: Keyed,
     /// How a bucket's rules are narrowed: by the request path's first segment
     /// (`None`), or by the groups a request value reaches.
     pub(super) group: Option<(usize, RField, Option<RField>)>,
-    pub(super) buckets: HashMap<Arc<str>, Bucket>,
+    pub(super) buckets: Sharded<Arc<str>, Bucket>,
+    /// Where a rule is filed: the field keying its bucket (none: one
+    /// bucket, `""`) and what fixes its segment. Kept for incremental updates.
+    pub(super) key_at: Option<usize>,
+    pub(super) segment_of: Option<SegmentBy>,
     /// For a matcher `X || Y…` whose `Y…` read no policy field (`|| r.sub ==
     /// "root"`, `|| r.obj in [...]`): their positions in the `||`. The index
     /// serves `X`; when one of them holds, every rule matches and all are scanned.
@@ -125,6 +131,23 @@ pub(super) fn reads_rule(e: &Expr) -> bool {
         Expr::Call { key, pattern, .. } => p(key) || matches!(pattern, Pattern::Rule { .. }),
         Expr::And(_) | Expr::Or(_) | Expr::Not(_) => false,
     })
+}
+
+/// The segment hash a rule is filed under (`None`: a candidate for every path).
+pub(super) fn segment(
+    segment_of: Option<SegmentBy>,
+    r: &Rule,
+    is_pattern: &dyn Fn(usize, &str) -> bool,
+) -> Option<u32> {
+    match segment_of {
+        Some(SegmentBy::Field(i)) => Some(segment_hash(first_segment(&r.values[i]))),
+        Some(SegmentBy::Slot(slot)) => r.patterns[slot].segment().map(segment_hash),
+        // A group pattern (`g2, /book/:id, …` asked as `p.obj`) is held by
+        // matching, under no name of its own: always a candidate.
+        Some(SegmentBy::Group { rt, field, .. }) if is_pattern(rt, &r.values[field]) => None,
+        Some(SegmentBy::Group { field, .. }) => Some(segment_hash(&r.values[field])),
+        None => None,
+    }
 }
 
 /// Buckets the rules when a top-level conjunct selects on the subject (and,
@@ -252,16 +275,7 @@ pub(super) fn build_index(
     for (i, r) in rules.iter().enumerate() {
         let key = p_sub.map_or_else(|| Arc::clone(&whole), |at| Arc::clone(&r.values[at]));
         let bucket = buckets.entry(key).or_default();
-        let segment = match segment_of {
-            Some(SegmentBy::Field(i)) => Some(segment_hash(first_segment(&r.values[i]))),
-            Some(SegmentBy::Slot(slot)) => r.patterns[slot].segment().map(segment_hash),
-            // A group pattern (`g2, /book/:id, …` asked as `p.obj`) is held by
-            // matching, under no name of its own: always a candidate.
-            Some(SegmentBy::Group { rt, field, .. }) if is_pattern(rt, &r.values[field]) => None,
-            Some(SegmentBy::Group { field, .. }) => Some(segment_hash(&r.values[field])),
-            None => None,
-        };
-        match segment {
+        match segment(segment_of, r, is_pattern) {
             Some(seg) => bucket.by_segment.push((seg, i as u32)),
             None => bucket.any.push(i as u32),
         }
@@ -290,7 +304,9 @@ pub(super) fn build_index(
     Some(Index {
         keyed,
         group,
-        buckets,
+        buckets: buckets.into_iter().collect(),
+        key_at: p_sub,
+        segment_of,
         escapes,
         ip_keys,
         pattern_keys,

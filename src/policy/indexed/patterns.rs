@@ -56,6 +56,7 @@ impl Matching {
 /// matching a pattern that has links has those links too (`g2, /book/:id,
 /// book_group`: `/book/1` is in `book_group`), and whoever holds a pattern
 /// (`g, alice, /book/*`) holds every name matching it.
+#[derive(Clone)]
 pub(super) struct NameMatching {
     pub(super) func: Func,
     /// The names in the lines that match more than themselves, compiled.
@@ -76,6 +77,7 @@ pub(super) struct NameMatching {
 
 /// A role type whose domains are patterns (`g, alice, admin, *`): a domain
 /// has the links of every domain pattern it matches, as in Go Casbin.
+#[derive(Clone)]
 pub(super) struct DomainMatching {
     pub(super) func: Func,
     /// For each domain in the lines: the domains whose links it has (itself first).
@@ -86,7 +88,7 @@ pub(super) struct DomainMatching {
 
 /// Patterns filed by the literal first path segment of whatever they match
 /// (`/book/:id`: `book`), so a name is tried against few of them.
-#[derive(Default)]
+#[derive(Default, Clone)]
 pub(super) struct Segments {
     pub(super) by_segment: HashMap<String, Vec<u32>>,
     pub(super) any: Vec<u32>,

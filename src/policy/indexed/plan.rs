@@ -71,10 +71,6 @@ impl Plan {
             slots: Vec::new(),
         };
         let expr = parser.parse()?;
-        if p.get_policy().is_empty() {
-            // casbin-rs evaluates the matcher once against empty values then; leave that to it.
-            return Err("an empty policy".into());
-        }
         let mut roles = Vec::with_capacity(defs.len());
         for (name, def) in &defs {
             let domain = def.value.matches('_').count() == 3;
@@ -116,6 +112,7 @@ impl Plan {
                 None => None,
             };
             roles.push(RoleType {
+                name: name.to_string(),
                 graph,
                 domain,
                 overlay: name.as_str() == "g",

@@ -8,7 +8,10 @@ use super::patterns::{DomainMatching, NameMatching};
 use crate::policy::query::{EvalError, Query};
 
 /// One role definition's links.
+#[derive(Clone)]
 pub(super) struct RoleType {
+    /// `g`, `g2`, …: the policy type of its lines.
+    pub(super) name: String,
     /// Role edges by domain ("" without domains).
     pub(super) graph: HashMap<String, HashMap<String, Vec<String>>>,
     /// `g = _, _, _`: links live in domains.

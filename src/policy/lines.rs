@@ -1,0 +1,123 @@
+//! The policy text, line by line: each line checked against the model's
+//! policy types and split into fields, and repeated lines found. Errors name
+//! the line (casbin-rs would not).
+
+use foldhash::{HashSet, HashSetExt as _};
+
+use super::{PolicyLoadError, source};
+
+/// One rule or grouping line of the text.
+#[derive(Debug)]
+pub struct Parsed {
+    /// 0-based line number in the text.
+    pub at: usize,
+    /// `ptype` first, then the values.
+    pub fields: Vec<String>,
+    /// An earlier line has the same fields: Casbin keeps the first.
+    pub repeat: bool,
+}
+
+/// Every rule and grouping line of `text` (comments and blank lines
+/// skipped), checked against `arity` (the fields each policy type takes).
+pub fn parse(
+    text: &str,
+    name: &str,
+    arity: &[(String, usize)],
+) -> Result<Vec<Parsed>, PolicyLoadError> {
+    let mut out = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let trimmed = line.trim();
+        if trimmed.is_empty() || trimmed.starts_with('#') {
+            continue;
+        }
+        let fields = source::split_line(trimmed)
+            .map_err(str::to_string)
+            .and_then(|f| check(&f, arity).map(|()| f))
+            .map_err(|message| PolicyLoadError::Line {
+                path: name.to_string(),
+                line: i + 1,
+                message,
+            })?;
+        out.push(Parsed {
+            at: i,
+            fields,
+            repeat: false,
+        });
+    }
+    // A repeated line keeps its first place, as in Go and Python Casbin
+    // (casbin-rs 2.20 moves it to its last, which changes which line a
+    // first-match effect picks).
+    let mut seen: HashSet<&[String]> = HashSet::with_capacity(out.len());
+    let repeats: Vec<usize> = out
+        .iter()
+        .enumerate()
+        .filter(|(_, p)| !seen.insert(&p.fields))
+        .map(|(i, _)| i)
+        .collect();
+    drop(seen);
+    for i in repeats {
+        out[i].repeat = true;
+    }
+    Ok(out)
+}
+
+/// Whether `fields` (`ptype` first) is a line the model can hold.
+pub fn check(fields: &[String], arity: &[(String, usize)]) -> Result<(), String> {
+    let ptype = fields[0].as_str();
+    let Some((_, want)) = arity.iter().find(|(p, _)| p == ptype) else {
+        return Err(format!(
+            "unknown policy type `{ptype}` (the model defines {})",
+            names(arity)
+        ));
+    };
+    let got = fields.len() - 1;
+    let ok = if ptype.starts_with('g') {
+        got >= *want
+    } else {
+        got == *want
+    };
+    if !ok {
+        return Err(format!(
+            "`{ptype}` takes {want} fields, this line has {got}"
+        ));
+    }
+    if fields[1..].iter().any(String::is_empty) {
+        return Err("empty field".to_string());
+    }
+    Ok(())
+}
+
+fn names(arity: &[(String, usize)]) -> String {
+    arity
+        .iter()
+        .map(|(p, _)| format!("`{p}`"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The text without its repeated lines (what casbin-rs is handed), or
+/// `None` when nothing repeats.
+pub fn without_repeats(text: &str, parsed: &[Parsed]) -> Option<String> {
+    let repeats: Vec<usize> = parsed.iter().filter(|p| p.repeat).map(|p| p.at).collect();
+    if repeats.is_empty() {
+        return None;
+    }
+    let mut out = String::with_capacity(text.len());
+    for (i, line) in text.lines().enumerate() {
+        if repeats.binary_search(&i).is_err() {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    Some(out)
+}
+
+/// The 1-based line of the first `p` line with these values (0 if not found).
+pub fn find_line(text: &str, ptype: &str, values: &[String]) -> usize {
+    text.lines()
+        .position(|line| {
+            let mut fields = line.split(',').map(|f| f.trim().trim_matches('"'));
+            fields.next() == Some(ptype) && fields.eq(values.iter().map(String::as_str))
+        })
+        .map_or(0, |i| i + 1)
+}
