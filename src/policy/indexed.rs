@@ -68,6 +68,9 @@ mod patterns;
 mod plan;
 mod roles;
 mod rule;
+mod sharded;
+mod slots;
+mod update;
 
 pub use build::FastPolicy;
 pub use error::{CompileError, Unsupported};

@@ -59,6 +59,12 @@ pub struct Snapshot {
     /// The model and policy text, kept for the explorer's *Policy* page
     /// only with `[admin]` on, and the policy only up to [`KEEP_POLICY_TEXT`].
     pub texts: Option<Texts>,
+    /// Hash of everything read but the policy lines: while it stays, a
+    /// policy file's change can be applied incrementally.
+    pub frame: Arc<str>,
+    /// The policy file's text, kept when the policy can be updated
+    /// incrementally (the next edit is diffed against it).
+    pub policy_text: Option<Arc<String>>,
 }
 
 /// The largest policy text a snapshot keeps for the explorer.
@@ -106,8 +112,8 @@ impl Snapshot {
         let mut out: Vec<String> = self.policy.slow_warning().into_iter().collect();
         let p = &self.config.policy;
         if p.subject_prefix.is_empty() && p.role_prefix.is_empty() {
-            for s in &self.policy.subjects {
-                if self.policy.role_names.contains(s) {
+            for s in &self.policy.shared_names {
+                {
                     out.push(format!(
                         "policy subject `{s}` is also a role name and no `subject_prefix`/`role_prefix` is set: a user whose subject is `{s}` would get that role's permissions"
                     ));
@@ -133,6 +139,8 @@ pub struct Sources {
     pub revision: Arc<str>,
     /// What the snapshot's `content` will be.
     pub content: Arc<str>,
+    /// What the snapshot's `frame` will be.
+    frame: Arc<str>,
     /// `[shadow]`'s model and policy text (or why they could not be read),
     /// and the revision they would have as the live policy.
     shadow: Option<(ShadowTexts, Arc<str>)>,
@@ -186,7 +194,7 @@ impl Sources {
                 .map_err(|e| e.to_string());
             // As the live revision would be, were the candidate promoted.
             let revision = match &texts {
-                Ok((m, p)) => hash(&[&deciding, m, p]),
+                Ok((m, p)) => hash(&[&deciding, m, &hex::encode(Sha256::digest(p.as_bytes()))]),
                 Err(_) => Arc::from("none"),
             };
             (texts, revision)
@@ -196,9 +204,12 @@ impl Sources {
             Some((Err(e), _)) => e.clone(),
             None => String::new(),
         };
-        let content = hash(&[text, &model, &policy, &shadow_text]);
+        // The policy text is hashed once (it can be a million lines).
+        let policy_digest = hex::encode(Sha256::digest(policy.as_bytes()));
+        let content = hash(&[text, &model, &policy_digest, &shadow_text]);
+        let frame = hash(&[text, &model, &shadow_text]);
         let revision: Arc<str> = if available {
-            hash(&[&deciding, &model, &policy])
+            hash(&[&deciding, &model, &policy_digest])
         } else {
             Arc::from("none")
         };
@@ -211,8 +222,62 @@ impl Sources {
             available,
             revision,
             content,
+            frame,
             shadow,
         })
+    }
+
+    /// `current` with this content by an incremental update, when only the
+    /// policy file's lines changed and the policy allows it; else `self`
+    /// back, with why not, for a full [`build`](Self::build).
+    pub fn apply_to(self, current: &Snapshot) -> Result<Snapshot, (Box<Sources>, String)> {
+        let why = match (&current.policy_text, current.policy.line_orders()) {
+            _ if self.frame != current.frame => {
+                Some("the config, model or [shadow] changed".to_string())
+            }
+            _ if !self.available || !current.available || !self.rows.is_empty() => {
+                Some("the policy does not come from a file".to_string())
+            }
+            (Some(text), Some(orders)) => match super::delta::diff(text, orders, &self.policy) {
+                Ok((change, orders)) => match current.policy.apply(&change, orders.into()) {
+                    Ok(policy) => return Ok(self.finish(current, policy, change.len())),
+                    Err(why) => Some(why),
+                },
+                Err(why) => Some(why),
+            },
+            _ => Some(
+                current
+                    .policy
+                    .built_whole_because()
+                    .unwrap_or("the previous text was not kept")
+                    .to_string(),
+            ),
+        };
+        Err((Box::new(self), why.unwrap_or_default()))
+    }
+
+    /// The snapshot after an incremental update to `policy`.
+    fn finish(self, current: &Snapshot, policy: Policy, changed: usize) -> Snapshot {
+        tracing::debug!(lines = changed, "policy updated incrementally");
+        let policy_text = Arc::new(self.policy);
+        let texts = current.texts.as_ref().map(|t| Texts {
+            model: t.model.clone(),
+            policy: (policy_text.len() <= KEEP_POLICY_TEXT).then(|| policy_text.to_string()),
+            policy_name: t.policy_name.clone(),
+        });
+        Snapshot {
+            config: self.config,
+            routes: current.routes.clone(),
+            policy,
+            revision: self.revision,
+            content: self.content,
+            loaded_at: SystemTime::now(),
+            available: true,
+            shadow: current.shadow.clone(),
+            texts,
+            frame: self.frame,
+            policy_text: Some(policy_text),
+        }
     }
 
     /// Compiles the policy and routes: the expensive part.
@@ -226,6 +291,7 @@ impl Sources {
             available,
             revision,
             content,
+            frame,
             shadow,
         } = self;
         let opts = super::LoadOptions::of(&config).map_err(|message| PolicyLoadError::Model {
@@ -235,12 +301,17 @@ impl Sources {
         // Routes first: cheap, and a bad route is named before the policy is read.
         let routes = RouteTable::of_config(&config, opts.fold_case)?;
         let policy_text = policy;
-        let policy = Policy::from_text_for(
+        // A store's rows keep their ids as order keys.
+        let ids: Option<Vec<u64>> = (!rows.is_empty())
+            .then(|| rows.iter().map(|r| r.as_deref()?.parse().ok()).collect())
+            .flatten();
+        let policy = Policy::from_text_ordered(
             &model,
             &config.policy.model.display().to_string(),
             &policy_text,
             &policy_name,
             opts,
+            ids.as_deref(),
         )
         .await
         .map_err(|e| name_row(e, &rows))?;
@@ -257,11 +328,15 @@ impl Sources {
             tracing::warn!(error = %e, "the [shadow] candidate does not load; the live policy is unaffected");
         }
         let texts = config.admin.is_some().then(|| Texts {
-            policy: (policy_text.len() <= KEEP_POLICY_TEXT).then_some(policy_text),
+            policy: (policy_text.len() <= KEEP_POLICY_TEXT).then(|| policy_text.clone()),
             model,
             policy_name,
         });
+        let policy_text =
+            (policy.line_orders().is_some() && rows.is_empty()).then(|| Arc::new(policy_text));
         Ok(Snapshot {
+            frame,
+            policy_text,
             config,
             routes,
             policy,
@@ -322,6 +397,8 @@ async fn build_shadow(
         available: true,
         shadow: None,
         texts: None,
+        frame: Arc::from("shadow"),
+        policy_text: None,
     })
 }
 
