@@ -1,19 +1,26 @@
 //! Incremental policy updates (`docs/large-policies.md`): random sequences of
-//! edits to a policy file — rules and role links added, removed and
-//! replaced anywhere in the file — each applied to the previous snapshot
-//! incrementally, and after every step the result decides exactly as a
-//! snapshot built from scratch from the same text, with the same revision.
-//! The chain never restarts from a full build unless authzd itself falls
-//! back to one (a repeated line), so errors would accumulate.
+//! edits — to a policy file (rules and role links added, removed and
+//! replaced anywhere in the file), and to a PostgreSQL store's rows through
+//! SQL with a real follower applying its change log — each applied to the
+//! previous snapshot incrementally; after every step the result decides
+//! exactly as a snapshot built from scratch from the same text or rows, with
+//! the same revision. The chain never restarts from a full build unless
+//! authzd itself falls back to one, so errors would accumulate.
 
 // Helpers outside #[test] fns unwrap too: a failure there is a test failure.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::path::Path;
+#[path = "common/pg.rs"]
+#[allow(dead_code)]
+mod pg;
+
+use std::{path::Path, sync::Arc};
 
 use authzd::policy::{
-    Query,
+    Query, follow,
+    reload::PolicyStore,
     snapshot::{Snapshot, Sources},
+    source::{Client, Read, postgres::Admin},
 };
 
 /// Small deterministic PRNG so a failure names its seed.
@@ -256,6 +263,152 @@ async fn incremental_updates_decide_as_a_full_build_of_the_same_text() {
         }
     }
     println!("{incremental} steps applied incrementally, {whole} built whole (a repeated line)");
+    assert!(
+        incremental > whole * 2,
+        "most steps are incremental: {incremental} vs {whole}"
+    );
+}
+
+/// A random SQL edit of the store's rows: inserts, deletes and updates of
+/// rules and links, several in one transaction, now and then one rolled back.
+fn sql_edit(rng: &mut Rng, case: &Case) -> String {
+    let row = |rng: &mut Rng| -> String {
+        let line = match rng.below(4) {
+            0 => link_line(rng, case),
+            _ => rule_line(rng, case),
+        };
+        // New rows only (a repeated row is the test's own step below).
+        let fields: Vec<String> = line.split(", ").map(|f| format!("'{f}'")).collect();
+        let cols: Vec<String> = (0..fields.len() - 1).map(|i| format!("v{i}")).collect();
+        let same: Vec<String> = std::iter::once("ptype".to_string())
+            .chain(cols.iter().cloned())
+            .zip(&fields)
+            .map(|(c, v)| format!("{c} = {v}"))
+            .collect();
+        let unless = format!(
+            " WHERE NOT EXISTS (SELECT 1 FROM casbin_rule WHERE {})",
+            same.join(" AND ")
+        );
+        format!(
+            "INSERT INTO casbin_rule (ptype, {}) SELECT {}{unless}",
+            cols.join(", "),
+            fields.join(", ")
+        )
+    };
+    let one = |rng: &mut Rng| -> String {
+        match rng.below(6) {
+            0 | 1 => row(rng),
+            2 => "DELETE FROM casbin_rule WHERE id = (SELECT id FROM casbin_rule ORDER BY random() LIMIT 1)".to_string(),
+            3 => format!(
+                "UPDATE casbin_rule SET v1 = '/pub/{}/edit' WHERE ptype = 'p' AND id = (SELECT id FROM casbin_rule WHERE ptype = 'p' ORDER BY random() LIMIT 1)",
+                rng.below(1_000_000)
+            ),
+            // A rule moved to another subject and a fresh object: no repeat.
+            4 => format!(
+                "UPDATE casbin_rule SET v0 = '{}', v1 = '/docs/{}' WHERE ptype = 'p' AND id = (SELECT id FROM casbin_rule WHERE ptype = 'p' ORDER BY random() LIMIT 1)",
+                rng.pick(SUBJECTS),
+                100 + rng.below(1_000_000)
+            ),
+            _ => format!("{}; {}", row(rng), row(rng)),
+        }
+    };
+    let body: Vec<String> = (0..=rng.below(3)).map(|_| one(rng)).collect();
+    let end = if rng.below(10) == 0 {
+        "ROLLBACK"
+    } else {
+        "COMMIT"
+    };
+    format!("BEGIN; {}; {end};", body.join("; "))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn store_row_changes_applied_from_the_change_log_decide_as_a_full_read() {
+    let Some(pg) = pg::Pg::start() else { return };
+    let case = &cases()[0];
+    let url = pg.create_db("incremental").await;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(d.join("jwks.json"), r#"{"keys":[]}"#).unwrap();
+    std::fs::write(d.join("model.conf"), case.model).unwrap();
+    let config = d.join("authzd.toml");
+    std::fs::write(
+        &config,
+        format!("[[issuer]]\nissuer = \"https://x.example\"\njwks_file = \"jwks.json\"\nalgorithms = [\"RS256\"]\n[policy]\nmodel = \"model.conf\"\nstore = \"{url}\"\n"),
+    )
+    .unwrap();
+    let cfg = authzd::config::Config::load(&config).unwrap().policy;
+    let mut admin = Admin::connect(&cfg).await.unwrap();
+    admin.init().await.unwrap();
+    let mut rng = Rng(7);
+    let mut initial: Vec<Vec<String>> = Vec::new();
+    for i in 0..30 {
+        let line = match i % 4 {
+            3 => link_line(&mut rng, case),
+            _ => rule_line(&mut rng, case),
+        };
+        let fields: Vec<String> = line.split(", ").map(String::from).collect();
+        if !initial.contains(&fields) {
+            initial.push(fields);
+        }
+    }
+    admin.import(&initial).await.unwrap();
+    let (snap, status, client) = follow::start(&config).await.unwrap();
+    let store = Arc::new(PolicyStore::following(snap, &config, status));
+    let _follower = follow::follow(Arc::clone(&store), client, |_| {});
+    let db = pg.client("incremental").await;
+    let (mut incremental, mut whole) = (0usize, 0usize);
+    for step in 0..40 {
+        let sql = match step {
+            // A repeated row: which copy counts depends on order, so it is
+            // read whole while it stays, and incremental again once it goes.
+            20 => "INSERT INTO casbin_rule (ptype, v0, v1, v2) SELECT ptype, v0, v1, v2 FROM casbin_rule WHERE ptype = 'p' ORDER BY id LIMIT 1".to_string(),
+            21 => "DELETE FROM casbin_rule WHERE id = (SELECT max(id) FROM casbin_rule)".to_string(),
+            _ => sql_edit(&mut rng, case),
+        };
+        db.batch_execute(&sql).await.unwrap();
+        // What a replica reading the table whole now would serve.
+        let mut reader = Client::new(&cfg).unwrap();
+        let Some(Read::Full(rows)) = reader.sync(true).await.unwrap() else {
+            panic!("a forced read is a full read");
+        };
+        let full = Sources::read(&config, Some(&rows))
+            .unwrap()
+            .build()
+            .await
+            .unwrap();
+        let caught_up = pg::eventually(10, || {
+            let (store, want) = (Arc::clone(&store), Arc::clone(&full.revision));
+            async move { store.load().revision == want }
+        })
+        .await;
+        let live = store.load();
+        assert!(
+            caught_up,
+            "step {step} ({sql}): the follower serves {} (update {}), a full read of the rows is {}:\n{}",
+            live.revision, live.incremental, full.revision, rows.text
+        );
+        match live.incremental {
+            true => incremental += 1,
+            false => whole += 1,
+        }
+        if step == 20 {
+            assert!(!live.incremental, "a repeated row is read whole");
+        }
+        assert_eq!(
+            (live.policy.rules, live.policy.groupings),
+            (full.policy.rules, full.policy.groupings),
+            "step {step}"
+        );
+        let table: Vec<String> = rows
+            .text
+            .lines()
+            .zip(&rows.rows)
+            .map(|(l, id)| format!("{} {l}", id.as_deref().unwrap_or("-")))
+            .collect();
+        let what = format!("step {step}: {sql}\n{}", table.join("\n"));
+        same_decisions(&mut rng, case, &live, &full, &what);
+    }
+    println!("{incremental} steps applied from the change log, {whole} read whole");
     assert!(
         incremental > whole * 2,
         "most steps are incremental: {incremental} vs {whole}"

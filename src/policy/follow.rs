@@ -14,7 +14,7 @@ use super::snapshot::{SnapshotError, Sources};
 use super::{
     reload::PolicyStore,
     snapshot::Snapshot,
-    source::{self, Client, Fetched, Origin, StoreError, StoreStatus, Wake, write_cache},
+    source::{self, Client, Origin, Read, StoreError, StoreStatus, Wake, cache_text, write_cache},
 };
 use crate::config::PolicyConfig;
 
@@ -83,7 +83,7 @@ pub fn follow(
         let mut force = true;
         loop {
             match client.sync(force).await {
-                Ok(Some(fetched)) => apply(&store, &status, &cfg, fetched, &after).await,
+                Ok(Some(read)) => apply(&store, &status, &cfg, read, &after).await,
                 Ok(None) => status.synced(false),
                 Err(e) => {
                     if status.view().error.as_deref() != Some(&e.to_string()) {
@@ -108,8 +108,10 @@ pub fn follow(
             };
             match woke {
                 Ok(Wake::Notified) => {
+                    // The client remembers the notification: the next read
+                    // skips its cheap check (a change log is still read
+                    // rather than the whole table).
                     coalesce(&mut client).await;
-                    force = true;
                 }
                 Ok(Wake::Lost(message)) => {
                     let e = StoreError {
@@ -145,31 +147,58 @@ async fn coalesce(client: &mut Client) {
 }
 
 /// Counts the read (`ok` only when the text differs from the last one read:
-/// a forced reread of the same rows is `unchanged`), serves `fetched` if it
-/// builds, and writes it to the cache file when it does.
+/// a forced reread of the same rows is `unchanged`), serves what it read if
+/// it builds (row changes incrementally when they can be), and writes the
+/// cache file when it does (after row changes at most every [`CACHE_EVERY`]).
 async fn apply(
     store: &PolicyStore,
     status: &StoreStatus,
     cfg: &PolicyConfig,
-    fetched: Fetched,
+    read: Read,
     after: &impl Fn(&Arc<Snapshot>),
 ) {
-    let new = status.latest().is_none_or(|l| l.text != fetched.text);
-    status.synced(new);
-    status.set_latest(fetched, Origin::Store);
-    match store.reload().await {
-        Ok(Some(snap)) => after(&snap),
-        // The text read is the one serving (perhaps since start).
-        Ok(None) => {}
-        Err(_) => return,
+    let full = match read {
+        Read::Full(fetched) => {
+            let new = status.latest().is_none_or(|l| l.text != fetched.text);
+            status.synced(new);
+            status.set_latest(fetched, Origin::Store);
+            match store.reload().await {
+                Ok(Some(snap)) => after(&snap),
+                // The text read is the one serving (perhaps since start).
+                Ok(None) => {}
+                Err(_) => return,
+            }
+            true
+        }
+        Read::Rows(changes) => {
+            status.synced(true);
+            status.push_changes(&changes);
+            match store.apply_rows(&changes).await {
+                Ok(Some(snap)) => after(&snap),
+                Ok(None) => {}
+                Err(_) => return,
+            }
+            false
+        }
+    };
+    let Some(path) = &cfg.cache_file else { return };
+    if !full && !status.cache_due(CACHE_EVERY) {
+        return;
     }
-    if let (Some(path), Some(latest)) = (&cfg.cache_file, status.latest())
-        && std::fs::read_to_string(path).ok().as_deref() != Some(latest.text.as_str())
-        && let Err(e) = write_cache(path, &latest.text)
+    let Some(latest) = status.latest() else {
+        return;
+    };
+    let text = cache_text(&latest);
+    if std::fs::read_to_string(path).ok().as_deref() != Some(text.as_str())
+        && let Err(e) = write_cache(path, &text)
     {
         tracing::warn!(cache_file = %path.display(), error = %e, "cannot write the policy cache file");
     }
 }
+
+/// After row changes, the cache file is rewritten at most this often (each
+/// write is the whole policy).
+const CACHE_EVERY: Duration = Duration::from_secs(30);
 
 /// Lambda: reads the store on invocation when `poll_secs` have passed since
 /// the last read (a frozen instance runs no background task).
@@ -190,7 +219,7 @@ pub async fn refresh_if_due(store: &PolicyStore, client: &tokio::sync::Mutex<Opt
     }
     let Some(c) = guard.as_mut() else { return };
     match c.sync(false).await {
-        Ok(Some(fetched)) => apply(store, status, &cfg, fetched, &|_| {}).await,
+        Ok(Some(read)) => apply(store, status, &cfg, read, &|_| {}).await,
         Ok(None) => status.synced(false),
         Err(e) => {
             tracing::warn!(error = %e, serving = %store.load().revision, "policy store unreachable; the last good revision keeps serving");

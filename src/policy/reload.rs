@@ -239,6 +239,37 @@ impl PolicyStore {
         }
     }
 
+    /// Applies a store's row changes to the current snapshot incrementally
+    /// and swaps the result in; when they cannot be applied so, reloads
+    /// whole from the store's latest text. `Ok(None)`: nothing changed.
+    pub async fn apply_rows(
+        &self,
+        changes: &[super::source::RowChange],
+    ) -> Result<Option<Arc<Snapshot>>, SnapshotError> {
+        let why = {
+            let _one_at_a_time = self.reloading.lock().await;
+            let current = self.load();
+            let started = std::time::Instant::now();
+            match current.with_rows(changes) {
+                Ok(next) if next.content == current.content => {
+                    self.checked("unchanged");
+                    return Ok(None);
+                }
+                Ok(next) => {
+                    let next = Arc::new(next);
+                    let old = self.current.swap(Arc::clone(&next));
+                    *self.last_error.lock() = None;
+                    self.checked("ok");
+                    tracing::info!(from = %old.revision, to = %next.revision, rows = changes.len(), rules = next.policy.rules, ms = started.elapsed().as_secs_f64() * 1e3, "policy store rows applied incrementally");
+                    return Ok(Some(next));
+                }
+                Err(why) => why,
+            }
+        };
+        tracing::info!(why = %why, "reading the store's policy whole");
+        self.reload().await
+    }
+
     fn note_restart_settings(&self, config: &Config) {
         let now = StartupSettings::of(config);
         let msg = (now != self.started_with).then(|| {

@@ -1,12 +1,13 @@
 //! One consistent revision of everything a decision reads: config, routes, policy.
 
-use std::{path::Path, sync::Arc, time::SystemTime};
+use std::{collections::BTreeMap, path::Path, sync::Arc, time::SystemTime};
 
 use sha2::{Digest, Sha256};
 
 use super::{
     Policy, PolicyLoadError,
-    source::{Fetched, StoreStatus, redact},
+    change::{Change, Line},
+    source::{Fetched, RowChange, StoreStatus, postgres::render, redact},
 };
 use crate::{
     config::{Config, ConfigError},
@@ -65,6 +66,15 @@ pub struct Snapshot {
     /// The policy file's text, kept when the policy can be updated
     /// incrementally (the next edit is diffed against it).
     pub policy_text: Option<Arc<String>>,
+    /// This revision was made from the one before by an incremental update
+    /// (a policy file's changed lines, a store's changed rows), not built whole.
+    pub incremental: bool,
+    /// Hash of the deciding config and the model: with the policy's digest,
+    /// the revision.
+    decides: Arc<str>,
+    /// A store's rows, as the sum of one hash per row (id and line): the
+    /// policy's digest, updated row by row as the change log is applied.
+    rows_digest: Option<u128>,
 }
 
 /// The largest policy text a snapshot keeps for the explorer.
@@ -107,6 +117,79 @@ impl Snapshot {
         Sources::parse(text, path, None)?.build().await
     }
 
+    /// This snapshot with a store's row changes applied incrementally (the
+    /// revision as a full read of the same rows would have it), or why not:
+    /// then read the store whole.
+    pub fn with_rows(&self, changes: &[RowChange]) -> Result<Snapshot, String> {
+        let Some(mut digest) = self.rows_digest.filter(|_| self.available) else {
+            return Err("the policy was not read from the store's rows".into());
+        };
+        // Each row's state before the changes and after them.
+        let mut net: BTreeMap<i64, (Option<&RowChange>, Option<&RowChange>)> = BTreeMap::new();
+        for c in changes {
+            let e = net.entry(c.id).or_insert(((!c.present).then_some(c), None));
+            e.1 = c.present.then_some(c);
+        }
+        let mut change = Change::default();
+        let line = |c: &RowChange| -> Result<(u128, Line), String> {
+            let order = u64::try_from(c.id)
+                .ok()
+                .filter(|o| *o > 0)
+                .ok_or_else(|| format!("row id {} cannot order a rule", c.id))?;
+            let mut text = String::new();
+            render(&mut text, &c.ptype, &c.values).map_err(|m| format!("row id {}: {m}", c.id))?;
+            let line = Line {
+                ptype: c.ptype.clone(),
+                values: c.values.clone(),
+                order,
+            };
+            Ok((row_hash(c.id, text.trim_end_matches('\n')), line))
+        };
+        for (before, after) in net.values() {
+            let same = match (before, after) {
+                (Some(b), Some(a)) => b.ptype == a.ptype && b.values == a.values,
+                (None, None) => true,
+                _ => false,
+            };
+            if same {
+                continue;
+            }
+            if let Some(b) = before {
+                let (h, l) = line(b)?;
+                digest = digest.wrapping_sub(h);
+                change.removed.push(l);
+            }
+            if let Some(a) = after {
+                let (h, l) = line(a)?;
+                digest = digest.wrapping_add(h);
+                change.added.push(l);
+            }
+        }
+        let policy = self.policy.apply(&change, Arc::from(Vec::new()))?;
+        let name = digest_name(digest);
+        Ok(Snapshot {
+            config: self.config.clone(),
+            routes: self.routes.clone(),
+            policy,
+            revision: hash(&[&self.decides, &name]),
+            content: hash(&[&self.frame, &name]),
+            loaded_at: SystemTime::now(),
+            available: true,
+            shadow: self.shadow.clone(),
+            // The text is composed on demand; the explorer shows it after the next full read.
+            texts: self.texts.as_ref().map(|t| Texts {
+                model: t.model.clone(),
+                policy: None,
+                policy_name: t.policy_name.clone(),
+            }),
+            frame: Arc::clone(&self.frame),
+            policy_text: None,
+            decides: Arc::clone(&self.decides),
+            rows_digest: Some(digest),
+            incremental: true,
+        })
+    }
+
     /// Operator warnings that do not stop loading (`docs/pipeline.md`).
     pub fn warnings(&self) -> Vec<String> {
         let mut out: Vec<String> = self.policy.slow_warning().into_iter().collect();
@@ -141,6 +224,8 @@ pub struct Sources {
     pub content: Arc<str>,
     /// What the snapshot's `frame` will be.
     frame: Arc<str>,
+    decides: Arc<str>,
+    rows_digest: Option<u128>,
     /// `[shadow]`'s model and policy text (or why they could not be read),
     /// and the revision they would have as the live policy.
     shadow: Option<(ShadowTexts, Arc<str>)>,
@@ -194,7 +279,10 @@ impl Sources {
                 .map_err(|e| e.to_string());
             // As the live revision would be, were the candidate promoted.
             let revision = match &texts {
-                Ok((m, p)) => hash(&[&deciding, m, &hex::encode(Sha256::digest(p.as_bytes()))]),
+                Ok((m, p)) => hash(&[
+                    &hash(&[&deciding, m]),
+                    &hex::encode(Sha256::digest(p.as_bytes())),
+                ]),
                 Err(_) => Arc::from("none"),
             };
             (texts, revision)
@@ -204,12 +292,19 @@ impl Sources {
             Some((Err(e), _)) => e.clone(),
             None => String::new(),
         };
-        // The policy text is hashed once (it can be a million lines).
-        let policy_digest = hex::encode(Sha256::digest(policy.as_bytes()));
-        let content = hash(&[text, &model, &policy_digest, &shadow_text]);
+        // The policy is hashed once (it can be a million lines): a file's
+        // text whole; a store's rows one by one, so that a row change
+        // updates the digest without rereading the rest.
+        let rows_digest = rows_digest(&policy, &rows);
+        let policy_digest = match rows_digest {
+            Some(d) => digest_name(d),
+            None => hex::encode(Sha256::digest(policy.as_bytes())),
+        };
         let frame = hash(&[text, &model, &shadow_text]);
+        let decides = hash(&[&deciding, &model]);
+        let content = hash(&[&frame, &policy_digest]);
         let revision: Arc<str> = if available {
-            hash(&[&deciding, &model, &policy_digest])
+            hash(&[&decides, &policy_digest])
         } else {
             Arc::from("none")
         };
@@ -223,6 +318,8 @@ impl Sources {
             revision,
             content,
             frame,
+            decides,
+            rows_digest,
             shadow,
         })
     }
@@ -277,6 +374,9 @@ impl Sources {
             texts,
             frame: self.frame,
             policy_text: Some(policy_text),
+            decides: self.decides,
+            rows_digest: None,
+            incremental: true,
         }
     }
 
@@ -292,6 +392,8 @@ impl Sources {
             revision,
             content,
             frame,
+            decides,
+            rows_digest,
             shadow,
         } = self;
         let opts = super::LoadOptions::of(&config).map_err(|message| PolicyLoadError::Model {
@@ -337,6 +439,9 @@ impl Sources {
         Ok(Snapshot {
             frame,
             policy_text,
+            decides,
+            rows_digest,
+            incremental: false,
             config,
             routes,
             policy,
@@ -399,6 +504,9 @@ async fn build_shadow(
         texts: None,
         frame: Arc::from("shadow"),
         policy_text: None,
+        decides: Arc::from("shadow"),
+        rows_digest: None,
+        incremental: false,
     })
 }
 
@@ -425,6 +533,38 @@ fn check_attributes(config: &Config, policy: &Policy) -> Result<(), SnapshotErro
         ));
     }
     Ok(())
+}
+
+/// One store row's share of the rows' digest: 128 bits of SHA-256 over its
+/// id and its line. The digest is their sum, so it does not depend on the
+/// order rows were read or changed in (the ids fix the policy order).
+fn row_hash(id: i64, line: &str) -> u128 {
+    let mut h = Sha256::new();
+    h.update(id.to_be_bytes());
+    h.update(line.as_bytes());
+    let d = h.finalize();
+    let mut first = [0u8; 16];
+    first.copy_from_slice(&d[..16]);
+    u128::from_be_bytes(first)
+}
+
+/// The rows' digest of a store's text (`rows`: each line's row id), when
+/// every row has an id.
+fn rows_digest(text: &str, rows: &[Option<String>]) -> Option<u128> {
+    if rows.is_empty() {
+        return None;
+    }
+    let mut sum = 0u128;
+    let mut lines = text.lines();
+    for id in rows {
+        let id: i64 = id.as_deref()?.parse().ok()?;
+        sum = sum.wrapping_add(row_hash(id, lines.next()?));
+    }
+    Some(sum)
+}
+
+fn digest_name(d: u128) -> String {
+    format!("rows:{d:032x}")
 }
 
 /// First 12 hex chars of SHA-256 over `parts`, each length-prefixed.

@@ -45,6 +45,26 @@ pub struct Fetched {
     pub rows: Vec<Option<String>>,
 }
 
+/// What one read of a store found.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Read {
+    /// The whole policy.
+    Full(Fetched),
+    /// Only the rows that changed since the last read, in commit order
+    /// (PostgreSQL's change log).
+    Rows(Vec<RowChange>),
+}
+
+/// One change-log entry: the row `id` is now present with these values, or
+/// is gone (its values as they were).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RowChange {
+    pub present: bool,
+    pub id: i64,
+    pub ptype: String,
+    pub values: Vec<String>,
+}
+
 /// A connection to a store: reads the policy, and for stores that push,
 /// waits for the next change.
 pub enum Client {
@@ -75,12 +95,13 @@ impl Client {
         }
     }
 
-    /// Reads the policy. `Ok(None)`: a cheap check says nothing changed since
-    /// the last read (`force` skips that check).
-    pub async fn sync(&mut self, force: bool) -> Result<Option<Fetched>, StoreError> {
+    /// Reads the policy, or what changed in it. `Ok(None)`: a cheap check
+    /// says nothing changed since the last read (`force` skips that check
+    /// and reads the whole policy).
+    pub async fn sync(&mut self, force: bool) -> Result<Option<Read>, StoreError> {
         match self {
             Client::Postgres(p) => p.sync(force).await,
-            Client::Http(h) => h.sync(force).await,
+            Client::Http(h) => Ok(h.sync(force).await?.map(Read::Full)),
         }
     }
 
@@ -136,6 +157,10 @@ pub struct StoreStatus {
 #[derive(Debug)]
 struct Inner {
     latest: Option<Arc<Fetched>>,
+    /// Row changes read since `latest` (the text is composed when asked for).
+    pending: Vec<RowChange>,
+    /// When the cache file was last written after row changes.
+    cache_written: Option<std::time::Instant>,
     origin: Origin,
     connected: bool,
     last_sync: Option<SystemTime>,
@@ -163,6 +188,8 @@ impl StoreStatus {
             url: redact(url),
             inner: Mutex::new(Inner {
                 latest: None,
+                pending: Vec::new(),
+                cache_written: None,
                 origin: Origin::None,
                 connected: false,
                 last_sync: None,
@@ -185,9 +212,38 @@ impl StoreStatus {
         self.kick.notify_one();
     }
 
-    /// The newest text read (from the store, else the cache file), valid or not.
+    /// The newest text read (from the store, else the cache file), valid or
+    /// not, with the row changes read since applied (composing it costs a
+    /// pass over the whole text: a full reload or a cache write asks, a row
+    /// change applied incrementally does not).
     pub fn latest(&self) -> Option<Arc<Fetched>> {
-        self.inner.lock().latest.clone()
+        let mut i = self.inner.lock();
+        if !i.pending.is_empty()
+            && let Some(base) = i.latest.as_deref()
+        {
+            let composed = compose(base, &i.pending);
+            i.latest = Some(Arc::new(composed));
+            i.pending.clear();
+        }
+        i.latest.clone()
+    }
+
+    /// Whether the cache file is due a rewrite (at most every `every`);
+    /// counts this call as the write when it is.
+    pub(crate) fn cache_due(&self, every: Duration) -> bool {
+        let mut i = self.inner.lock();
+        let due = i.cache_written.is_none_or(|t| t.elapsed() >= every);
+        if due {
+            i.cache_written = Some(std::time::Instant::now());
+        }
+        due
+    }
+
+    /// Row changes read from the store, on top of the latest text.
+    pub(crate) fn push_changes(&self, changes: &[RowChange]) {
+        let mut i = self.inner.lock();
+        i.pending.extend_from_slice(changes);
+        i.origin = Origin::Store;
     }
 
     pub fn view(&self) -> StatusView {
@@ -204,6 +260,7 @@ impl StoreStatus {
     pub(crate) fn set_latest(&self, fetched: Fetched, origin: Origin) {
         let mut i = self.inner.lock();
         i.latest = Some(Arc::new(fetched));
+        i.pending.clear();
         i.origin = origin;
     }
 
@@ -272,13 +329,14 @@ pub async fn initial(status: &StoreStatus, cfg: &PolicyConfig) -> Option<Client>
         }
     };
     match tokio::time::timeout(START_TIMEOUT, client.sync(true)).await {
-        Ok(Ok(Some(fetched))) => {
+        // A forced read is a full read.
+        Ok(Ok(Some(Read::Full(fetched)))) => {
             tracing::info!(store = %status.url, lines = fetched.rows.len(), "policy read from the store");
             status.synced(true);
             status.set_latest(fetched, Origin::Store);
             return Some(client);
         }
-        Ok(Ok(None)) => status.synced(false),
+        Ok(Ok(None | Some(Read::Rows(_)))) => status.synced(false),
         Ok(Err(e)) => status.failed(&e),
         Err(_) => status.failed(&StoreError {
             store: status.url.clone(),
@@ -288,6 +346,53 @@ pub async fn initial(status: &StoreStatus, cfg: &PolicyConfig) -> Option<Client>
     client.disconnect();
     use_cache(status, cfg);
     Some(client)
+}
+
+/// `base` (rows in id order, each line's id in `rows`) with `changes`
+/// applied in order: what a full read would now return.
+fn compose(base: &Fetched, changes: &[RowChange]) -> Fetched {
+    let mut touched: std::collections::BTreeMap<i64, Option<&RowChange>> =
+        std::collections::BTreeMap::new();
+    for c in changes {
+        touched.insert(c.id, c.present.then_some(c));
+    }
+    let mut out = Fetched {
+        text: String::with_capacity(base.text.len()),
+        rows: Vec::with_capacity(base.rows.len()),
+    };
+    let mut pending = touched.iter().peekable();
+    let emit = |out: &mut Fetched, c: &RowChange| {
+        let mut line = String::new();
+        if postgres::render(&mut line, &c.ptype, &c.values).is_ok() {
+            out.text.push_str(&line);
+            out.rows.push(Some(c.id.to_string()));
+        }
+    };
+    for (line, id) in base.text.lines().zip(&base.rows) {
+        let id: Option<i64> = id.as_deref().and_then(|i| i.parse().ok());
+        if let Some(id) = id {
+            while let Some(&(&at, c)) = pending.peek()
+                && at < id
+            {
+                if let Some(c) = c {
+                    emit(&mut out, c);
+                }
+                pending.next();
+            }
+            if touched.contains_key(&id) {
+                continue;
+            }
+        }
+        out.text.push_str(line);
+        out.text.push('\n');
+        out.rows.push(id.map(|i| i.to_string()));
+    }
+    for (_, c) in pending {
+        if let Some(c) = c {
+            emit(&mut out, c);
+        }
+    }
+    out
 }
 
 /// Serves the cache file in place of the store, if there is one.
@@ -312,12 +417,79 @@ const START_TIMEOUT: Duration = Duration::from_secs(5);
 
 fn read_cache(path: &Path) -> std::io::Result<Fetched> {
     let text = std::fs::read_to_string(path)?;
+    // The rows' ids, when the cache file was written from a store that has them.
+    if let Some((first, rest)) = text.split_once('\n')
+        && let Some(ranges) = first.strip_prefix(ROW_IDS)
+        && let Some(ids) = parse_ranges(ranges)
+        && ids.len() == rest.lines().count()
+    {
+        return Ok(Fetched {
+            text: rest.to_string(),
+            rows: ids.into_iter().map(|i| Some(i.to_string())).collect(),
+        });
+    }
     let rows = vec![None; text.lines().count()];
     Ok(Fetched { text, rows })
 }
 
-/// Writes the text now serving to the cache file: a new file renamed over
-/// the old, so a crash mid-write never leaves half a policy.
+/// The first line of a cache file written from rows with ids: a comment
+/// (policy readers skip it) listing them as ranges, so a replica starting
+/// from the cache computes the revision the rows have.
+const ROW_IDS: &str = "# authzd row ids: ";
+
+/// What the cache file holds for `fetched`: its text, after the row ids.
+pub(crate) fn cache_text(fetched: &Fetched) -> String {
+    let ids: Option<Vec<i64>> = fetched
+        .rows
+        .iter()
+        .map(|r| r.as_deref()?.parse().ok())
+        .collect();
+    let Some(ids) = ids.filter(|i| !i.is_empty()) else {
+        return fetched.text.clone();
+    };
+    let mut out = String::with_capacity(fetched.text.len() + 64);
+    out.push_str(ROW_IDS);
+    let mut i = 0;
+    while i < ids.len() {
+        let mut j = i;
+        while j + 1 < ids.len() && ids[j + 1] == ids[j] + 1 {
+            j += 1;
+        }
+        if i > 0 {
+            out.push(',');
+        }
+        match j > i {
+            true => out.push_str(&format!("{}-{}", ids[i], ids[j])),
+            false => out.push_str(&ids[i].to_string()),
+        }
+        i = j + 1;
+    }
+    out.push('\n');
+    out.push_str(&fetched.text);
+    out
+}
+
+/// `1-3,7` → `[1, 2, 3, 7]`; `None` if malformed or absurdly large.
+fn parse_ranges(text: &str) -> Option<Vec<i64>> {
+    let mut out = Vec::new();
+    for part in text.trim().split(',') {
+        let (a, b) = match part.split_once('-') {
+            Some((a, b)) => (a.parse::<i64>().ok()?, b.parse::<i64>().ok()?),
+            None => {
+                let a = part.parse::<i64>().ok()?;
+                (a, a)
+            }
+        };
+        if b < a || b - a > 100_000_000 || out.len() > 100_000_000 {
+            return None;
+        }
+        out.extend(a..=b);
+    }
+    Some(out)
+}
+
+/// Writes `text` to the cache file: a new file renamed over the old, so a
+/// crash mid-write never leaves half a policy.
 pub(crate) fn write_cache(path: &Path, text: &str) -> std::io::Result<()> {
     let mut tmp = path.as_os_str().to_owned();
     tmp.push(".tmp");

@@ -129,6 +129,7 @@ pub async fn policy(State(app): State<App>) -> Response {
         "groupings": snap.policy.groupings,
         "routes": snap.routes.len(),
         "evaluator": &snap.policy.evaluator,
+        "update": if snap.incremental { "incremental" } else { "full" },
         "last_error": app.store.last_error(),
         "last_check": app.store.last_check().map(|(at, result)| json!({
             "at": humantime::format_rfc3339_seconds(at).to_string(),

@@ -5,13 +5,20 @@
 //! table (row count and the sum of the rows' `xmin`, which every insert,
 //! update and delete moves) and, when it differs from the last read or the
 //! read is forced, every row ordered by `id`.
+//!
+//! With the change log `authzd store init` installs (`<table>_changes`,
+//! written by a row trigger in commit order), a replica that has read the
+//! table once reads only the log entries after the last one it applied:
+//! the rows changed, not the table. A gap in the log (entries pruned, a
+//! rolled-back writer's number), a `TRUNCATE`, or too many entries at once
+//! fall back to a full read.
 
 use std::{str::FromStr, sync::Arc, time::Duration};
 
 use tokio::sync::mpsc;
 use tokio_postgres::{AsyncMessage, Client, Config, NoTls, config::SslMode};
 
-use super::{Fetched, StoreError, Wake, push_field, redact};
+use super::{Fetched, Read, RowChange, StoreError, Wake, push_field, redact};
 use crate::config::PolicyConfig;
 
 /// A connection to the store, or the means to make one.
@@ -23,12 +30,19 @@ pub struct Follower {
     conn: Option<Conn>,
     /// The fingerprint of the last read, with the connection it was read on.
     fingerprint: Option<(i64, String)>,
+    /// The last change-log entry applied (`None`: read the table whole next).
+    position: Option<i64>,
+    /// A notification came since the last read: something changed, so the
+    /// cheap check is skipped (the change log is still read, not the table).
+    notified: bool,
 }
 
 struct Conn {
     client: Client,
     notes: mpsc::UnboundedReceiver<Note>,
     columns: Columns,
+    /// The change log, when `store init` installed one (quoted name).
+    log: Option<String>,
     driver: tokio::task::JoinHandle<()>,
 }
 
@@ -74,6 +88,8 @@ impl Follower {
             channel: cfg.channel.clone(),
             conn: None,
             fingerprint: None,
+            position: None,
+            notified: false,
         })
     }
 
@@ -95,13 +111,19 @@ impl Follower {
             .batch_execute(&format!("LISTEN {}", quote(&self.channel)))
             .await
             .map_err(|e| db_err(&self.url, e))?;
+        let log = match columns.id {
+            true => change_log(&client, &self.table, &columns).await,
+            false => None,
+        };
         self.conn = Some(Conn {
             client,
             notes,
             columns,
+            log,
             driver,
         });
         self.fingerprint = None;
+        self.position = None;
         Ok(())
     }
 
@@ -139,7 +161,7 @@ impl Follower {
         Ok((client, driver, notes))
     }
 
-    pub async fn sync(&mut self, force: bool) -> Result<Option<Fetched>, StoreError> {
+    pub async fn sync(&mut self, force: bool) -> Result<Option<Read>, StoreError> {
         if self.conn.is_none() {
             self.connect().await?;
         }
@@ -148,17 +170,36 @@ impl Follower {
         };
         // Notifications nobody waited for (Lambda reads only on invocation):
         // any of them means the cheap check can be skipped.
-        let mut force = force;
+        let mut notified = std::mem::take(&mut self.notified);
         while let Ok(note) = conn.notes.try_recv() {
             match note {
-                Note::Notified => force = true,
+                Note::Notified => notified = true,
                 Note::Lost(m) => {
                     self.disconnect();
                     return Err(self.err(format!("connection lost: {m}")));
                 }
             }
         }
+        // With a change log and a position, read only what changed.
+        if let (Some(log), Some(position), false) = (&conn.log, self.position, force) {
+            match read_log(&conn.client, log, position, conn.columns.values).await {
+                Ok(Logged::Nothing) => return Ok(None),
+                Ok(Logged::Changes(changes, last)) => {
+                    self.position = Some(last);
+                    return Ok(Some(Read::Rows(changes)));
+                }
+                Ok(Logged::Gap(why)) => {
+                    tracing::info!(store = %self.url, why, "the change log cannot be followed; reading the table whole");
+                }
+                Err(e) => {
+                    self.disconnect();
+                    return Err(db_err(&self.url, e));
+                }
+            }
+        }
+        let force = force || notified || self.position.is_some();
         let table = quote_table(&self.table);
+        let log = conn.log.clone();
         let read = async {
             let tx = conn
                 .client
@@ -178,13 +219,25 @@ impl Follower {
             let fingerprint: (i64, String) = (row.try_get(0)?, row.try_get(1)?);
             if !force && self.fingerprint.as_ref() == Some(&fingerprint) {
                 tx.commit().await?;
-                return Ok((fingerprint, None));
+                return Ok((fingerprint, None, None));
             }
+            // The log position in the same snapshot as the rows.
+            let position = match &log {
+                Some(log) => Some(
+                    tx.query_one(
+                        &format!("SELECT coalesce(max(seq), 0)::int8 FROM {log}"),
+                        &[],
+                    )
+                    .await?
+                    .try_get::<_, i64>(0)?,
+                ),
+                None => None,
+            };
             let rows = tx.query(&select(&table, &conn.columns), &[]).await?;
             tx.commit().await?;
-            Ok::<_, tokio_postgres::Error>((fingerprint, Some(rows)))
+            Ok::<_, tokio_postgres::Error>((fingerprint, Some(rows), position))
         };
-        let (fingerprint, rows) = match read.await {
+        let (fingerprint, rows, position) = match read.await {
             Ok(r) => r,
             Err(e) => {
                 self.disconnect();
@@ -194,7 +247,11 @@ impl Follower {
         self.fingerprint = Some(fingerprint);
         match rows {
             None => Ok(None),
-            Some(rows) => to_text(&rows).map(Some).map_err(|m| self.err(m)),
+            Some(rows) => {
+                let fetched = to_text(&rows).map_err(|m| self.err(m))?;
+                self.position = position;
+                Ok(Some(Read::Full(fetched)))
+            }
         }
     }
 
@@ -203,7 +260,10 @@ impl Follower {
             return Wake::Lost("not connected".into());
         };
         match conn.notes.recv().await {
-            Some(Note::Notified) => Wake::Notified,
+            Some(Note::Notified) => {
+                self.notified = true;
+                Wake::Notified
+            }
             Some(Note::Lost(m)) => Wake::Lost(m),
             None => Wake::Lost("connection closed".into()),
         }
@@ -212,6 +272,7 @@ impl Follower {
     pub fn disconnect(&mut self) {
         self.conn = None;
         self.fingerprint = None;
+        self.position = None;
     }
 }
 
@@ -276,7 +337,10 @@ fn quote_table(table: &str) -> String {
     }
 }
 
-async fn columns(client: &Client, table: &str) -> Result<Columns, String> {
+async fn columns(
+    client: &impl tokio_postgres::GenericClient,
+    table: &str,
+) -> Result<Columns, String> {
     let (schema, name) = match table.split_once('.') {
         Some((s, n)) => (Some(s), n),
         None => (None, table),
@@ -322,8 +386,9 @@ fn select(table: &str, c: &Columns) -> String {
     }
     // Every replica must see the same order: it is part of the revision, and
     // casbin's first-match effects depend on it.
+    // `ORDER BY id` would sort by the output column `id::text` ("10" before "2").
     let order = if c.id {
-        "id".to_string()
+        format!("{table}.id")
     } else {
         let mut o = String::from("ptype");
         for i in 0..c.values {
@@ -354,23 +419,171 @@ fn to_text(rows: &[tokio_postgres::Row]) -> Result<Fetched, String> {
         {
             return Err(format!("{}: `ptype` `{ptype}` is not a policy type", at()));
         }
-        let mut values: Vec<String> = Vec::with_capacity(row.len() - 2);
-        for i in 2..row.len() {
-            let v: Option<String> = row.try_get(i).map_err(|e| e.to_string())?;
-            values.push(v.unwrap_or_default());
-        }
-        while values.last().is_some_and(String::is_empty) {
-            values.pop();
-        }
-        text.push_str(&ptype);
-        for v in &values {
-            text.push_str(", ");
-            push_field(&mut text, v).map_err(|m| format!("{}: {m}", at()))?;
-        }
-        text.push('\n');
+        let values = values_of(row, 2)?;
+        render(&mut text, &ptype, &values).map_err(|m| format!("{}: {m}", at()))?;
         ids.push(id);
     }
     Ok(Fetched { text, rows: ids })
+}
+
+/// A row's values from column `from` on, as the adapters load them:
+/// trailing empty or `NULL` values dropped, empty values in between kept.
+fn values_of(row: &tokio_postgres::Row, from: usize) -> Result<Vec<String>, String> {
+    let mut values: Vec<String> = Vec::with_capacity(row.len().saturating_sub(from));
+    for i in from..row.len() {
+        let v: Option<String> = row.try_get(i).map_err(|e| e.to_string())?;
+        values.push(v.unwrap_or_default());
+    }
+    while values.last().is_some_and(String::is_empty) {
+        values.pop();
+    }
+    Ok(values)
+}
+
+/// One row as a policy line (`ptype, v0, v1…` and a newline) onto `out`.
+pub(crate) fn render(out: &mut String, ptype: &str, values: &[String]) -> Result<(), &'static str> {
+    out.push_str(ptype);
+    for v in values {
+        out.push_str(", ");
+        push_field(out, v)?;
+    }
+    out.push('\n');
+    Ok(())
+}
+
+/// Change-log entries kept: a replica further behind reads the table whole.
+const KEEP_LOGGED: i64 = 100_000;
+
+/// The change log for `table` with `values` value columns: a sequence, a
+/// table, and a row trigger that writes one entry per row gone (`D`, with
+/// its old values) and per row present (`I`), and one `T` per `TRUNCATE`.
+/// The trigger holds a lock on the log until its transaction ends, so
+/// writers take numbers one transaction at a time: log order is commit
+/// order, and a reader never sees a later number before an earlier one.
+fn change_log_sql(table: &str, values: usize) -> String {
+    let name = format!("{table}_changes");
+    let log = quote_table(&name);
+    let seq = quote_table(&format!("{table}_changes_seq"));
+    // `nextval` reads its argument as a (quoted) name.
+    let seq_literal = quote_table(&format!("{table}_changes_seq"));
+    let function = quote_table(&format!("{table}_changes_log"));
+    let mut cols = String::new();
+    let (mut olds, mut news) = (String::new(), String::new());
+    for i in 0..values {
+        cols.push_str(&format!(", v{i} varchar(100)"));
+        olds.push_str(&format!(", OLD.v{i}"));
+        news.push_str(&format!(", NEW.v{i}"));
+    }
+    let names: String = (0..values).map(|i| format!(", v{i}")).collect();
+    format!(
+        "CREATE SEQUENCE IF NOT EXISTS {seq};
+        CREATE TABLE IF NOT EXISTS {log} (
+            seq bigint PRIMARY KEY,
+            op char(1) NOT NULL,
+            row_id bigint,
+            ptype varchar(100){cols}
+        );
+        CREATE OR REPLACE FUNCTION {function}() RETURNS trigger LANGUAGE plpgsql AS $f$
+        DECLARE s bigint;
+        BEGIN
+            LOCK TABLE {log} IN EXCLUSIVE MODE;
+            IF TG_OP = 'TRUNCATE' THEN
+                INSERT INTO {log} (seq, op) VALUES (nextval('{seq_literal}'), 'T');
+                RETURN NULL;
+            END IF;
+            IF TG_OP IN ('DELETE', 'UPDATE') THEN
+                INSERT INTO {log} (seq, op, row_id, ptype{names})
+                    VALUES (nextval('{seq_literal}'), 'D', OLD.id, OLD.ptype{olds});
+            END IF;
+            IF TG_OP IN ('INSERT', 'UPDATE') THEN
+                INSERT INTO {log} (seq, op, row_id, ptype{names})
+                    VALUES (nextval('{seq_literal}'), 'I', NEW.id, NEW.ptype{news});
+            END IF;
+            s := currval('{seq_literal}');
+            IF s % 1000 = 0 THEN
+                DELETE FROM {log} WHERE seq <= s - {KEEP_LOGGED};
+            END IF;
+            RETURN NULL;
+        END
+        $f$;
+        DROP TRIGGER IF EXISTS authzd_log ON {t};
+        CREATE TRIGGER authzd_log AFTER INSERT OR UPDATE OR DELETE ON {t}
+            FOR EACH ROW EXECUTE FUNCTION {function}();
+        DROP TRIGGER IF EXISTS authzd_log_truncate ON {t};
+        CREATE TRIGGER authzd_log_truncate AFTER TRUNCATE ON {t}
+            FOR EACH STATEMENT EXECUTE FUNCTION {function}();",
+        t = quote_table(table),
+    )
+}
+
+/// The most log entries applied as one change; more are read whole.
+const MAX_LOGGED: i64 = 50_000;
+
+/// What the change log holds after a position.
+enum Logged {
+    Nothing,
+    /// The entries in order, and the last one's number.
+    Changes(Vec<RowChange>, i64),
+    /// It cannot be followed from there: read the table whole.
+    Gap(&'static str),
+}
+
+/// The change log's quoted name, when `store init` installed it for `table`
+/// with the value columns the table has.
+async fn change_log(client: &Client, table: &str, columns: &Columns) -> Option<String> {
+    let name = format!("{table}_changes");
+    let found = self::columns(client, &name).await.ok()?;
+    (found.values >= columns.values).then(|| quote_table(&name))
+}
+
+/// The log entries after `position`, in order.
+async fn read_log(
+    client: &Client,
+    log: &str,
+    position: i64,
+    values: usize,
+) -> Result<Logged, tokio_postgres::Error> {
+    let mut cols = String::from("seq, op::text, row_id, ptype::text");
+    for i in 0..values {
+        cols.push_str(&format!(", v{i}::text"));
+    }
+    let rows = client
+        .query(
+            &format!("SELECT {cols} FROM {log} WHERE seq > $1 ORDER BY seq LIMIT $2"),
+            &[&position, &(MAX_LOGGED + 1)],
+        )
+        .await?;
+    if rows.is_empty() {
+        return Ok(Logged::Nothing);
+    }
+    if rows.len() as i64 > MAX_LOGGED {
+        return Ok(Logged::Gap("too many changes at once"));
+    }
+    let mut out = Vec::with_capacity(rows.len());
+    let mut expect = position + 1;
+    for row in &rows {
+        let seq: i64 = row.try_get(0)?;
+        if seq != expect {
+            return Ok(Logged::Gap("a gap in the change log"));
+        }
+        expect += 1;
+        let op: String = row.try_get(1)?;
+        let id: Option<i64> = row.try_get(2)?;
+        let ptype: Option<String> = row.try_get(3)?;
+        let (Some(id), Some(ptype), "I" | "D") = (id, ptype, op.as_str()) else {
+            return Ok(Logged::Gap("the table was truncated"));
+        };
+        let Ok(values) = values_of(row, 4) else {
+            return Ok(Logged::Gap("an unreadable change-log entry"));
+        };
+        out.push(RowChange {
+            present: op == "I",
+            id,
+            ptype,
+            values,
+        });
+    }
+    Ok(Logged::Changes(out, expect - 1))
 }
 
 /// `authzd store …`: one connection for one command.
@@ -409,7 +622,9 @@ impl Admin {
     }
 
     /// Creates the table if it is missing, and (again) the statement-level
-    /// trigger that notifies the channel. Safe to run any number of times.
+    /// trigger that notifies the channel and the change log replicas follow
+    /// (`<table>_changes`: a sequence, a table, a row trigger). Safe to run
+    /// any number of times.
     pub async fn init(&mut self) -> Result<(), StoreError> {
         let table = quote_table(&self.table);
         let function = quote(&format!("authzd_notify_{}", self.channel));
@@ -439,6 +654,17 @@ impl Admin {
             .await
             .map_err(|e| db_err(&url, e))?;
         tx.batch_execute(&sql).await.map_err(|e| db_err(&url, e))?;
+        let columns = columns(&tx, &self.table)
+            .await
+            .map_err(|message| StoreError {
+                store: url.clone(),
+                message,
+            })?;
+        if columns.id {
+            tx.batch_execute(&change_log_sql(&self.table, columns.values))
+                .await
+                .map_err(|e| db_err(&url, e))?;
+        }
         tx.commit().await.map_err(|e| db_err(&url, e))
     }
 
