@@ -25,12 +25,16 @@
 //!    answer), [`routes`] (the route table, API Gateway syntax), [`roles`]
 //!    (the [`roles::Principal`] and looked-up roles).
 //! 3. [`policy`]: Casbin behind our own type. [`policy::query`] is the
-//!    question and answer both evaluators share; [`policy::indexed`] is the
-//!    indexed evaluator (a folder, one idea per file); [`policy::source`]
-//!    reads policy text from a file or a shared store; [`policy::snapshot`]
-//!    is one consistent revision; [`policy::reload`] swaps revisions
-//!    atomically and watches files; [`policy::follow`] reads a store at start
-//!    and follows it; [`policy::cases`] runs policy tests.
+//!    question and answer both evaluators share; [`policy::lines`] reads
+//!    the text line by line; [`policy::change`] is a change to the lines
+//!    (added, removed), [`policy::delta`] finds one between two texts;
+//!    [`policy::indexed`] is the indexed evaluator (a folder, one idea per
+//!    file; it applies changes incrementally); [`policy::source`] reads
+//!    policy text, or changed rows, from a file or a shared store;
+//!    [`policy::snapshot`] is one consistent revision; [`policy::reload`]
+//!    swaps revisions atomically and watches files; [`policy::follow`]
+//!    reads a store at start and follows it; [`policy::cases`] runs policy
+//!    tests.
 //! 4. [`decision`]: THE pipeline (`docs/pipeline.md`) — pure, synchronous,
 //!    clock passed in; `decision::authn` is step 4 (token to principal).
 //! 5. [`audit`] (the decision record and its off-path writer), [`spans`]

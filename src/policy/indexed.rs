@@ -45,15 +45,18 @@
 //! - `plan`: the model read (fields, effect, role types, the tree);
 //! - `compile`: each pattern compiled once for its function;
 //!   `functions` holds the Casbin functions themselves;
-//! - `rule`: one compiled policy line; `index`: the buckets that let a
-//!   check skip rules exactly;
+//! - `rule`: one compiled policy line; `slots`: the rules, in chunks
+//!   snapshots share; `index`: the buckets that let a check skip rules
+//!   exactly; `sharded`: the copy-on-write map the buckets live in;
 //! - `patterns`: pattern roles (`role_matching`, `domain_matching`);
 //!   `roles`: role closures at request time;
 //! - `build`: [`FastPolicy::compile`] puts it together; `eval`:
-//!   [`FastPolicy::enforce`] answers a query.
+//!   [`FastPolicy::enforce`] answers a query; `update`:
+//!   [`FastPolicy::apply`] applies a change to a copy that shares
+//!   everything untouched.
 //!
-//! Nothing here imports `policy.rs`: the query types live in
-//! [`super::query`], below both evaluators.
+//! Nothing here imports `policy.rs`: the query and change types live in
+//! [`super::query`] and [`super::change`], below both evaluators.
 
 mod ast;
 mod build;
