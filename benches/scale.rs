@@ -269,7 +269,7 @@ async fn postgres(rows: usize) {
                 .unwrap(),
         };
         n += 1;
-        if n % (rate as u64) == 0 {
+        if n.is_multiple_of(rate as u64) {
             for (k, r) in replicas.iter().enumerate() {
                 rss_samples[k].push(memory(r.pid()).0);
             }
