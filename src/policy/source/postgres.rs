@@ -455,27 +455,30 @@ pub(crate) fn render(out: &mut String, ptype: &str, values: &[String]) -> Result
 const KEEP_LOGGED: i64 = 100_000;
 
 /// The change log for `table` with `values` value columns: a sequence, a
-/// table, and a row trigger that writes one entry per row gone (`D`, with
-/// its old values) and per row present (`I`), and one `T` per `TRUNCATE`.
-/// The trigger holds a lock on the log until its transaction ends, so
-/// writers take numbers one transaction at a time: log order is commit
-/// order, and a reader never sees a later number before an earlier one.
+/// table, and statement-level triggers (with transition tables, so a bulk
+/// statement writes its entries in one `INSERT … SELECT`) that write one
+/// entry per row gone (`D`, with its old values) and per row present (`I`;
+/// an `UPDATE` is both, the `D`s first), and one `T` per `TRUNCATE`. The
+/// trigger holds a lock on the log until its transaction ends, so writers
+/// take numbers one transaction at a time: log order is commit order, and a
+/// reader never sees a later number before an earlier one.
 fn change_log_sql(table: &str, values: usize) -> String {
-    let name = format!("{table}_changes");
-    let log = quote_table(&name);
+    let log = quote_table(&format!("{table}_changes"));
     let seq = quote_table(&format!("{table}_changes_seq"));
-    // `nextval` reads its argument as a (quoted) name.
-    let seq_literal = quote_table(&format!("{table}_changes_seq"));
     let function = quote_table(&format!("{table}_changes_log"));
-    let mut cols = String::new();
-    let (mut olds, mut news) = (String::new(), String::new());
-    for i in 0..values {
-        cols.push_str(&format!(", v{i} varchar(100)"));
-        olds.push_str(&format!(", OLD.v{i}"));
-        news.push_str(&format!(", NEW.v{i}"));
-    }
+    let t = quote_table(table);
+    let cols: String = (0..values)
+        .map(|i| format!(", v{i} varchar(100)"))
+        .collect();
     let names: String = (0..values).map(|i| format!(", v{i}")).collect();
-    format!(
+    let entries = |op: &str, rows: &str| {
+        format!(
+            "INSERT INTO {log} (seq, op, row_id, ptype{names})
+                SELECT nextval('{seq}'), '{op}', id, ptype{names} FROM {rows} ORDER BY id;"
+        )
+    };
+    let (gone, present) = (entries("D", "old_rows"), entries("I", "new_rows"));
+    let mut sql = format!(
         "CREATE SEQUENCE IF NOT EXISTS {seq};
         CREATE TABLE IF NOT EXISTS {log} (
             seq bigint PRIMARY KEY,
@@ -484,36 +487,47 @@ fn change_log_sql(table: &str, values: usize) -> String {
             ptype varchar(100){cols}
         );
         CREATE OR REPLACE FUNCTION {function}() RETURNS trigger LANGUAGE plpgsql AS $f$
-        DECLARE s bigint;
+        DECLARE last bigint;
         BEGIN
             LOCK TABLE {log} IN EXCLUSIVE MODE;
             IF TG_OP = 'TRUNCATE' THEN
-                INSERT INTO {log} (seq, op) VALUES (nextval('{seq_literal}'), 'T');
-                RETURN NULL;
+                INSERT INTO {log} (seq, op) VALUES (nextval('{seq}'), 'T');
             END IF;
             IF TG_OP IN ('DELETE', 'UPDATE') THEN
-                INSERT INTO {log} (seq, op, row_id, ptype{names})
-                    VALUES (nextval('{seq_literal}'), 'D', OLD.id, OLD.ptype{olds});
+                {gone}
             END IF;
             IF TG_OP IN ('INSERT', 'UPDATE') THEN
-                INSERT INTO {log} (seq, op, row_id, ptype{names})
-                    VALUES (nextval('{seq_literal}'), 'I', NEW.id, NEW.ptype{news});
+                {present}
             END IF;
-            s := currval('{seq_literal}');
-            IF s % 1000 = 0 THEN
-                DELETE FROM {log} WHERE seq <= s - {KEEP_LOGGED};
+            SELECT max(seq) INTO last FROM {log};
+            IF (SELECT min(seq) FROM {log}) <= last - {KEEP_LOGGED} - 1000 THEN
+                DELETE FROM {log} WHERE seq <= last - {KEEP_LOGGED};
             END IF;
             RETURN NULL;
         END
         $f$;
         DROP TRIGGER IF EXISTS authzd_log ON {t};
-        CREATE TRIGGER authzd_log AFTER INSERT OR UPDATE OR DELETE ON {t}
-            FOR EACH ROW EXECUTE FUNCTION {function}();
         DROP TRIGGER IF EXISTS authzd_log_truncate ON {t};
         CREATE TRIGGER authzd_log_truncate AFTER TRUNCATE ON {t}
-            FOR EACH STATEMENT EXECUTE FUNCTION {function}();",
-        t = quote_table(table),
-    )
+            FOR EACH STATEMENT EXECUTE FUNCTION {function}();"
+    );
+    for (name, event, tables) in [
+        ("authzd_log_insert", "INSERT", "NEW TABLE AS new_rows"),
+        (
+            "authzd_log_update",
+            "UPDATE",
+            "OLD TABLE AS old_rows NEW TABLE AS new_rows",
+        ),
+        ("authzd_log_delete", "DELETE", "OLD TABLE AS old_rows"),
+    ] {
+        sql.push_str(&format!(
+            "
+        DROP TRIGGER IF EXISTS {name} ON {t};
+        CREATE TRIGGER {name} AFTER {event} ON {t} REFERENCING {tables}
+            FOR EACH STATEMENT EXECUTE FUNCTION {function}();"
+        ));
+    }
+    sql
 }
 
 /// The most log entries applied as one change; more are read whole.
