@@ -68,6 +68,10 @@ pub fn follow(
 ) -> Option<tokio::task::JoinHandle<()>> {
     let status = Arc::clone(store.store_status()?);
     let cfg = store.load().config.policy.clone();
+    // The client of the read at start listened before it read: nothing
+    // since is lost, and its next read looks only for changes (a full read
+    // of a million rows again would cost a second). A new client reads whole.
+    let mut force = client.is_none();
     let mut client = match client.map_or_else(|| Client::new(&cfg), Ok) {
         Ok(c) => c,
         Err(e) => {
@@ -78,9 +82,11 @@ pub fn follow(
     let poll = Duration::from_secs(cfg.poll_secs);
     tracing::info!(store = %status.url, poll_secs = cfg.poll_secs, "following the policy store");
     Some(tokio::spawn(async move {
+        // What the read at start found goes to the cache file now.
+        if status.view().origin == Origin::Store {
+            refresh_cache(&status, &cfg);
+        }
         let mut backoff = Backoff::new();
-        // Reread whole after (re)connecting: notifications sent meanwhile were missed.
-        let mut force = true;
         loop {
             match client.sync(force).await {
                 Ok(Some(read)) => apply(&store, &status, &cfg, read, &after).await,
@@ -181,10 +187,14 @@ async fn apply(
             false
         }
     };
-    let Some(path) = &cfg.cache_file else { return };
-    if !full && !status.cache_due(CACHE_EVERY) {
-        return;
+    if full || status.cache_due(CACHE_EVERY) {
+        refresh_cache(status, cfg);
     }
+}
+
+/// Writes the store's latest policy to the cache file, unless it holds it already.
+fn refresh_cache(status: &StoreStatus, cfg: &PolicyConfig) {
+    let Some(path) = &cfg.cache_file else { return };
     let Some(latest) = status.latest() else {
         return;
     };
