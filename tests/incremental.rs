@@ -408,6 +408,42 @@ async fn store_row_changes_applied_from_the_change_log_decide_as_a_full_read() {
         let what = format!("step {step}: {sql}\n{}", table.join("\n"));
         same_decisions(&mut rng, case, &live, &full, &what);
     }
+    // A bulk statement: the log keeps its newest 100,000 entries, and a
+    // replica that cannot follow it from its position reads the table whole.
+    db.batch_execute(
+        "INSERT INTO casbin_rule (ptype, v0, v1, v2) SELECT 'p', 'bob', '/bulk/' || i, 'GET' FROM generate_series(1, 120000) AS i",
+    )
+    .await
+    .unwrap();
+    let kept = db
+        .query_one(
+            "SELECT count(*), max(seq) - min(seq) + 1 FROM casbin_rule_changes",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (kept.get::<_, i64>(0), kept.get::<_, i64>(1)),
+        (100_000, 100_000)
+    );
+    let mut reader = Client::new(&cfg).unwrap();
+    let Some(Read::Full(rows)) = reader.sync(true).await.unwrap() else {
+        panic!("a forced read is a full read");
+    };
+    let full = Sources::read(&config, Some(&rows))
+        .unwrap()
+        .build()
+        .await
+        .unwrap();
+    assert!(
+        pg::eventually(20, || {
+            let (store, want) = (Arc::clone(&store), Arc::clone(&full.revision));
+            async move { store.load().revision == want }
+        })
+        .await,
+        "the follower never caught up with a bulk insert"
+    );
+    assert!(!store.load().incremental, "120,000 entries are read whole");
     println!("{incremental} steps applied from the change log, {whole} read whole");
     assert!(
         incremental > whole * 2,

@@ -487,9 +487,10 @@ fn change_log_sql(table: &str, values: usize) -> String {
             ptype varchar(100){cols}
         );
         CREATE OR REPLACE FUNCTION {function}() RETURNS trigger LANGUAGE plpgsql AS $f$
-        DECLARE last bigint;
+        DECLARE before bigint; last bigint;
         BEGIN
             LOCK TABLE {log} IN EXCLUSIVE MODE;
+            SELECT coalesce(max(seq), 0) INTO before FROM {log};
             IF TG_OP = 'TRUNCATE' THEN
                 INSERT INTO {log} (seq, op) VALUES (nextval('{seq}'), 'T');
             END IF;
@@ -499,9 +500,11 @@ fn change_log_sql(table: &str, values: usize) -> String {
             IF TG_OP IN ('INSERT', 'UPDATE') THEN
                 {present}
             END IF;
-            SELECT max(seq) INTO last FROM {log};
-            IF (SELECT min(seq) FROM {log}) <= last - {KEEP_LOGGED} - 1000 THEN
-                DELETE FROM {log} WHERE seq <= last - {KEEP_LOGGED};
+            -- The entries this statement pushed out of the window, by
+            -- index range (never a scan over entries pruned earlier).
+            SELECT coalesce(max(seq), 0) INTO last FROM {log};
+            IF last > before THEN
+                DELETE FROM {log} WHERE seq > before - {KEEP_LOGGED} AND seq <= last - {KEEP_LOGGED};
             END IF;
             RETURN NULL;
         END
