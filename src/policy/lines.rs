@@ -2,7 +2,9 @@
 //! policy types and split into fields, and repeated lines found. Errors name
 //! the line (casbin-rs would not).
 
-use foldhash::{HashSet, HashSetExt as _};
+use std::{collections::hash_map::Entry, hash::BuildHasher as _};
+
+use foldhash::{HashMap, HashMapExt as _, HashSet, HashSetExt as _};
 
 use super::{PolicyLoadError, source};
 
@@ -25,6 +27,9 @@ pub fn parse(
     arity: &[(String, usize)],
 ) -> Result<Vec<Parsed>, PolicyLoadError> {
     let mut out = Vec::new();
+    // Each line's fields hashed while they are in cache: repeats are found
+    // among hashes, and only equal hashes compare fields.
+    let mut hashes: Vec<u64> = Vec::new();
     for (i, line) in text.lines().enumerate() {
         let trimmed = line.trim();
         if trimmed.is_empty() || trimmed.starts_with('#') {
@@ -38,6 +43,7 @@ pub fn parse(
                 line: i + 1,
                 message,
             })?;
+        hashes.push(FIELDS.hash_one(&fields));
         out.push(Parsed {
             at: i,
             fields,
@@ -47,18 +53,30 @@ pub fn parse(
     // A repeated line keeps its first place, as in Go and Python Casbin
     // (casbin-rs 2.20 moves it to its last, which changes which line a
     // first-match effect picks).
-    let mut seen: HashSet<&[String]> = HashSet::with_capacity(out.len());
-    let repeats: Vec<usize> = out
-        .iter()
-        .enumerate()
-        .filter(|(_, p)| !seen.insert(&p.fields))
-        .map(|(i, _)| i)
-        .collect();
-    drop(seen);
-    for i in repeats {
-        out[i].repeat = true;
+    let mut first: HashMap<u64, usize> = HashMap::with_capacity(out.len());
+    for i in 0..out.len() {
+        match first.entry(hashes[i]) {
+            Entry::Vacant(v) => {
+                v.insert(i);
+            }
+            Entry::Occupied(o) if out[*o.get()].fields == out[i].fields => out[i].repeat = true,
+            // Two different lines with one hash: compare every line exactly.
+            Entry::Occupied(_) => return Ok(mark_repeats(out)),
+        }
     }
     Ok(out)
+}
+
+/// The hasher for a line's fields (fixed: nothing outside this process sees it).
+const FIELDS: foldhash::fast::FixedState = foldhash::fast::FixedState::with_seed(0x11e5);
+
+/// Marks repeats by comparing lines exactly (a hash collision's fallback).
+fn mark_repeats(mut out: Vec<Parsed>) -> Vec<Parsed> {
+    let mut seen: HashSet<Vec<String>> = HashSet::with_capacity(out.len());
+    for p in &mut out {
+        p.repeat = !seen.insert(p.fields.clone());
+    }
+    out
 }
 
 /// Whether `fields` (`ptype` first) is a line the model can hold.
@@ -120,4 +138,28 @@ pub fn find_line(text: &str, ptype: &str, values: &[String]) -> usize {
             fields.next() == Some(ptype) && fields.eq(values.iter().map(String::as_str))
         })
         .map_or(0, |i| i + 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_repeat_is_marked_after_its_first_line_by_fields_not_spelling() {
+        let arity = vec![("p".to_string(), 3), ("g".to_string(), 2)];
+        let text = "p, a, /x, GET\ng, a, r\n# c\np,a,/x,GET\np, a, /x, POST\ng,  a , r\n";
+        let parsed = parse(text, "t", &arity).unwrap();
+        let repeats: Vec<(usize, bool)> = parsed.iter().map(|p| (p.at, p.repeat)).collect();
+        assert_eq!(
+            repeats,
+            [(0, false), (1, false), (3, true), (4, false), (5, true)]
+        );
+        // The exact fallback agrees.
+        let mut fresh = parse(text, "t", &arity).unwrap();
+        for p in &mut fresh {
+            p.repeat = false;
+        }
+        let exact: Vec<bool> = mark_repeats(fresh).iter().map(|p| p.repeat).collect();
+        assert_eq!(exact, [false, false, true, false, true]);
+    }
 }

@@ -410,7 +410,8 @@ fn to_text(rows: &[tokio_postgres::Row]) -> Result<Fetched, String> {
             Some(id) => format!("row id {id}"),
             None => "a row".to_string(),
         };
-        let ptype: Option<String> = row.try_get(1).map_err(|e| e.to_string())?;
+        // Borrowed from the row: a million rows are a million fewer allocations.
+        let ptype: Option<&str> = row.try_get(1).map_err(|e| e.to_string())?;
         let ptype = ptype.unwrap_or_default();
         if ptype.is_empty()
             || !ptype
@@ -419,8 +420,23 @@ fn to_text(rows: &[tokio_postgres::Row]) -> Result<Fetched, String> {
         {
             return Err(format!("{}: `ptype` `{ptype}` is not a policy type", at()));
         }
-        let values = values_of(row, 2)?;
-        render(&mut text, &ptype, &values).map_err(|m| format!("{}: {m}", at()))?;
+        let mut values: [&str; 16] = [""; 16];
+        let n = (row.len() - 2).min(values.len());
+        for (i, v) in values.iter_mut().take(n).enumerate() {
+            let got: Option<&str> = row.try_get(i + 2).map_err(|e| e.to_string())?;
+            *v = got.unwrap_or_default();
+        }
+        let used = values[..n]
+            .iter()
+            .rposition(|v| !v.is_empty())
+            .map_or(0, |i| i + 1);
+        if row.len() - 2 > values.len() {
+            // More value columns than a line takes: the owned path.
+            let values = values_of(row, 2)?;
+            render(&mut text, ptype, &values).map_err(|m| format!("{}: {m}", at()))?;
+        } else {
+            render(&mut text, ptype, &values[..used]).map_err(|m| format!("{}: {m}", at()))?;
+        }
         ids.push(id);
     }
     Ok(Fetched { text, rows: ids })
@@ -441,11 +457,15 @@ fn values_of(row: &tokio_postgres::Row, from: usize) -> Result<Vec<String>, Stri
 }
 
 /// One row as a policy line (`ptype, v0, v1…` and a newline) onto `out`.
-pub(crate) fn render(out: &mut String, ptype: &str, values: &[String]) -> Result<(), &'static str> {
+pub(crate) fn render(
+    out: &mut String,
+    ptype: &str,
+    values: &[impl AsRef<str>],
+) -> Result<(), &'static str> {
     out.push_str(ptype);
     for v in values {
         out.push_str(", ");
-        push_field(out, v)?;
+        push_field(out, v.as_ref())?;
     }
     out.push('\n');
     Ok(())
