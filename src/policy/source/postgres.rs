@@ -479,9 +479,10 @@ const KEEP_LOGGED: i64 = 100_000;
 /// statement writes its entries in one `INSERT … SELECT`) that write one
 /// entry per row gone (`D`, with its old values) and per row present (`I`;
 /// an `UPDATE` is both, the `D`s first), and one `T` per `TRUNCATE`. The
-/// trigger holds a lock on the log until its transaction ends, so writers
-/// take numbers one transaction at a time: log order is commit order, and a
-/// reader never sees a later number before an earlier one.
+/// trigger holds a transaction-level advisory lock (one per table) until its
+/// transaction ends, so writers take numbers one transaction at a time: log
+/// order is commit order, and a reader never sees a later number before an
+/// earlier one.
 fn change_log_sql(table: &str, values: usize) -> String {
     let log = quote_table(&format!("{table}_changes"));
     let seq = quote_table(&format!("{table}_changes_seq"));
@@ -509,7 +510,9 @@ fn change_log_sql(table: &str, values: usize) -> String {
         CREATE OR REPLACE FUNCTION {function}() RETURNS trigger LANGUAGE plpgsql AS $f$
         DECLARE before bigint; last bigint;
         BEGIN
-            LOCK TABLE {log} IN EXCLUSIVE MODE;
+            -- One writer at a time from here to its commit (an advisory
+            -- lock: it never waits for autovacuum or a reader).
+            PERFORM pg_advisory_xact_lock(hashtext('authzd:' || TG_TABLE_SCHEMA || '.' || TG_TABLE_NAME));
             SELECT coalesce(max(seq), 0) INTO before FROM {log};
             IF TG_OP = 'TRUNCATE' THEN
                 INSERT INTO {log} (seq, op) VALUES (nextval('{seq}'), 'T');
