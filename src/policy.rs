@@ -11,14 +11,20 @@
 //! installs for the duration of one synchronous `enforce` call.
 //!
 //! [`snapshot`] bundles a policy with its config and routes; [`reload`]
-//! publishes new snapshots atomically.
+//! publishes new snapshots atomically. Private pieces, one idea each:
+//! `model` reads a model's request fields, effect and policy types;
+//! `direct` builds the indexed evaluator straight from the parsed lines;
+//! `overlay` is the casbin-rs role manager with per-request roles.
 
 pub mod cases;
 pub mod change;
 pub mod delta;
+mod direct;
 pub mod follow;
 pub mod indexed;
 pub mod lines;
+mod model;
+mod overlay;
 pub mod query;
 pub mod reload;
 pub mod snapshot;
@@ -26,12 +32,12 @@ pub mod source;
 
 pub use query::{Enforced, EvalError, Query};
 
-use std::{cell::RefCell, path::Path, sync::Arc};
+use std::{path::Path, sync::Arc};
 
-use casbin::{
-    CoreApi, DefaultModel, DefaultRoleManager, Enforcer, MatchingFn, Model, RoleManager,
-    StringAdapter,
-};
+use casbin::{CoreApi, DefaultModel, Enforcer, Model, RoleManager, StringAdapter};
+use direct::{Incremental, direct, fold_value};
+use model::{arities, request_fields};
+use overlay::{Overlay, OverlayRoleManager};
 use parking_lot::RwLock;
 
 /// Everything that can stop a model or policy from loading, naming file and line.
@@ -98,17 +104,6 @@ pub struct Policy {
     incremental: Result<Incremental, String>,
 }
 
-/// What [`Policy::apply`] needs besides the indexed evaluator.
-#[derive(Debug, Clone)]
-struct Incremental {
-    /// The model's policy types and their field counts.
-    arity: Vec<(String, usize)>,
-    /// `path_case = "insensitive"`: the `p` field (0-based value) to lower-case.
-    fold_at: Option<usize>,
-    /// For each line of the text: the order key of the rule it holds (0: none).
-    line_orders: Arc<[u64]>,
-}
-
 /// How a config asks a policy to be built.
 #[derive(Debug, Clone, Default)]
 pub struct LoadOptions {
@@ -118,6 +113,9 @@ pub struct LoadOptions {
     pub refuse_fallback: bool,
     /// `[policy] role_matching` / `domain_matching`.
     pub matching: indexed::Matching,
+    /// The rules' order keys, one per line of the text (a store's row ids);
+    /// `None`: from the line numbers.
+    pub orders: Option<Arc<[u64]>>,
 }
 
 impl LoadOptions {
@@ -130,6 +128,7 @@ impl LoadOptions {
                 &config.policy.role_matching,
                 &config.policy.domain_matching,
             )?,
+            orders: None,
         })
     }
 }
@@ -182,38 +181,7 @@ impl Policy {
         policy_name: &str,
         opts: LoadOptions,
     ) -> Result<Policy, PolicyLoadError> {
-        Self::build(
-            model_text,
-            model_name,
-            policy_text,
-            policy_name,
-            true,
-            opts,
-            None,
-        )
-        .await
-    }
-
-    /// Builds as [`Self::from_text_for`] does, with `orders` (one per line
-    /// of the text, e.g. a store's row ids) as the rules' order keys.
-    pub async fn from_text_ordered(
-        model_text: &str,
-        model_name: &str,
-        policy_text: &str,
-        policy_name: &str,
-        opts: LoadOptions,
-        orders: Option<&[u64]>,
-    ) -> Result<Policy, PolicyLoadError> {
-        Self::build(
-            model_text,
-            model_name,
-            policy_text,
-            policy_name,
-            true,
-            opts,
-            orders,
-        )
-        .await
+        Self::build(model_text, model_name, policy_text, policy_name, true, opts).await
     }
 
     /// Builds with casbin-rs as the evaluator whatever the model: the
@@ -223,16 +191,7 @@ impl Policy {
         policy_text: &str,
     ) -> Result<Policy, PolicyLoadError> {
         let opts = LoadOptions::default();
-        Self::build(
-            model_text,
-            "model",
-            policy_text,
-            "policy",
-            false,
-            opts,
-            None,
-        )
-        .await
+        Self::build(model_text, "model", policy_text, "policy", false, opts).await
     }
 
     async fn build(
@@ -242,7 +201,6 @@ impl Policy {
         policy_name: &str,
         indexed: bool,
         opts: LoadOptions,
-        orders: Option<&[u64]>,
     ) -> Result<Policy, PolicyLoadError> {
         let model_err = |message: String| PolicyLoadError::Model {
             path: model_name.to_string(),
@@ -266,7 +224,7 @@ impl Policy {
                     true => (r, g + 1),
                     false => (r + 1, g),
                 });
-        let (shared_names, probe) = names_of(&parsed);
+        let (shared_names, probe) = lines::names_of(&parsed);
         let deduplicated = lines::without_repeats(policy_text, &parsed);
         let g_domain = model
             .get_model()
@@ -278,7 +236,7 @@ impl Policy {
         let direct = match indexed {
             true => {
                 let n = policy_text.lines().count();
-                direct(&model, parsed, policy_name, &opts, orders, arity, n)?
+                direct(&model, parsed, policy_name, &opts, arity, n)?
             }
             false => Err(indexed::CompileError::Unsupported(
                 "casbin-rs was asked for".into(),
@@ -598,129 +556,6 @@ fn fold_object_case(model: &mut dyn Model, text: &str, name: &str) -> Result<(),
     })
 }
 
-/// The effects casbin-rs implements; any other makes its enforce panic, so it is refused at load.
-const EFFECTS: [&str; 4] = [
-    "some(where (p_eft == allow))",
-    "!some(where (p_eft == deny))",
-    "some(where (p_eft == allow)) && !some(where (p_eft == deny))",
-    "priority(p_eft) || deny",
-];
-
-/// The request definition's fields, and the names of its attributes (the
-/// fields beyond `sub`, `dom`, `obj` and `act`), in order.
-fn request_fields(model: &DefaultModel) -> Result<(Vec<Field>, Vec<String>), String> {
-    if let Some(e) = model.get_model().get("e").and_then(|m| m.get("e"))
-        && !EFFECTS.contains(&e.value.as_str())
-    {
-        return Err(format!(
-            "policy effect `{}` is not one casbin-rs supports (allow-override, deny-override, allow-and-deny, priority)",
-            e.value.replace("p_eft", "p.eft")
-        ));
-    }
-    for (sec, name) in [
-        ("p", "policy_definition"),
-        ("e", "policy_effect"),
-        ("m", "matchers"),
-    ] {
-        if model
-            .get_model()
-            .get(sec)
-            .and_then(|m| m.get(sec))
-            .is_none()
-        {
-            return Err(format!("no `[{name}]` `{sec}` section"));
-        }
-    }
-    let r = model
-        .get_model()
-        .get("r")
-        .and_then(|m| m.get("r"))
-        .ok_or("no `[request_definition]` `r`")?;
-    let mut fields = Vec::new();
-    let mut attributes: Vec<String> = Vec::new();
-    for token in &r.tokens {
-        let name = token.strip_prefix("r_").unwrap_or(token);
-        let f = match name {
-            "sub" => Field::Sub,
-            "dom" => Field::Dom,
-            "obj" => Field::Obj,
-            "act" => Field::Act,
-            other => {
-                if attributes.iter().any(|a| a == other) {
-                    return Err(format!("request field `{name}` appears twice"));
-                }
-                attributes.push(other.to_string());
-                Field::Attr(attributes.len() - 1)
-            }
-        };
-        if fields.contains(&f) {
-            return Err(format!("request field `{name}` appears twice"));
-        }
-        fields.push(f);
-    }
-    for need in [Field::Sub, Field::Obj, Field::Act] {
-        if !fields.contains(&need) {
-            let has: Vec<String> = r
-                .tokens
-                .iter()
-                .map(|t| format!("`{}`", t.strip_prefix("r_").unwrap_or(t)))
-                .collect();
-            return Err(format!(
-                "request definition must have `sub`, `obj` and `act` (missing {need:?}); it has {} (fields beyond `sub`, `dom`, `obj` and `act` are attributes, filled from `[policy.attributes]`)",
-                has.join(", ")
-            ));
-        }
-    }
-    Ok((fields, attributes))
-}
-
-/// Number of fields each policy type (`p`, `p2`, `g`, `g2`…) takes.
-fn arities(model: &DefaultModel) -> Vec<(String, usize)> {
-    let mut out = Vec::new();
-    for sec in ["p", "g"] {
-        if let Some(m) = model.get_model().get(sec) {
-            for (ptype, ast) in m {
-                let n = if sec == "g" {
-                    ast.value.matches('_').count()
-                } else {
-                    ast.tokens.len()
-                };
-                out.push((ptype.clone(), n));
-            }
-        }
-    }
-    out
-}
-
-/// Policy subjects that are also role names, and a subject and up to three
-/// role names for the casbin-rs cost probe.
-fn names_of(parsed: &[lines::Parsed]) -> (Vec<String>, (String, Vec<String>)) {
-    let roles: foldhash::HashSet<&str> = parsed
-        .iter()
-        .filter(|p| p.fields[0].starts_with('g'))
-        .map(|p| p.fields[2].as_str())
-        .collect();
-    let mut shared: Vec<String> = parsed
-        .iter()
-        .filter(|p| !p.fields[0].starts_with('g') && roles.contains(p.fields[1].as_str()))
-        .map(|p| p.fields[1].clone())
-        .collect();
-    shared.sort();
-    shared.dedup();
-    let subject = parsed
-        .iter()
-        .find(|p| !p.fields[0].starts_with('g'))
-        .map_or("authzd-probe", |p| p.fields[1].as_str());
-    let mut probe_roles: Vec<&str> = roles.into_iter().collect();
-    probe_roles.sort_unstable();
-    probe_roles.truncate(3);
-    let probe = (
-        subject.to_string(),
-        probe_roles.into_iter().map(String::from).collect(),
-    );
-    (shared, probe)
-}
-
 /// casbin-rs loaded with `text` (repeats already dropped), object case
 /// folded and lines sorted by priority as the config asks, and authzd's
 /// role manager in place.
@@ -745,230 +580,6 @@ async fn casbin_enforcer(
     let rm: Arc<RwLock<dyn RoleManager>> = Arc::new(RwLock::new(OverlayRoleManager::default()));
     enforcer.set_role_manager(rm).map_err(policy_err)?;
     Ok(enforcer)
-}
-
-/// The indexed evaluator built from the parsed lines (no casbin-rs copy of
-/// the rules): role lines into the model's role section, `p` lines folded,
-/// deduplicated and sorted as casbin-rs would have them, each with its
-/// order key (`orders`: per text line, e.g. a store's row ids; else from the
-/// line number). `Ok(Err(_))` when the model is outside the indexed subset
-/// or a line is invalid for it.
-fn direct(
-    model: &DefaultModel,
-    parsed: Vec<lines::Parsed>,
-    policy_name: &str,
-    opts: &LoadOptions,
-    orders: Option<&[u64]>,
-    arity: Vec<(String, usize)>,
-    text_lines: usize,
-) -> Result<Result<Direct, indexed::CompileError>, PolicyLoadError> {
-    let mut roles_model = model.clone();
-    let p_tokens: Vec<String> = model
-        .get_model()
-        .get("p")
-        .and_then(|p| p.get("p"))
-        .map(|a| a.tokens.clone())
-        .unwrap_or_default();
-    let fold_at = opts
-        .fold_case
-        .then(|| p_tokens.iter().position(|t| t == "p_obj"))
-        .flatten();
-    let priority_at = p_tokens.iter().position(|t| t == "p_priority");
-    let mut line_orders = vec![0u64; text_lines];
-    let mut incremental = match parsed.iter().any(|p| p.repeat) {
-        // Which copy counts depends on where the others go: build whole.
-        true => Err("the policy repeats a line".to_string()),
-        false => Ok(()),
-    };
-    let mut rules: Vec<(usize, u64, Vec<String>)> = Vec::with_capacity(parsed.len());
-    for p in parsed {
-        if p.repeat {
-            continue;
-        }
-        let mut fields = p.fields;
-        if fields[0].starts_with('g') {
-            let ptype = fields.remove(0);
-            roles_model.add_policy("g", &ptype, fields);
-            continue;
-        }
-        if fields[0] != "p" {
-            continue; // `p2`…: never asked by `enforce`
-        }
-        fields.remove(0);
-        if let Some(at) = fold_at
-            && let Some(v) = fields.get_mut(at)
-        {
-            fold_value(v).map_err(|message| PolicyLoadError::Line {
-                path: policy_name.to_string(),
-                line: p.at + 1,
-                message,
-            })?;
-        }
-        let order = match orders {
-            Some(o) => o.get(p.at).copied().unwrap_or(0),
-            None => (p.at as u64 + 1) << 20,
-        };
-        rules.push((p.at, order, fields));
-    }
-    if fold_at.is_some() {
-        // Lines equal once folded: the first keeps its place.
-        let mut seen: foldhash::HashSet<Vec<String>> = foldhash::HashSet::default();
-        let before = rules.len();
-        rules.retain(|(_, _, f)| seen.insert(f.clone()));
-        if rules.len() != before {
-            incremental = Err("lines repeat once object case is folded".to_string());
-        }
-    }
-    if let Some(at) = priority_at {
-        // Casbin's priority semantics: smaller first, non-numeric last, ties in file order.
-        rules.sort_by_key(
-            |(_, _, l)| match l.get(at).map(|v| v.trim().parse::<i64>()) {
-                Some(Ok(n)) => (0, n),
-                _ => (1, 0),
-            },
-        );
-        for (i, r) in rules.iter_mut().enumerate() {
-            r.1 = (i as u64 + 1) << 20;
-        }
-        incremental = Err("a priority policy orders lines by priority".to_string());
-    }
-    if !rules.windows(2).all(|w| w[0].1 < w[1].1) || rules.first().is_some_and(|r| r.1 == 0) {
-        // Store rows without increasing ids: order by position.
-        for (i, r) in rules.iter_mut().enumerate() {
-            r.1 = (i as u64 + 1) << 20;
-        }
-        incremental = Err("the lines have no increasing order keys".to_string());
-    }
-    for (at, order, _) in &rules {
-        line_orders[*at] = *order;
-    }
-    let orders: Vec<u64> = rules.iter().map(|r| r.1).collect();
-    let lines: Vec<Vec<String>> = rules.into_iter().map(|r| r.2).collect();
-    let compiled = indexed::FastPolicy::compile(&roles_model, lines, &orders, &opts.matching);
-    Ok(compiled.map(|fast| {
-        let incremental = incremental.map(|()| Incremental {
-            arity,
-            fold_at,
-            line_orders: line_orders.into(),
-        });
-        (fast, incremental)
-    }))
-}
-
-/// The indexed evaluator built straight from the lines, and what
-/// incremental updates need (or why they cannot apply).
-type Direct = (indexed::FastPolicy, Result<Incremental, String>);
-
-/// `path_case = "insensitive"` on one object pattern: lower-cased, unless
-/// it holds a regex escape whose meaning depends on case.
-fn fold_value(v: &mut String) -> Result<(), String> {
-    let b = v.as_bytes();
-    if b.windows(2)
-        .any(|w| w[0] == b'\\' && w[1].is_ascii_uppercase())
-    {
-        return Err(format!(
-            "pattern `{v}` has a case-sensitive regex escape; with `path_case = \"insensitive\"` write it without one"
-        ));
-    }
-    *v = v.to_lowercase();
-    Ok(())
-}
-
-/// The per-request roles of the enforce call running on this thread.
-struct ActiveOverlay {
-    subject: String,
-    roles: Vec<String>,
-    /// `Some(d)`: the overlay links exist in domain `d` only (three-field `g`).
-    domain: Option<String>,
-}
-
-thread_local! {
-    static OVERLAY: RefCell<Option<ActiveOverlay>> = const { RefCell::new(None) };
-}
-
-/// Installs the overlay for one enforce call and removes it on drop, even on error.
-struct Overlay;
-
-impl Overlay {
-    fn install(q: &Query<'_>, with_domain: bool) -> Overlay {
-        OVERLAY.with(|o| {
-            *o.borrow_mut() = (!q.roles.is_empty()).then(|| ActiveOverlay {
-                subject: q.subject.to_string(),
-                roles: q.roles.to_vec(),
-                domain: with_domain.then(|| q.domain.to_string()),
-            });
-        });
-        Overlay
-    }
-}
-
-impl Drop for Overlay {
-    fn drop(&mut self) {
-        OVERLAY.with(|o| *o.borrow_mut() = None);
-    }
-}
-
-/// casbin-rs's default role manager plus this thread's per-request links.
-///
-/// `has_link(a, b)` in the combined graph is true when it is true in the
-/// policy graph, or when `a` reaches the request subject (or is it) and some
-/// request role reaches `b`: exactly the paths that `g, sub, role` lines add.
-struct OverlayRoleManager {
-    inner: DefaultRoleManager,
-}
-
-impl Default for OverlayRoleManager {
-    fn default() -> Self {
-        // casbin-rs's own default hierarchy depth.
-        Self {
-            inner: DefaultRoleManager::new(10),
-        }
-    }
-}
-
-impl RoleManager for OverlayRoleManager {
-    fn clear(&mut self) {
-        self.inner.clear()
-    }
-    fn add_link(&mut self, name1: &str, name2: &str, domain: Option<&str>) {
-        self.inner.add_link(name1, name2, domain)
-    }
-    fn matching_fn(&mut self, role: Option<MatchingFn>, domain: Option<MatchingFn>) {
-        self.inner.matching_fn(role, domain)
-    }
-    fn delete_link(
-        &mut self,
-        name1: &str,
-        name2: &str,
-        domain: Option<&str>,
-    ) -> casbin::Result<()> {
-        self.inner.delete_link(name1, name2, domain)
-    }
-    fn has_link(&self, name1: &str, name2: &str, domain: Option<&str>) -> bool {
-        if self.inner.has_link(name1, name2, domain) {
-            return true;
-        }
-        OVERLAY.with(|o| {
-            let o = o.borrow();
-            let Some(ov) = o.as_ref() else { return false };
-            if ov.domain.as_deref() != domain {
-                return false;
-            }
-            let from_subject =
-                name1 == ov.subject || self.inner.has_link(name1, &ov.subject, domain);
-            from_subject
-                && ov
-                    .roles
-                    .iter()
-                    .any(|r| self.inner.has_link(r, name2, domain))
-        })
-    }
-    fn get_roles(&self, name: &str, domain: Option<&str>) -> Vec<String> {
-        self.inner.get_roles(name, domain)
-    }
-    fn get_users(&self, name: &str, domain: Option<&str>) -> Vec<String> {
-        self.inner.get_users(name, domain)
-    }
 }
 
 #[cfg(test)]

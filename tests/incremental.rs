@@ -16,11 +16,12 @@ mod pg;
 
 use std::{path::Path, sync::Arc};
 
+use authzd::config::PolicyConfig;
 use authzd::policy::{
     Query, follow,
     reload::PolicyStore,
     snapshot::{Snapshot, Sources},
-    source::{Client, Read, postgres::Admin},
+    source::{Client, Fetched, Read, postgres::Admin},
 };
 
 /// Small deterministic PRNG so a failure names its seed.
@@ -321,6 +322,21 @@ fn sql_edit(rng: &mut Rng, case: &Case) -> String {
     format!("BEGIN; {}; {end};", body.join("; "))
 }
 
+/// What a replica reading the table whole now would serve: the rows and
+/// the snapshot built from them.
+async fn full_read(cfg: &PolicyConfig, config: &Path) -> (Fetched, Snapshot) {
+    let mut reader = Client::new(cfg).unwrap();
+    let Some(Read::Full(rows)) = reader.sync(true).await.unwrap() else {
+        panic!("a forced read is a full read");
+    };
+    let full = Sources::read(config, Some(&rows))
+        .unwrap()
+        .build()
+        .await
+        .unwrap();
+    (rows, full)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn store_row_changes_applied_from_the_change_log_decide_as_a_full_read() {
     let Some(pg) = pg::Pg::start() else { return };
@@ -366,16 +382,7 @@ async fn store_row_changes_applied_from_the_change_log_decide_as_a_full_read() {
             _ => sql_edit(&mut rng, case),
         };
         db.batch_execute(&sql).await.unwrap();
-        // What a replica reading the table whole now would serve.
-        let mut reader = Client::new(&cfg).unwrap();
-        let Some(Read::Full(rows)) = reader.sync(true).await.unwrap() else {
-            panic!("a forced read is a full read");
-        };
-        let full = Sources::read(&config, Some(&rows))
-            .unwrap()
-            .build()
-            .await
-            .unwrap();
+        let (rows, full) = full_read(&cfg, &config).await;
         let caught_up = pg::eventually(10, || {
             let (store, want) = (Arc::clone(&store), Arc::clone(&full.revision));
             async move { store.load().revision == want }
@@ -426,15 +433,7 @@ async fn store_row_changes_applied_from_the_change_log_decide_as_a_full_read() {
         (kept.get::<_, i64>(0), kept.get::<_, i64>(1)),
         (100_000, 100_000)
     );
-    let mut reader = Client::new(&cfg).unwrap();
-    let Some(Read::Full(rows)) = reader.sync(true).await.unwrap() else {
-        panic!("a forced read is a full read");
-    };
-    let full = Sources::read(&config, Some(&rows))
-        .unwrap()
-        .build()
-        .await
-        .unwrap();
+    let (_, full) = full_read(&cfg, &config).await;
     assert!(
         pg::eventually(20, || {
             let (store, want) = (Arc::clone(&store), Arc::clone(&full.revision));

@@ -113,6 +113,35 @@ fn names(arity: &[(String, usize)]) -> String {
         .join(", ")
 }
 
+/// Policy subjects that are also role names, and a subject and up to three
+/// role names for the casbin-rs cost probe.
+pub fn names_of(parsed: &[Parsed]) -> (Vec<String>, (String, Vec<String>)) {
+    let roles: foldhash::HashSet<&str> = parsed
+        .iter()
+        .filter(|p| p.fields[0].starts_with('g'))
+        .map(|p| p.fields[2].as_str())
+        .collect();
+    let mut shared: Vec<String> = parsed
+        .iter()
+        .filter(|p| !p.fields[0].starts_with('g') && roles.contains(p.fields[1].as_str()))
+        .map(|p| p.fields[1].clone())
+        .collect();
+    shared.sort();
+    shared.dedup();
+    let subject = parsed
+        .iter()
+        .find(|p| !p.fields[0].starts_with('g'))
+        .map_or("authzd-probe", |p| p.fields[1].as_str());
+    let mut probe_roles: Vec<&str> = roles.into_iter().collect();
+    probe_roles.sort_unstable();
+    probe_roles.truncate(3);
+    let probe = (
+        subject.to_string(),
+        probe_roles.into_iter().map(String::from).collect(),
+    );
+    (shared, probe)
+}
+
 /// The text without its repeated lines (what casbin-rs is handed), or
 /// `None` when nothing repeats.
 pub fn without_repeats(text: &str, parsed: &[Parsed]) -> Option<String> {

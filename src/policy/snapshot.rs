@@ -396,24 +396,24 @@ impl Sources {
             rows_digest,
             shadow,
         } = self;
-        let opts = super::LoadOptions::of(&config).map_err(|message| PolicyLoadError::Model {
-            path: config.policy.model.display().to_string(),
-            message,
-        })?;
+        let mut opts =
+            super::LoadOptions::of(&config).map_err(|message| PolicyLoadError::Model {
+                path: config.policy.model.display().to_string(),
+                message,
+            })?;
         // Routes first: cheap, and a bad route is named before the policy is read.
         let routes = RouteTable::of_config(&config, opts.fold_case)?;
         let policy_text = policy;
         // A store's rows keep their ids as order keys.
-        let ids: Option<Vec<u64>> = (!rows.is_empty())
+        opts.orders = (!rows.is_empty())
             .then(|| rows.iter().map(|r| r.as_deref()?.parse().ok()).collect())
             .flatten();
-        let policy = Policy::from_text_ordered(
+        let policy = Policy::from_text_for(
             &model,
             &config.policy.model.display().to_string(),
             &policy_text,
             &policy_name,
             opts,
-            ids.as_deref(),
         )
         .await
         .map_err(|e| name_row(e, &rows))?;
