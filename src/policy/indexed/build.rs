@@ -18,6 +18,9 @@ use super::{
 use casbin::Model;
 use foldhash::{HashMap, HashMapExt as _, HashSet, HashSetExt as _};
 
+/// Cloning shares everything (reference counts): an update copies only
+/// what it touches.
+#[derive(Clone)]
 pub struct FastPolicy {
     pub(super) effect: Effect,
     pub(super) matcher: Arc<Expr>,

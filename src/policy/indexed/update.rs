@@ -24,9 +24,9 @@ impl FastPolicy {
     /// A new policy with `change` applied, or why it cannot be applied
     /// incrementally (then build the new text whole).
     pub fn apply(&self, change: &Change) -> Result<FastPolicy, String> {
-        let Some(index) = &self.index else {
+        if self.index.is_none() {
             return Err("the matcher is evaluated rule by rule (no index)".into());
-        };
+        }
         if self.effect == Effect::Priority {
             return Err("a priority policy orders lines by priority".into());
         }
@@ -37,16 +37,7 @@ impl FastPolicy {
         {
             return Err("`role_matching`/`domain_matching` patterns".into());
         }
-        let mut next = FastPolicy {
-            effect: self.effect,
-            matcher: Arc::clone(&self.matcher),
-            rules: self.rules.clone(),
-            index: Some(index.clone()),
-            roles: Arc::clone(&self.roles),
-            uses_closure: self.uses_closure,
-            known: self.known.clone(),
-            shape: self.shape.clone(),
-        };
+        let mut next = self.clone();
         let mut regexes = HashMap::new();
         for line in &change.removed {
             match line.ptype.as_str() {
@@ -54,9 +45,20 @@ impl FastPolicy {
                 g => next.link(g, &line.values, false)?,
             }
         }
+        // The rule fields whose values role calls ask about, found once.
+        let overlay = self.roles.iter().position(|r| r.overlay);
+        let known_fields: Vec<usize> = overlay
+            .and_then(|rt| known_sources(&self.matcher, rt))
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|from| match from {
+                KnownFrom::Field(i) => Some(i),
+                KnownFrom::Lit(_) => None,
+            })
+            .collect();
         for line in &change.added {
             match line.ptype.as_str() {
-                "p" => next.add_rule(line, &mut regexes)?,
+                "p" => next.add_rule(line, &known_fields, &mut regexes)?,
                 g => next.link(g, &line.values, true)?,
             }
         }
@@ -151,6 +153,7 @@ impl FastPolicy {
     fn add_rule(
         &mut self,
         line: &Line,
+        known_fields: &[usize],
         regexes: &mut HashMap<String, Arc<regex::Regex>>,
     ) -> Result<(), String> {
         let rule = self.compiled(line, regexes)?;
@@ -167,14 +170,8 @@ impl FastPolicy {
             ));
         }
         if let Some(known) = self.known.as_mut() {
-            let overlay = self.roles.iter().position(|r| r.overlay);
-            for from in overlay
-                .and_then(|rt| known_sources(&self.matcher, rt))
-                .unwrap_or_default()
-            {
-                if let KnownFrom::Field(i) = from {
-                    known.insert(Arc::clone(&rule.values[i]), ());
-                }
+            for &i in known_fields {
+                known.insert(Arc::clone(&rule.values[i]), ());
             }
         }
         let (key, seg) = self.place(&rule);
