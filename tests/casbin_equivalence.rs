@@ -11,30 +11,12 @@
 
 #[path = "common/casbin.rs"]
 mod casbin_fixtures;
-use casbin_fixtures::{decided, first_occurrences};
+use casbin_fixtures::{Rng, decided, first_occurrences};
 
 use std::{collections::HashMap, sync::Arc};
 
 use authzd::policy::{Policy, Query};
 use casbin::{CoreApi, DefaultModel, Enforcer, StringAdapter};
-
-/// Small deterministic PRNG so failures reproduce.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-    fn pick<'a>(&mut self, xs: &'a [&'a str]) -> &'a str {
-        xs[self.below(xs.len())]
-    }
-}
 
 struct ModelCase {
     name: &'static str,

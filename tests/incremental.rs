@@ -10,6 +10,10 @@
 // Helpers outside #[test] fns unwrap too: a failure there is a test failure.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+#[path = "common/casbin.rs"]
+mod casbin_fixtures;
+use casbin_fixtures::Rng;
+
 #[path = "common/pg.rs"]
 #[allow(dead_code)]
 mod pg;
@@ -23,24 +27,6 @@ use authzd::policy::{
     snapshot::{Snapshot, Sources},
     source::{Client, Fetched, Read, postgres::Admin},
 };
-
-/// Small deterministic PRNG so a failure names its seed.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-    fn pick<'a>(&mut self, xs: &[&'a str]) -> &'a str {
-        xs[self.below(xs.len())]
-    }
-}
 
 struct Case {
     name: &'static str,
