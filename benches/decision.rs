@@ -257,6 +257,7 @@ fn bench_policy(c: &mut Criterion) {
                 resource: path,
                 action: "GET",
                 attributes: &[],
+                unfolded: None,
             };
             assert_eq!(snap.policy.enforce(&q).unwrap().allowed, name == "allow");
             group.bench_with_input(

@@ -402,6 +402,7 @@ fn bench_models(c: &mut Criterion) {
                     resource: obj,
                     action: act,
                     attributes: &[],
+                    unfolded: None,
                 };
                 assert_eq!(
                     policy.enforce(&query).unwrap().allowed,
@@ -460,6 +461,7 @@ fn bench_depth(c: &mut Criterion) {
                     resource: &obj,
                     action: "GET",
                     attributes: &[],
+                    unfolded: None,
                 };
                 assert_eq!(
                     policy.enforce(&query).unwrap().allowed,
@@ -601,6 +603,7 @@ fn bench_attributes(c: &mut Criterion) {
                     resource: obj,
                     action: act,
                     attributes: &attributes,
+                    unfolded: None,
                 };
                 assert_eq!(
                     policy.enforce(&query).unwrap().allowed,

@@ -330,10 +330,23 @@ fn decide_resolved(
         d,
         route,
         principal,
-        req.domain,
+        Asked {
+            resource: &resolved.resource,
+            action,
+            domain: req.domain,
+        },
         src.roles,
         src.fetch_roles,
     )
+}
+
+/// What step 7 asks about: the whole canonical resource (a record may hold
+/// it clipped), the action, and the request's domain.
+#[derive(Clone, Copy)]
+struct Asked<'a> {
+    resource: &'a str,
+    action: &'a str,
+    domain: Option<&'a str>,
 }
 
 /// Steps 1, 2 and 5–7 for a principal given directly (policy tests: no token,
@@ -354,7 +367,11 @@ pub fn decide_for(snap: &Snapshot, req: &Request<'_>, principal: &Principal) -> 
                 d,
                 route,
                 principal.clone(),
-                req.domain,
+                Asked {
+                    resource: &resolved.resource,
+                    action,
+                    domain: req.domain,
+                },
                 &crate::roles::NoLookup,
                 false,
             ),
@@ -390,7 +407,10 @@ fn before_token<'s>(
 ) -> Stage<'s> {
     let resource = &*resolved.resource;
     let route = if resolved.http {
-        snap.routes.find(action, resource)
+        snap.routes.find(
+            action,
+            &request::matched_form(resource, &snap.config.request),
+        )
     } else {
         None
     };
@@ -455,11 +475,15 @@ fn after_token(
     mut d: Decision,
     route: Option<&Route>,
     mut principal: Principal,
-    domain: Option<&str>,
+    asked: Asked<'_>,
     roles: &dyn RoleSource,
     allow_fetch: bool,
 ) -> Step {
     d.set_principal(snap, &principal);
+    // The domain decided in: the request's, else the principal's.
+    if let Some(domain) = asked.domain.filter(|d| !d.is_empty()) {
+        d.domain = Some(crate::bounded::clipped(domain));
+    }
     // 5. Coarse scopes.
     if let Some(r) = route
         && !scopes_satisfied(r, &principal)
@@ -474,7 +498,8 @@ fn after_token(
         RolesStep::Failed(why) => return Step::Done(finish(d, Reason::RoleLookupFailed, why)),
     }
     // 7. Policy.
-    let (reason, detail, matched) = authorize(snap, &principal, &d.resource, &d.action, domain);
+    let (reason, detail, matched) =
+        authorize(snap, &principal, asked.resource, asked.action, asked.domain);
     d.matched_policy = matched;
     Step::Done(finish(d, reason, detail))
 }
@@ -526,7 +551,9 @@ fn finish(mut d: Decision, reason: Reason, detail: String) -> Decision {
 }
 
 impl Decision {
-    /// A decision not yet reached: denied, with no reason filled in.
+    /// A decision not yet reached: denied, with no reason filled in. The
+    /// resource and action are kept clipped to [`crate::bounded::MAX_BYTES`]
+    /// (the pipeline decides on the whole values).
     pub fn pending(resource: &str, action: &str, revision: &Arc<str>) -> Decision {
         Decision {
             allowed: false,
@@ -540,8 +567,8 @@ impl Decision {
             domain: None,
             attributes: Vec::new(),
             attribute_missing: None,
-            resource: resource.to_string(),
-            action: action.to_string(),
+            resource: crate::bounded::clipped(resource),
+            action: crate::bounded::clipped(action),
             http: false,
             route: None,
             matched_policy: Vec::new(),
@@ -567,7 +594,7 @@ impl Decision {
 
     /// Copies who the caller is into the decision.
     pub fn set_principal(&mut self, snap: &Snapshot, p: &Principal) {
-        self.subject = Some(p.subject.clone());
+        self.subject = Some(crate::bounded::clipped(&p.subject));
         self.issuer = Some(p.issuer.clone());
         self.roles = p.roles.clone();
         self.scopes = p.scopes.clone();
@@ -624,24 +651,30 @@ pub fn scopes_satisfied(route: &Route, p: &Principal) -> bool {
     route.scopes.is_empty() || route.scopes.iter().any(|s| p.scopes.contains(s))
 }
 
-/// The policy question for `p` (step 7): the request's domain, else the principal's.
-fn query<'a>(
-    p: &'a Principal,
-    resource: &'a str,
-    action: &'a str,
-    domain: Option<&'a str>,
-) -> Query<'a> {
-    Query {
+/// Asks the policy about `p` doing `action` to the canonical `resource`
+/// (step 7), in the request's domain, else the principal's. Under
+/// `path_case = "insensitive"` patterns match the folded resource, while
+/// values read out of it keep the case the upstream handler receives.
+pub fn enforce(
+    snap: &Snapshot,
+    p: &Principal,
+    resource: &str,
+    action: &str,
+    domain: Option<&str>,
+) -> Result<crate::policy::Enforced, crate::policy::EvalError> {
+    let matched = request::matched_form(resource, &snap.config.request);
+    snap.policy.enforce(&Query {
         subject: &p.subject,
         roles: &p.roles,
         domain: domain
             .filter(|d| !d.is_empty())
             .or(p.domain.as_deref())
             .unwrap_or(""),
-        resource,
+        resource: &matched,
         action,
         attributes: &p.attributes,
-    }
+        unfolded: matches!(matched, Cow::Owned(_)).then_some(resource),
+    })
 }
 
 /// Steps 2, 5 and 7 for a whole route of the table, without building a
@@ -663,11 +696,8 @@ pub fn route_allows(snap: &Snapshot, route: &Route, method: &str, p: &Principal)
 /// The policy step for one concrete path of a route, as the pipeline would
 /// take it (canonical form first).
 fn path_allows(snap: &Snapshot, method: &str, p: &Principal, path: &str) -> bool {
-    request::canonical_path(path, &snap.config.request).is_ok_and(|resource| {
-        snap.policy
-            .enforce(&query(p, &resource, method, None))
-            .is_ok_and(|e| e.allowed)
-    })
+    request::canonical_path(path, &snap.config.request)
+        .is_ok_and(|resource| enforce(snap, p, &resource, method, None).is_ok_and(|e| e.allowed))
 }
 
 /// What a cached answer may say about one route and method for a caller.
@@ -782,7 +812,7 @@ pub fn authorize(
         // Never ask the policy with an attribute the token did not give.
         return (Reason::AttributeMissing, why.clone(), Vec::new());
     }
-    match snap.policy.enforce(&query(p, resource, action, domain)) {
+    match enforce(snap, p, resource, action, domain) {
         Ok(e) if e.allowed => {
             let detail = if e.matched.is_empty() {
                 "policy allows (no rule matched; the model's effect allows by default)".to_string()

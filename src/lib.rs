@@ -12,7 +12,8 @@
 //! transports that never import each other, nothing importing the server.
 //!
 //! 0. Leaves (import nothing from the crate): [`reason`] (the reason codes
-//!    and their status), [`metrics`] (counters and histograms, declared
+//!    and their status), [`bounded`] (how much of a client-supplied value
+//!    is kept), [`metrics`] (counters and histograms, declared
 //!    once), [`telemetry`] (W3C `traceparent` and `tracestate` in), `token::alg` (the JOSE algorithm names), `token::claims` (JSON
 //!    Pointers into claims), `policy::source::url` (store URLs, redacted).
 //! 1. [`config`]: THE ground floor — typed `authzd.toml` and key-level checks;
@@ -26,7 +27,8 @@
 //!    (the [`roles::Principal`] and looked-up roles).
 //! 3. [`policy`]: Casbin behind our own type. [`policy::query`] is the
 //!    question and answer both evaluators share; [`policy::lines`] reads
-//!    the text line by line; [`policy::change`] is a change to the lines
+//!    the text line by line; `policy::check` refuses a model or line whose
+//!    text cannot mean what it says; [`policy::change`] is a change to the lines
 //!    (added, removed), [`policy::delta`] finds one between two texts;
 //!    [`policy::indexed`] is the indexed evaluator (a folder, one idea per
 //!    file; it applies changes incrementally); [`policy::source`] reads
@@ -63,6 +65,7 @@
 pub mod admin;
 pub mod audit;
 pub mod authorizer;
+pub mod bounded;
 pub mod config;
 pub mod cors;
 pub mod decision;

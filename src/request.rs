@@ -19,8 +19,9 @@
 //!   `%zz`), and the decoded bytes are UTF-8 (so overlong forms like `%c0%ae`
 //!   are refused);
 //! - no `%25` that decodes into another escape (`%252e`): double decoding;
-//! - no fullwidth or look-alike slash and dot characters, which Unicode
-//!   normalization (NFKC) in some upstreams turns into `/` and `.`;
+//! - no character that Unicode compatibility normalization (NFKC), which
+//!   some upstreams apply, turns into ASCII (`／` → `/`, `︰` → `..`,
+//!   `𝐚` → `a`): the set comes from the Unicode tables;
 //! - in `reject` mode, no percent-encoded unreserved character (`%61` for `a`).
 //!
 //! Legitimate escapes keep working and are decoded for the policy:
@@ -81,6 +82,8 @@ pub enum Rejected {
     DoubleEncoded,
     #[error("path has a character that Unicode normalization turns into ASCII (`{0}`)")]
     Lookalike(char),
+    #[error("path is {0} bytes long; at most {MAX_PATH_BYTES} are decided")]
+    TooLong(usize),
     #[error("method `{0}` is not an upper-case HTTP method name")]
     Method(String),
     #[error("`{0}` asks the upstream to execute another method")]
@@ -242,8 +245,16 @@ fn hex(b: u8) -> Option<u8> {
     }
 }
 
+/// The longest path (without its query) that is decided at all: longer ones
+/// are refused, so unauthenticated input cannot make authzd hold, match or
+/// log megabytes.
+pub const MAX_PATH_BYTES: usize = 8 * 1024;
+
 /// The canonical, decoded form of `path` (no query), or why there is none.
 pub fn canonical_path<'a>(path: &'a str, rules: &RequestConfig) -> Result<Cow<'a, str>, Rejected> {
+    if path.len() > MAX_PATH_BYTES {
+        return Err(Rejected::TooLong(path.len()));
+    }
     let Some(rest) = path.strip_prefix('/') else {
         return Err(Rejected::NotAbsolute);
     };
@@ -301,22 +312,45 @@ pub fn canonical_path<'a>(path: &'a str, rules: &RequestConfig) -> Result<Cow<'a
     }
     let decoded = String::from_utf8(out).map_err(|_| Rejected::NotUtf8)?;
     check_chars(&decoded)?;
-    Ok(Cow::Owned(match rules.path_case {
-        PathCase::Sensitive => decoded,
-        PathCase::Insensitive => decoded.to_lowercase(),
-    }))
+    Ok(Cow::Owned(decoded))
+}
+
+/// The form routes and policy patterns match a canonical path in: itself,
+/// or under `path_case = "insensitive"` its lower case ([`fold_case`]).
+pub fn matched_form<'a>(path: &'a str, rules: &RequestConfig) -> Cow<'a, str> {
+    match rules.path_case {
+        PathCase::Sensitive => Cow::Borrowed(path),
+        PathCase::Insensitive => fold_case(path),
+    }
+}
+
+/// Lower case, one character at a time (no context rules such as a final
+/// sigma), so that every character of the result can be traced back to
+/// the character it came from ([`folded_len`]). Paths, routes and policy
+/// patterns are all folded with this one function.
+pub fn fold_case(s: &str) -> Cow<'_, str> {
+    let unchanged = match s.is_ascii() {
+        true => !s.bytes().any(|b| b.is_ascii_uppercase()),
+        false => s.chars().all(|c| c.to_lowercase().eq(std::iter::once(c))),
+    };
+    match unchanged {
+        true => Cow::Borrowed(s),
+        false => Cow::Owned(s.chars().flat_map(char::to_lowercase).collect()),
+    }
+}
+
+/// The UTF-8 length of `c`'s lower case in [`fold_case`].
+pub fn folded_len(c: char) -> usize {
+    c.to_lowercase().map(char::len_utf8).sum()
 }
 
 /// True when `rest` (the path after its leading `/`) is already canonical as
 /// it stands: printable ASCII without `%`, `\`, `;`, no empty, dot or
-/// trailing-dot segment, no trailing `/` to fold, no upper case to fold.
+/// trailing-dot segment, no trailing `/` to fold.
 fn is_plain(rest: &str, rules: &RequestConfig) -> bool {
     let b = rest.as_bytes();
     let ok_byte = |c: &u8| (0x21..0x7f).contains(c) && !matches!(c, b'%' | b'\\' | b';');
     if !b.iter().all(ok_byte) {
-        return false;
-    }
-    if rules.path_case == PathCase::Insensitive && b.iter().any(u8::is_ascii_uppercase) {
         return false;
     }
     if rest.is_empty() {
@@ -390,24 +424,43 @@ fn decode_segment(raw: &str) -> Result<(Vec<u8>, Option<char>), Rejected> {
 }
 
 /// Characters that are not ASCII but that upstreams may turn into ASCII
-/// path syntax: C1 controls, the fullwidth ASCII block (NFKC maps `／` to
-/// `/`, `．` to `.`, `ａ` to `a`), and other slash, backslash and dot look-alikes.
+/// path syntax: C1 controls, and every character whose compatibility
+/// normalization (NFKC, applied by IIS, some Java and Python stacks and WAF
+/// normalisers) differs from it and holds ASCII: `／` → `/`, `︰` → `..`,
+/// `𝐚` → `a`, `℀` → `a/c`. The set is the Unicode tables' (see
+/// [`nfkc_reaches_ascii`]), never a hand-written list. Precomposed letters
+/// that stay non-ASCII (`é`) are their own NFKC form and pass.
 fn check_chars(decoded: &str) -> Result<(), Rejected> {
     for c in decoded.chars().filter(|c| !c.is_ascii()) {
-        match c {
-            '\u{80}'..='\u{9f}' => return Err(Rejected::Control),
-            '\u{ff01}'..='\u{ff5e}'
-            | '\u{2024}'..='\u{2026}'
-            | '\u{2044}'
-            | '\u{2215}'
-            | '\u{2216}'
-            | '\u{fe52}'
-            | '\u{fe68}'
-            | '\u{2e2e}' => return Err(Rejected::Lookalike(c)),
-            _ => {}
+        if ('\u{80}'..='\u{9f}').contains(&c) {
+            return Err(Rejected::Control);
+        }
+        if nfkc_reaches_ascii(c) || BEST_FIT_SLASHES.contains(&c) {
+            return Err(Rejected::Lookalike(c));
         }
     }
     Ok(())
+}
+
+/// Slash and backslash look-alikes that NFKC leaves alone but Windows'
+/// "best fit" conversion to a code page turns into `/` or `\` (the
+/// conversion IIS and Win32 file APIs apply to non-Unicode paths).
+const BEST_FIT_SLASHES: [char; 5] = ['\u{2044}', '\u{2215}', '\u{2216}', '\u{29f8}', '\u{29f9}'];
+
+/// Whether `c` is not ASCII, its NFKC form differs from it, and that form
+/// holds an ASCII character. Cheap for the usual character: the quick check
+/// answers "already NFKC" from one table lookup.
+pub fn nfkc_reaches_ascii(c: char) -> bool {
+    use unicode_normalization::{IsNormalized, UnicodeNormalization as _, is_nfkc_quick};
+    if c.is_ascii() || is_nfkc_quick(std::iter::once(c)) == IsNormalized::Yes {
+        return false;
+    }
+    let (mut changed, mut ascii) = (false, false);
+    for (i, d) in std::iter::once(c).nfkc().enumerate() {
+        changed |= i > 0 || d != c;
+        ascii |= d.is_ascii();
+    }
+    changed && ascii
 }
 
 #[cfg(test)]
@@ -473,17 +526,25 @@ mod tests {
     }
 
     #[test]
-    fn case_folding_when_insensitive() {
+    fn case_is_folded_for_matching_only() {
         let ci = RequestConfig {
             path_case: PathCase::Insensitive,
             ..RequestConfig::default()
         };
+        // The canonical path keeps its case: it is what the handler receives.
         assert_eq!(
             canonical_path("/Admin/SECRET", &ci).unwrap(),
-            "/admin/secret"
+            "/Admin/SECRET"
         );
-        assert_eq!(canonical_path("/ÄDMIN", &ci).unwrap(), "/ädmin");
-        assert_eq!(reject("/Admin").unwrap(), "/Admin");
+        assert_eq!(matched_form("/Admin/SECRET", &ci), "/admin/secret");
+        assert_eq!(matched_form("/ÄDMIN", &ci), "/ädmin");
+        assert!(matches!(matched_form("/admin", &ci), Cow::Borrowed(_)));
+        assert_eq!(matched_form("/Admin", &RequestConfig::default()), "/Admin");
+        // One character at a time: every folded character traces back.
+        for s in ["/ΣΑΣ", "/İstanbul", "/Straße", "/ǅ"] {
+            let f = fold_case(s);
+            assert_eq!(f.len(), s.chars().map(folded_len).sum::<usize>(), "{s}");
+        }
     }
 
     /// Every spelling an attacker would try, and what it is refused as.
@@ -544,10 +605,65 @@ mod tests {
             ("/ａｄｍｉｎ/secret", Lookalike('ａ')),
             ("/a\u{2215}b", Lookalike('\u{2215}')),
             ("/public/\u{2025}/admin", Lookalike('\u{2025}')),
+            ("/public/%EF%B8%B0/AdminUser", Lookalike('\u{fe30}')),
+            ("/\u{1d41a}dmin/secret", Lookalike('\u{1d41a}')),
+            ("/%F0%9D%90%9Admin/secret", Lookalike('\u{1d41a}')),
+            ("/a\u{2100}b", Lookalike('\u{2100}')),
+            ("/x\u{fb01}le", Lookalike('\u{fb01}')),
+            ("/v\u{b2}", Lookalike('\u{b2}')),
         ];
         for (p, want) in cases {
             assert_eq!(reject(p).as_ref(), Err(want), "{p:?}");
         }
+    }
+
+    /// Every code point the normalization tables know: a character is
+    /// refused exactly when its NFKC form (computed here on the whole
+    /// string, the oracle) differs from it and holds ASCII, in every mode,
+    /// raw or percent-encoded; precomposed letters that stay non-ASCII pass.
+    #[test]
+    fn compatibility_characters_that_become_ascii_are_refused_in_every_mode() {
+        use unicode_normalization::UnicodeNormalization as _;
+        let modes = [Noncanonical::Reject, Noncanonical::Normalize].map(|n| RequestConfig {
+            noncanonical: n,
+            ..RequestConfig::default()
+        });
+        let mut refused = 0;
+        for c in ('\u{a0}'..=char::MAX).filter(|c| !BEST_FIT_SLASHES.contains(c)) {
+            let nfkc: String = c.to_string().nfkc().collect();
+            let want = nfkc != c.to_string() && nfkc.chars().any(|d| d.is_ascii());
+            let raw = format!("/a{c}b");
+            let got = canonical_path(&raw, &modes[c as usize % 2]);
+            if want {
+                refused += 1;
+                assert_eq!(got, Err(Rejected::Lookalike(c)), "{c:?} -> {nfkc:?}");
+            } else {
+                assert_eq!(got.as_deref(), Ok(raw.as_str()), "{c:?} -> {nfkc:?}");
+            }
+        }
+        // 1,677 in the crate's tables; the hand list this replaced held 104.
+        assert!(refused > 1500, "{refused}");
+        for c in ['\u{fe30}', '\u{1d41a}', '\u{ff0f}', '\u{2100}'] {
+            let encoded: String = c.to_string().bytes().map(|b| format!("%{b:02X}")).collect();
+            for m in &modes {
+                assert_eq!(
+                    canonical_path(&format!("/a{encoded}"), m),
+                    Err(Rejected::Lookalike(c))
+                );
+            }
+        }
+        for ok in ["/café", "/日本/東京", "/ñandú", "/Ærø", "/straße"] {
+            assert_eq!(reject(ok).unwrap(), ok);
+        }
+    }
+
+    #[test]
+    fn paths_over_8_kib_are_refused() {
+        let at_limit = format!("/{}", "a".repeat(MAX_PATH_BYTES - 1));
+        assert_eq!(reject(&at_limit).unwrap(), at_limit);
+        let over = format!("/{}", "a".repeat(MAX_PATH_BYTES));
+        assert_eq!(reject(&over), Err(Rejected::TooLong(MAX_PATH_BYTES + 1)));
+        assert_eq!(normalize(&over), Err(Rejected::TooLong(MAX_PATH_BYTES + 1)));
     }
 
     #[test]

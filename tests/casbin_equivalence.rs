@@ -224,6 +224,7 @@ async fn claim_roles_equal_physical_g_lines_across_models() {
                         resource: obj,
                         action: act,
                         attributes: &[],
+                        unfolded: None,
                     };
                     let got = ours.enforce(&q).unwrap();
                     let rvals: Vec<&str> = if case.domains {
@@ -269,6 +270,7 @@ async fn deny_on_a_claim_role_overrides_an_allow() {
             resource: "/a",
             action: "GET",
             attributes: &[],
+            unfolded: None,
         })
         .unwrap()
     };
@@ -321,6 +323,7 @@ fn concurrent_requests_never_share_roles() {
                         resource: obj,
                         action: "GET",
                         attributes: &[],
+                        unfolded: None,
                     };
                     let got = ours.enforce(&q).unwrap().allowed;
                     assert_eq!(

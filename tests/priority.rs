@@ -30,6 +30,7 @@ fn ask(p: &Policy, sub: &str, roles: &[String], obj: &str, act: &str) -> (bool, 
             resource: obj,
             action: act,
             attributes: &[],
+            unfolded: None,
         })
         .unwrap();
     (e.allowed, e.matched)

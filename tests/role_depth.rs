@@ -38,6 +38,7 @@ fn allowed(p: &Policy, subject: &str, roles: &[String], resource: &str) -> bool 
         resource,
         action: "GET",
         attributes: &[],
+        unfolded: None,
     })
     .unwrap()
     .allowed

@@ -1,12 +1,13 @@
 //! The path canonicalizer: arbitrary bytes as a request path must never panic,
 //! the canonical form must be a fixed point (fed back, it is accepted
 //! unchanged), and an accepted path may never hold what an upstream resolves
-//! elsewhere (a dot segment, `//`, `\`, `;`, a control character).
+//! elsewhere (a dot segment, `//`, `\`, `;`, a control character, a
+//! character that NFKC turns into ASCII).
 #![no_main]
 
 use authzd::{
     config::{Noncanonical, PathCase, RequestConfig, TrailingSlash},
-    request::{canonical, canonical_path},
+    request::{canonical, canonical_path, nfkc_reaches_ascii},
 };
 use libfuzzer_sys::fuzz_target;
 
@@ -30,6 +31,8 @@ fuzz_target!(|data: &[u8]| {
     assert!(c.starts_with('/'), "{path:?} -> {c:?}");
     assert!(!c.contains("//") && !c.contains('\\') && !c.contains(';'), "{path:?} -> {c:?}");
     assert!(!c.chars().any(char::is_control), "{path:?} -> {c:?}");
+    // Nothing an NFKC-normalizing upstream would turn into ASCII.
+    assert!(!c.chars().any(nfkc_reaches_ascii), "{path:?} -> {c:?}");
     for seg in c.split('/') {
         assert!(seg != "." && seg != "..", "{path:?} -> {c:?}");
     }

@@ -142,6 +142,6 @@ pub(super) fn fold_value(v: &mut String) -> Result<(), String> {
             "pattern `{v}` has a case-sensitive regex escape; with `path_case = \"insensitive\"` write it without one"
         ));
     }
-    *v = v.to_lowercase();
+    *v = crate::request::fold_case(v).into_owned();
     Ok(())
 }

@@ -413,10 +413,13 @@ impl FastPolicy {
             Arg::Get(g) => {
                 let key = self.val(&g.key, rule, q);
                 let var = self.val(&g.var, rule, q);
-                match &g.from {
+                let got = match &g.from {
                     GetFrom::Rule { slot } => rule.patterns[*slot].get(key, var),
                     GetFrom::Fixed(_, c) => c.0.get(key, var),
-                }
+                };
+                // A value read out of a folded resource, in the case the
+                // upstream handler receives it.
+                q.unfold(got)
             }
         }
     }

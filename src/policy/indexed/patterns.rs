@@ -16,6 +16,9 @@ use crate::policy::query::EvalError;
 pub struct Matching {
     pub(super) role: Vec<(String, Func)>,
     pub(super) domain: Vec<(String, Func)>,
+    /// `path_case = "insensitive"`: object patterns arrive lower-cased, so
+    /// the parameter names `keyGet2`/`keyGet3` ask for are lower-cased too.
+    pub fold_case: bool,
 }
 
 impl Matching {
@@ -44,9 +47,16 @@ impl Matching {
                 .into_iter()
                 .map(|e| parse("domain_matching", e))
                 .collect::<Result<_, _>>()?,
+            fold_case: false,
         })
     }
 
+    /// With `fold_case` set (see the field).
+    pub fn folding_case(self, fold_case: bool) -> Matching {
+        Matching { fold_case, ..self }
+    }
+
+    /// No role or domain names are matched as patterns.
     pub fn is_empty(&self) -> bool {
         self.role.is_empty() && self.domain.is_empty()
     }

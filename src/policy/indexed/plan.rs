@@ -1,7 +1,7 @@
 //! Reading the model: which request and policy fields, which effect, which role types, and the matcher tree.
 
 use super::{
-    ast::{Effect, Expr},
+    ast::{Arg, Effect, Expr},
     error::{CompileError, Unsupported},
     functions::Func,
     grammar::{Parser, tokenize},
@@ -70,7 +70,10 @@ impl Plan {
             role_arity: &role_arity,
             slots: Vec::new(),
         };
-        let expr = parser.parse()?;
+        let mut expr = parser.parse()?;
+        if matching.fold_case {
+            fold_getter_names(&mut expr);
+        }
         let mut roles = Vec::with_capacity(defs.len());
         for (name, def) in &defs {
             let domain = def.value.matches('_').count() == 3;
@@ -128,5 +131,32 @@ impl Plan {
             arity: p.tokens.len(),
             roles,
         })
+    }
+}
+
+/// Lower-cases the parameter names `keyGet2`/`keyGet3` ask for, to meet
+/// object patterns that `path_case = "insensitive"` lower-cased.
+fn fold_getter_names(e: &mut Expr) {
+    fn arg(a: &mut Arg) {
+        if let Arg::Get(g) = a {
+            if let Arg::Lit(name) = &mut g.var {
+                *name = crate::request::fold_case(name).into_owned();
+            }
+            arg(&mut g.key);
+        }
+    }
+    match e {
+        Expr::And(xs) | Expr::Or(xs) => xs.iter_mut().for_each(fold_getter_names),
+        Expr::Not(x) => fold_getter_names(x),
+        Expr::Eq(a, b, _) => {
+            arg(a);
+            arg(b);
+        }
+        Expr::Role { args, .. } => args.iter_mut().for_each(arg),
+        Expr::In(a, xs) => {
+            arg(a);
+            xs.iter_mut().for_each(arg);
+        }
+        Expr::Call { key, .. } => arg(key),
     }
 }
