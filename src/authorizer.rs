@@ -319,7 +319,11 @@ impl Authorizer {
                     budget.keys = false;
                 }
                 Err((AuthFailure::NeedKeys(_), iss)) => {
-                    return Err((Reason::KeyUnknown, "issuer keys unavailable".into(), iss));
+                    return Err((
+                        Reason::IssuerUnavailable,
+                        "issuer keys unavailable".into(),
+                        iss,
+                    ));
                 }
                 Err((AuthFailure::Rejected(e), iss)) => {
                     return Err((e.reason(), e.to_string(), iss));
@@ -438,7 +442,7 @@ fn fail_closed(snap: &Snapshot, req: &Request<'_>) -> Decision {
     let (resource, action) = req.target.raw_resource_action();
     let mut d = Decision::pending(resource, action, &snap.revision);
     d.conclude(
-        Reason::KeyUnknown,
+        Reason::IssuerUnavailable,
         "internal: a fetch was requested twice; denied".into(),
     );
     d

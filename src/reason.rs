@@ -16,6 +16,7 @@ pub enum Reason {
     IssuerUnknown,
     AlgorithmNotAllowed,
     KeyUnknown,
+    IssuerUnavailable,
     SignatureInvalid,
     TokenExpired,
     TokenNotYetValid,
@@ -29,7 +30,7 @@ pub enum Reason {
 }
 
 impl Reason {
-    pub const ALL: [Reason; 19] = [
+    pub const ALL: [Reason; 20] = [
         Reason::RequestRejected,
         Reason::Allowed,
         Reason::CorsPreflight,
@@ -39,6 +40,7 @@ impl Reason {
         Reason::IssuerUnknown,
         Reason::AlgorithmNotAllowed,
         Reason::KeyUnknown,
+        Reason::IssuerUnavailable,
         Reason::SignatureInvalid,
         Reason::TokenExpired,
         Reason::TokenNotYetValid,
@@ -73,6 +75,7 @@ impl Reason {
             Reason::IssuerUnknown => "issuer_unknown",
             Reason::AlgorithmNotAllowed => "algorithm_not_allowed",
             Reason::KeyUnknown => "key_unknown",
+            Reason::IssuerUnavailable => "issuer_unavailable",
             Reason::SignatureInvalid => "signature_invalid",
             Reason::TokenExpired => "token_expired",
             Reason::TokenNotYetValid => "token_not_yet_valid",
@@ -96,7 +99,7 @@ impl Reason {
             | Reason::AttributeMissing
             | Reason::PolicyDenied
             | Reason::CorsPreflight => 403,
-            Reason::RoleLookupFailed | Reason::PolicyUnavailable => 503,
+            Reason::RoleLookupFailed | Reason::PolicyUnavailable | Reason::IssuerUnavailable => 503,
             _ => 401,
         }
     }

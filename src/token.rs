@@ -42,6 +42,8 @@ pub enum TokenError {
     AlgorithmKeyMismatch { alg: &'static str, kid: String },
     #[error("no key `{0}` in the issuer's key set")]
     KeyUnknown(String),
+    #[error("the issuer's keys cannot be fetched ({0}): no cached key can check this token")]
+    IssuerUnavailable(String),
     #[error("token signature does not verify")]
     SignatureInvalid,
     #[error("token expired {0} s ago")]
@@ -67,6 +69,7 @@ impl TokenError {
                 Reason::AlgorithmNotAllowed
             }
             TokenError::KeyUnknown(_) => Reason::KeyUnknown,
+            TokenError::IssuerUnavailable(_) => Reason::IssuerUnavailable,
             TokenError::SignatureInvalid => Reason::SignatureInvalid,
             TokenError::Expired(_) => Reason::TokenExpired,
             TokenError::NotYetValid(_) | TokenError::IssuedInFuture(_) => Reason::TokenNotYetValid,

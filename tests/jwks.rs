@@ -139,13 +139,15 @@ async fn last_good_keys_serve_while_the_idp_is_down() {
         "allowed"
     );
     *idp.fail.lock() = Some(503);
-    // An unknown kid forces a refresh attempt, which fails...
+    // An unknown kid forces a refresh attempt, which fails: an outage is not
+    // a bad token, so the answer is 503 `issuer_unavailable` (retry), not
+    // 401 `key_unknown` (sign in again)...
     let stray = sign_raw(
         &rsa,
         &json!({"alg": "RS256", "kid": "stray"}),
         &admin_claims(&idp),
     );
-    assert_eq!(reason(&srv, &stray).await, "key_unknown");
+    assert_eq!(reason(&srv, &stray).await, "issuer_unavailable");
     // ...and the cached keys still verify.
     assert_eq!(
         reason(&srv, &token(&rsa, &admin_claims(&idp))).await,
@@ -154,7 +156,7 @@ async fn last_good_keys_serve_while_the_idp_is_down() {
     // Garbage from the IdP is no better than an outage.
     *idp.fail.lock() = None;
     *idp.jwks.lock() = json!({"not": "a jwks"});
-    assert_eq!(reason(&srv, &stray).await, "key_unknown");
+    assert_eq!(reason(&srv, &stray).await, "issuer_unavailable");
     assert_eq!(
         reason(&srv, &token(&rsa, &admin_claims(&idp))).await,
         "allowed"
@@ -198,8 +200,11 @@ async fn unusable_keys_are_skipped_not_fatal() {
     assert_eq!(reason(&srv, &hs).await, "algorithm_not_allowed");
 }
 
+/// An identity provider that cannot be reached is an outage, on every
+/// interface: 503 `issuer_unavailable`, never a 401 that tells clients to
+/// sign in again (`key_unknown` means a key set was fetched and lacks the kid).
 #[tokio::test]
-async fn unreachable_idp_fails_closed_with_key_unknown() {
+async fn unreachable_idp_fails_closed_with_issuer_unavailable() {
     let rsa = key("rsa.pem");
     let env = Env::new(
         "[[issuer]]\nissuer = \"http://127.0.0.1:9\"\nalgorithms = [\"RS256\"]\njwks_timeout_ms = 300\n",
@@ -209,7 +214,74 @@ async fn unreachable_idp_fails_closed_with_key_unknown() {
     let srv = Running::start(&env.config()).await;
     let mut c = claims("http://127.0.0.1:9", "alice");
     c["cognito:groups"] = json!(["admin"]);
-    assert_eq!(reason(&srv, &token(&rsa, &c)).await, "key_unknown");
+    let t = token(&rsa, &c);
+    let r = srv
+        .check(json!({"method": "GET", "path": "/AdminUser", "token": t}))
+        .await;
+    assert_eq!(r["reason"], "issuer_unavailable");
+    assert_eq!(r["status"], 503);
+    assert_eq!(r["allowed"], false);
+    // Forward auth and Envoy's HTTP mode answer the status itself.
+    let http = reqwest::Client::new();
+    let fa = http
+        .get(srv.url("/v1/forward-auth"))
+        .header("x-forwarded-method", "GET")
+        .header("x-forwarded-uri", "/AdminUser")
+        .bearer_auth(&t)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(fa.status(), 503);
+    assert!(fa.headers().get("www-authenticate").is_none());
+    let envoy = http
+        .get(srv.url("/ext_authz/AdminUser"))
+        .bearer_auth(&t)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(envoy.status(), 503);
+    assert_eq!(
+        envoy.text().await.unwrap(),
+        r#"{"message":"Service Unavailable"}"#
+    );
+}
+
+/// The key set was fetched, then the IdP goes down during a rotation: a
+/// token signed with the new key is an outage (503), an old one still
+/// verifies, and once the IdP is back the new key works and a `kid` it
+/// does not publish is `key_unknown` again.
+#[tokio::test]
+async fn a_rotation_during_an_outage_is_unavailable_not_unknown() {
+    let old = key("rsa.pem");
+    let new = key("rsa2.pem");
+    let idp = Idp::start(&[&old]).await;
+    let env = Env::new(&issuer_block(&idp, 0), DEMO_POLICY, "");
+    let srv = Running::start(&env.config()).await;
+    assert_eq!(
+        reason(&srv, &token(&old, &admin_claims(&idp))).await,
+        "allowed"
+    );
+    *idp.fail.lock() = Some(500);
+    idp.set_keys(&[&old, &new]);
+    assert_eq!(
+        reason(&srv, &token(&new, &admin_claims(&idp))).await,
+        "issuer_unavailable"
+    );
+    assert_eq!(
+        reason(&srv, &token(&old, &admin_claims(&idp))).await,
+        "allowed"
+    );
+    *idp.fail.lock() = None;
+    assert_eq!(
+        reason(&srv, &token(&new, &admin_claims(&idp))).await,
+        "allowed"
+    );
+    let stray = sign_raw(
+        &old,
+        &json!({"alg": "RS256", "kid": "stray"}),
+        &admin_claims(&idp),
+    );
+    assert_eq!(reason(&srv, &stray).await, "key_unknown");
 }
 
 #[tokio::test]

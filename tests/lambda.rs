@@ -445,6 +445,19 @@ async fn simple_responses_request_scope_and_a_failed_role_lookup() {
         other => panic!("{other:?}"),
     }
     f.stop().await;
+    // An identity provider that is down: the same, never a cached deny or
+    // an `Unauthorized` that would send the client to sign in again.
+    let env = lambda_env(
+        "jwks_uri = \"http://127.0.0.1:1/jwks.json\"\njwks_timeout_ms = 200",
+        "response = \"iam\"",
+        "",
+    );
+    let f = start_with(&api, &env, &rsa);
+    match api.invoke(v2("GET", "/AdminUser", Some(&admin))).await {
+        Posted::Error { error_type, .. } => assert_eq!(error_type, "ServiceUnavailable"),
+        other => panic!("{other:?}"),
+    }
+    f.stop().await;
 }
 
 /// A `traceparent` in the event's headers labels the record, and with

@@ -29,11 +29,19 @@ pub enum AuthFailure {
 /// Read access to cached issuer keys, without I/O.
 pub trait KeySource {
     fn keys(&self, issuer: &str) -> Option<Arc<KeySet>>;
+    /// Why the issuer's most recent key fetch failed, when it did (the
+    /// keys above, if any, are then older than the identity provider's).
+    fn fetch_failure(&self, _issuer: &str) -> Option<String> {
+        None
+    }
 }
 
 impl KeySource for crate::token::jwks::Jwks {
     fn keys(&self, issuer: &str) -> Option<Arc<KeySet>> {
         self.get(issuer)
+    }
+    fn fetch_failure(&self, issuer: &str) -> Option<String> {
+        self.last_failure(issuer)
     }
 }
 
@@ -90,25 +98,27 @@ fn verify_token(
     // The algorithm allow-list and `crit` are checked before any key is fetched,
     // so `alg: none` or HS256 never costs a round trip to the IdP.
     token::key_alg(&parsed.header, issuer).map_err(|e| rejected(e, named()))?;
+    // An identity-provider outage is not a bad token: with no key set, or
+    // a `kid` that only a failed refetch could have brought, the answer is
+    // 503 `issuer_unavailable` (clients retry), never 401 `key_unknown`.
+    let unavailable = || {
+        let why = keys
+            .fetch_failure(&issuer.issuer)
+            .unwrap_or_else(|| "no key set has been fetched".into());
+        rejected(TokenError::IssuerUnavailable(why), named())
+    };
     let Some(set) = keys.keys(&issuer.issuer) else {
         if allow_fetch {
             return Err((AuthFailure::NeedKeys(idx), named()));
         }
-        return Err(rejected(
-            TokenError::KeyUnknown(format!(
-                "{} (issuer keys unavailable)",
-                parsed
-                    .header
-                    .kid
-                    .as_deref()
-                    .map_or_else(|| "(no kid)".into(), token::clip)
-            )),
-            named(),
-        ));
+        return Err(unavailable());
     };
     match token::select_key(&parsed.header, issuer, &set) {
         Err(TokenError::KeyUnknown(_)) if allow_fetch => {
             return Err((AuthFailure::NeedKeys(idx), named()));
+        }
+        Err(TokenError::KeyUnknown(_)) if keys.fetch_failure(&issuer.issuer).is_some() => {
+            return Err(unavailable());
         }
         Err(e) => return Err(rejected(e, named())),
         Ok(_) => {}

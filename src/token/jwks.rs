@@ -263,6 +263,9 @@ impl moka::Expiry<Arc<str>, Arc<KeySet>> for StaleAfter {
 pub struct Jwks {
     cache: moka::sync::Cache<Arc<str>, Arc<KeySet>>,
     gates: Mutex<HashMap<String, Arc<tokio::sync::Mutex<FetchState>>>>,
+    /// Per issuer, why its most recent fetch failed; cleared by a success.
+    /// Read only when a token's key is missing, never on the usual path.
+    failures: Mutex<HashMap<String, String>>,
     http: reqwest::Client,
 }
 
@@ -286,6 +289,7 @@ impl Jwks {
                 .expire_after(StaleAfter)
                 .build(),
             gates: Mutex::new(HashMap::new()),
+            failures: Mutex::new(HashMap::new()),
             http,
         }
     }
@@ -293,6 +297,11 @@ impl Jwks {
     /// The cached keys of `issuer`, if any. Synchronous and cheap: the request path.
     pub fn get(&self, issuer: &str) -> Option<Arc<KeySet>> {
         self.cache.get(issuer)
+    }
+
+    /// Why `issuer`'s most recent key fetch failed, if it did.
+    pub fn last_failure(&self, issuer: &str) -> Option<String> {
+        self.failures.lock().get(issuer).cloned()
     }
 
     fn gate(&self, issuer: &str) -> Arc<tokio::sync::Mutex<FetchState>> {
@@ -330,10 +339,14 @@ impl Jwks {
                 tracing::info!(issuer = %cfg.issuer, keys = keys.keys.len(), "fetched issuer keys");
                 self.cache
                     .insert(Arc::from(cfg.issuer.as_str()), Arc::clone(&keys));
+                self.failures.lock().remove(&cfg.issuer);
                 Ok(keys)
             }
             Err(e) => {
                 tracing::warn!(issuer = %cfg.issuer, error = %e, "key fetch failed; last good keys (if any) keep serving");
+                self.failures
+                    .lock()
+                    .insert(cfg.issuer.clone(), e.to_string());
                 Err(e)
             }
         }
