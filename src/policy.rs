@@ -18,6 +18,7 @@
 
 pub mod cases;
 pub mod change;
+mod check;
 pub mod delta;
 mod direct;
 pub mod follow;
@@ -58,6 +59,28 @@ pub enum PolicyLoadError {
     },
     #[error("invalid policy `{path}`: {message}")]
     Policy { path: String, message: String },
+    /// Every problem found, when there is more than one.
+    #[error("{}", several(.0))]
+    Several(Vec<PolicyLoadError>),
+}
+
+fn several(problems: &[PolicyLoadError]) -> String {
+    let mut out = format!("{} problems:", problems.len());
+    for p in problems {
+        out.push_str("\n  - ");
+        out.push_str(&p.to_string());
+    }
+    out
+}
+
+impl PolicyLoadError {
+    /// Each problem on its own (one for every variant but `Several`).
+    pub fn problems(&self) -> Vec<String> {
+        match self {
+            PolicyLoadError::Several(all) => all.iter().map(ToString::to_string).collect(),
+            one => vec![one.to_string()],
+        }
+    }
 }
 
 /// Which request field goes where in the model's `r = …` definition.
@@ -116,6 +139,10 @@ pub struct LoadOptions {
     /// The rules' order keys, one per line of the text (a store's row ids);
     /// `None`: from the line numbers.
     pub orders: Option<Arc<[u64]>>,
+    /// Skips the checks of what the text means (`check.rs`). Only for tests
+    /// that compare evaluators on generated text no one would write;
+    /// nothing a configuration says sets it.
+    pub unchecked: bool,
 }
 
 impl LoadOptions {
@@ -127,8 +154,10 @@ impl LoadOptions {
             matching: indexed::Matching::new(
                 &config.policy.role_matching,
                 &config.policy.domain_matching,
-            )?,
+            )?
+            .folding_case(config.request.path_case == crate::config::PathCase::Insensitive),
             orders: None,
+            unchecked: false,
         })
     }
 }
@@ -217,6 +246,17 @@ impl Policy {
             .is_some_and(|m| m.value.contains("keyGet"));
         let arity = arities(&model);
         let parsed = lines::parse(policy_text, policy_name, &arity)?;
+        // The reference build (`casbin_only`) takes the text as it is.
+        let mut problems = match indexed && !opts.unchecked {
+            true => check::check(&model, model_name, &parsed, policy_name),
+            false => Vec::new(),
+        };
+        if !problems.is_empty() {
+            return Err(match problems.len() {
+                1 => problems.remove(0),
+                _ => PolicyLoadError::Several(problems),
+            });
+        }
         let (rules, groupings) =
             parsed
                 .iter()
@@ -250,6 +290,13 @@ impl Policy {
             Err(indexed::CompileError::Unsupported(why)) if !opts.matching.is_empty() => {
                 return Err(model_err(format!(
                     "`[policy] role_matching`/`domain_matching` need the indexed evaluator, and {why} is outside its subset"
+                )));
+            }
+            // casbin-rs cannot read a path value in the handler's case out of
+            // a folded path: an identity would match every case variant.
+            Err(indexed::CompileError::Unsupported(why)) if opts.fold_case && reads_path_values => {
+                return Err(model_err(format!(
+                    "`keyGet*` with `[request] path_case = \"insensitive\"` needs the indexed evaluator, and {why} is outside its subset"
                 )));
             }
             Err(indexed::CompileError::Unsupported(why)) if indexed && opts.refuse_fallback => {
@@ -322,6 +369,7 @@ impl Policy {
             resource: "/authzd-probe/x",
             action: "GET",
             attributes: &probe_attributes,
+            unfolded: None,
         };
         (0..3)
             .map(|_| {
@@ -549,7 +597,7 @@ fn fold_object_case(model: &mut dyn Model, text: &str, name: &str) -> Result<(),
                     ),
                 });
             }
-            line[at] = v.to_lowercase();
+            line[at] = crate::request::fold_case(v).into_owned();
             out.push(line);
         }
         Ok(out)
@@ -586,7 +634,7 @@ async fn casbin_enforcer(
 mod tests {
     use super::*;
 
-    /// A method call on a request value: outside the indexed subset, so casbin-rs evaluates.
+    /// A number in the matcher: outside the indexed subset, so casbin-rs evaluates.
     const RESOURCE_ROLES: &str = "[request_definition]
 r = sub, obj, act
 [policy_definition]
@@ -596,7 +644,7 @@ g = _, _
 [policy_effect]
 e = some(where (p.eft == allow))
 [matchers]
-m = g(r.sub, p.sub) && r.obj == p.obj && r.act == p.act && r.obj.len() > 0
+m = g(r.sub, p.sub) && r.obj == p.obj && r.act == p.act && 1 == 1
 ";
 
     #[tokio::test]
@@ -671,6 +719,7 @@ m = g(r.sub, p.sub) && r.obj == p.obj && r.act == p.act && r.obj.len() > 0
             resource,
             action: "GET",
             attributes: &[],
+            unfolded: None,
         };
         assert!(p.enforce(&q("/abc")).unwrap().allowed);
         // casbin-rs's key_match slices the path at the `*` offset, mid-character here.
@@ -747,6 +796,7 @@ m = g(r.sub, p.sub) && r.obj == p.obj && r.act == p.act && r.obj.len() > 0
             resource: res,
             action: "GET",
             attributes: &[],
+            unfolded: None,
         };
         let with = Box::leak(Box::new(roles));
         let r = p.enforce(&q(with, "/a")).unwrap();
@@ -847,6 +897,7 @@ m = g(r.sub, p.sub) && r.obj == p.obj && r.act == p.act && r.obj.len() > 0
                 resource: res,
                 action: "GET",
                 attributes: &[],
+                unfolded: None,
             })
             .unwrap()
             .allowed
@@ -875,6 +926,7 @@ m = g(r.sub, p.sub) && r.obj == p.obj && r.act == p.act && r.obj.len() > 0
                 resource: "/a",
                 action: "GET",
                 attributes: &[],
+                unfolded: None,
             })
             .unwrap();
         // casbin-rs would move the repeat last and allow.
@@ -897,6 +949,7 @@ m = g(r.sub, p.sub) && r.obj == p.obj && r.act == p.act && r.obj.len() > 0
             resource: "/a",
             action: "GET",
             attributes: &[],
+            unfolded: None,
         };
         // The second model has a method call: casbin-rs evaluates it.
         for (m, evaluator) in [

@@ -10,12 +10,67 @@ use crate::config::{Config, ConfigError, RouteAuth, RouteConfig};
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RouteError {
     #[error("invalid route path `{path}`: {why}")]
-    Path { path: String, why: &'static str },
-    #[error("invalid route method `{0}`: use an HTTP method name or `ANY`")]
+    Path { path: String, why: String },
+    #[error("invalid route method `{0}`: use an HTTP method name (GET, POST, …) or `ANY`")]
     Method(String),
+    #[error("invalid route scopes: {0}")]
+    Scope(String),
+    #[error(
+        "`{label}` is the same route as route[{first}] `{first_label}`: only one of them could ever be chosen, and the other's scopes would never apply"
+    )]
+    Duplicate {
+        at: usize,
+        label: String,
+        first: usize,
+        first_label: String,
+    },
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// The methods of the IANA HTTP Method Registry (RFC 9110, WebDAV, and
+/// the others registered): a route's method is one of these, or `ANY`.
+const METHODS: [&str; 39] = [
+    "ACL",
+    "BASELINE-CONTROL",
+    "BIND",
+    "CHECKIN",
+    "CHECKOUT",
+    "CONNECT",
+    "COPY",
+    "DELETE",
+    "GET",
+    "HEAD",
+    "LABEL",
+    "LINK",
+    "LOCK",
+    "MERGE",
+    "MKACTIVITY",
+    "MKCALENDAR",
+    "MKCOL",
+    "MKREDIRECTREF",
+    "MKWORKSPACE",
+    "MOVE",
+    "OPTIONS",
+    "ORDERPATCH",
+    "PATCH",
+    "POST",
+    "PRI",
+    "PROPFIND",
+    "PROPPATCH",
+    "PUT",
+    "QUERY",
+    "REBIND",
+    "REPORT",
+    "SEARCH",
+    "TRACE",
+    "UNBIND",
+    "UNCHECKOUT",
+    "UNLINK",
+    "UNLOCK",
+    "UPDATE",
+    "UPDATEREDIRECTREF",
+];
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 enum Segment {
     Literal(String),
     /// `{name}`: exactly one non-empty segment.
@@ -54,12 +109,12 @@ impl Route {
     pub fn compile(cfg: &RouteConfig) -> Result<Route, RouteError> {
         let method = match cfg.method.to_ascii_uppercase().as_str() {
             "ANY" => None,
-            m if !m.is_empty() && m.bytes().all(|b| b.is_ascii_uppercase()) => Some(m.to_string()),
+            m if METHODS.contains(&m) => Some(m.to_string()),
             _ => return Err(RouteError::Method(cfg.method.clone())),
         };
-        let err = |why| RouteError::Path {
+        let err = |why: &str| RouteError::Path {
             path: cfg.path.clone(),
-            why,
+            why: why.to_string(),
         };
         let rest = cfg
             .path
@@ -91,6 +146,7 @@ impl Route {
                     } else if part.contains('{') || part.contains('}') {
                         return Err(err("a parameter must be a whole segment, like `{id}`"));
                     } else {
+                        literal(part, i + 1 == parts.len()).map_err(|why| err(&why))?;
                         Segment::Literal((*part).to_string())
                     };
                 segments.push(seg);
@@ -104,6 +160,18 @@ impl Route {
                 Segment::Greedy => 0,
             })
             .collect();
+        for scope in &cfg.scopes {
+            if scope.is_empty() || scope.contains(char::is_whitespace) {
+                return Err(RouteError::Scope(format!(
+                    "scope `{scope}` can never be held: a token's scopes are split at spaces, and none is empty"
+                )));
+            }
+        }
+        if cfg.auth == RouteAuth::None && !cfg.scopes.is_empty() {
+            return Err(RouteError::Scope(
+                "a public route (`auth = \"none\"`) takes no token, so its `scopes` would never be checked".into(),
+            ));
+        }
         Ok(Route {
             label: format!("{} {}", method.as_deref().unwrap_or("ANY"), cfg.path),
             path: cfg.path.clone(),
@@ -113,6 +181,12 @@ impl Route {
             scopes: cfg.scopes.clone(),
             rank,
         })
+    }
+
+    /// The route's method and paths: two routes with the same key match
+    /// the same requests, whatever their parameters are called.
+    fn key(&self) -> (Option<&str>, &[Segment]) {
+        (self.method.as_deref(), &self.segments)
     }
 
     fn matches(&self, method: &str, path: &str) -> bool {
@@ -335,6 +409,40 @@ impl Route {
     }
 }
 
+/// Checks a literal segment of a route path: it must be written in
+/// API Gateway syntax and in the canonical form request paths are decided
+/// in, or the route could never match (and its scopes never apply).
+fn literal(part: &str, last: bool) -> Result<(), String> {
+    if let Some(name) = part.strip_prefix(':') {
+        return Err(format!(
+            "`{part}` is policy (keyMatch2) syntax; a route writes a parameter as `{{{}}}` and any number of segments as `{{proxy+}}`",
+            name.trim_end_matches(['*', '+'])
+        ));
+    }
+    if part.contains('*') {
+        return Err(format!(
+            "`{part}` holds `*`, which routes read literally: write `{{proxy+}}` for any number of segments"
+        ));
+    }
+    if part.is_empty() {
+        return Err(match last {
+            true => "a trailing `/` never matches: request paths are decided without one".into(),
+            false => "an empty segment (`//`) never matches a request path".into(),
+        });
+    }
+    let path = format!("/{part}");
+    match crate::request::canonical_path(&path, &crate::config::RequestConfig::default()) {
+        Ok(c) if c == path => Ok(()),
+        Ok(c) => Err(format!(
+            "`{part}` never matches: request paths are decided decoded, so write `{}`",
+            &c[1..]
+        )),
+        Err(why) => Err(format!(
+            "`{part}` never matches: a request whose {why} is refused"
+        )),
+    }
+}
+
 /// All routes of a snapshot.
 #[derive(Debug, Clone, Default)]
 pub struct RouteTable {
@@ -349,8 +457,12 @@ impl RouteTable {
             Route::compile(route)
                 .map_err(|e| config.invalid(format!("route[{i}]"), e.to_string()))?;
         }
-        Self::compile_folded(&config.routes, fold_case)
-            .map_err(|e| config.invalid("route", e.to_string()))
+        Self::compile_folded(&config.routes, fold_case).map_err(|e| match e {
+            RouteError::Duplicate { at, .. } => {
+                config.invalid(format!("route[{at}]"), e.to_string())
+            }
+            e => config.invalid("route", e.to_string()),
+        })
     }
 
     pub fn compile(cfgs: &[RouteConfig]) -> Result<RouteTable, RouteError> {
@@ -364,9 +476,21 @@ impl RouteTable {
         if fold_case {
             for seg in routes.iter_mut().flat_map(|r| r.segments.iter_mut()) {
                 if let Segment::Literal(l) = seg {
-                    *l = l.to_lowercase();
+                    *l = crate::request::fold_case(l).into_owned();
                 }
             }
+        }
+        let mut seen = std::collections::HashMap::new();
+        for (i, r) in routes.iter().enumerate() {
+            if let Some(&first) = seen.get(&r.key()) {
+                return Err(RouteError::Duplicate {
+                    at: i,
+                    label: r.label.clone(),
+                    first,
+                    first_label: routes[first].label.clone(),
+                });
+            }
+            seen.insert(r.key(), i);
         }
         Ok(RouteTable { routes })
     }
@@ -509,11 +633,73 @@ mod tests {
             ("api", "start with"),
             ("/a/{}", "parameter name"),
             ("/a/x{id}", "whole segment"),
+            ("/a/{id", "whole segment"),
+            ("/wish-list-service/:rest*", "policy (keyMatch2) syntax"),
+            ("/users/:id", "`{id}`"),
+            ("/api/*", "{proxy+}"),
+            ("/a//b", "empty segment"),
+            ("/a/", "trailing `/`"),
+            ("/a/../b", "never matches"),
+            ("/files/my%20file", "write `my file`"),
+            ("/a\\b", "never matches"),
+            ("/\u{ff41}dmin", "never matches"),
         ] {
             let e = Route::compile(&route("GET", p)).unwrap_err().to_string();
             assert!(e.contains(why) && e.contains(p), "{p}: {e}");
         }
-        assert!(Route::compile(&route("GE T", "/")).is_err());
+        for m in ["GE T", "GETS", "FETCH", "", "get x"] {
+            assert!(Route::compile(&route(m, "/")).is_err(), "{m}");
+        }
+        for m in ["GET", "get", "ANY", "any", "PROPFIND", "PATCH", "QUERY"] {
+            assert!(Route::compile(&route(m, "/")).is_ok(), "{m}");
+        }
+        for ok in [
+            "/",
+            "/files/my file",
+            "/a:b",
+            "/v1/{id}",
+            "/.well-known/jwks.json",
+        ] {
+            assert!(Route::compile(&route("GET", ok)).is_ok(), "{ok}");
+        }
+    }
+
+    #[test]
+    fn scopes_that_can_never_be_held_are_refused() {
+        let with = |scopes: &[&str], auth| RouteConfig {
+            scopes: scopes.iter().map(|s| s.to_string()).collect(),
+            auth,
+            ..route("GET", "/a")
+        };
+        for bad in [&[""][..], &["a b"], &["read", " "]] {
+            assert!(
+                Route::compile(&with(bad, RouteAuth::Jwt)).is_err(),
+                "{bad:?}"
+            );
+        }
+        assert!(Route::compile(&with(&["read"], RouteAuth::None)).is_err());
+        assert!(Route::compile(&with(&["wishlist/write"], RouteAuth::Jwt)).is_ok());
+    }
+
+    #[test]
+    fn the_same_route_twice_is_refused() {
+        let cfgs =
+            |routes: &[(&str, &str)]| routes.iter().map(|(m, p)| route(m, p)).collect::<Vec<_>>();
+        for twice in [
+            [("GET", "/a"), ("GET", "/a")],
+            [("GET", "/a/{id}"), ("get", "/a/{x}")],
+            [("ANY", "/api/{proxy+}"), ("ANY", "/api/{rest+}")],
+        ] {
+            let e = RouteTable::compile(&cfgs(&twice)).unwrap_err().to_string();
+            assert!(e.contains("same route as route[0]"), "{twice:?}: {e}");
+        }
+        // Case folding can make two routes one.
+        let e = RouteTable::compile_folded(&cfgs(&[("GET", "/Admin"), ("GET", "/admin")]), true);
+        assert!(e.is_err());
+        assert!(RouteTable::compile(&cfgs(&[("GET", "/Admin"), ("GET", "/admin")])).is_ok());
+        assert!(
+            RouteTable::compile(&cfgs(&[("GET", "/a"), ("ANY", "/a"), ("GET", "/a/{id}")])).is_ok()
+        );
     }
 
     proptest! {

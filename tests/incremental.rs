@@ -99,6 +99,11 @@ fn rule_line(rng: &mut Rng, case: &Case) -> String {
         0 => format!("/docs/{}", rng.below(40)),
         _ => rng.pick(PATTERNS).to_string(),
     };
+    // keyMatch has no parameters: a `:id` there is refused at load.
+    let obj = match case.model.contains("keyMatch(") {
+        true => obj.replace(":id", "*").replace(":x/edit", "*"),
+        false => obj,
+    };
     let act = rng.pick(ACTS);
     let mut line = match case.domains {
         true => format!("p, {sub}, {}, {obj}, {act}", rng.pick(DOMS)),
@@ -115,6 +120,10 @@ fn rule_line(rng: &mut Rng, case: &Case) -> String {
 }
 
 fn link_line(rng: &mut Rng, case: &Case) -> String {
+    // A model whose matcher never asks `g` refuses `g` lines at load.
+    if !case.model.contains("g(r.sub") {
+        return rule_line(rng, case);
+    }
     let (a, b) = (rng.pick(SUBJECTS), rng.pick(ROLES));
     match case.domains {
         true => format!("g, {a}, {b}, {}", rng.pick(DOMS)),
@@ -177,6 +186,7 @@ fn same_decisions(rng: &mut Rng, case: &Case, inc: &Snapshot, full: &Snapshot, w
             resource: &resource,
             action: rng.pick(ACTS),
             attributes: &[],
+            unfolded: None,
         };
         let a = inc.policy.enforce(&q).map_err(|e| e.to_string());
         let b = full.policy.enforce(&q).map_err(|e| e.to_string());

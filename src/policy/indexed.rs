@@ -76,5 +76,23 @@ mod slots;
 mod update;
 
 pub use build::FastPolicy;
+
+/// Whether `pattern` compiles for the Casbin function `name` and can ever
+/// match (`Err` names the problem): an invalid regular expression, glob or
+/// network, or a keyMatch4 pattern whose regex does not compile (which
+/// casbin-rs answers `false` for, always). Names that take no pattern pass.
+pub fn check_pattern(name: &str, pattern: &str) -> Result<(), String> {
+    let Some(func) =
+        functions::Func::by_name(name).or_else(|| functions::Func::getter_by_name(name))
+    else {
+        return Ok(());
+    };
+    match compile::compile(func, pattern, &mut foldhash::HashMap::default())? {
+        compile::Compiled::Never => Err(format!(
+            "{name} pattern `{pattern}` is not a regular expression that compiles: it would never match"
+        )),
+        _ => Ok(()),
+    }
+}
 pub use error::{CompileError, Unsupported};
 pub use patterns::Matching;

@@ -89,12 +89,21 @@ pub fn check(fields: &[String], arity: &[(String, usize)]) -> Result<(), String>
         ));
     };
     let got = fields.len() - 1;
-    let ok = if ptype.starts_with('g') {
-        got >= *want
-    } else {
-        got == *want
-    };
-    if !ok {
+    if ptype.starts_with('g') && got > *want {
+        // Casbin drops what a role definition has no place for: the link
+        // would hold everywhere, not where the line says.
+        return Err(format!(
+            "`{ptype}` takes {want} fields (`{ptype} = {}`), this line has {got}: Casbin would drop `{}` and the link would hold {}",
+            vec!["_"; *want].join(", "),
+            fields[1 + want..].join(", "),
+            if *want == 2 {
+                "in every domain"
+            } else {
+                "beyond what the line says"
+            }
+        ));
+    }
+    if got != *want {
         return Err(format!(
             "`{ptype}` takes {want} fields, this line has {got}"
         ));

@@ -46,7 +46,6 @@ pub const EXAMPLES: &[(&str, &str)] = &[
     ("keymatch2_model.conf", "keymatch2_policy.csv"),
     ("ipmatch_model.conf", "ipmatch_policy.csv"),
     ("priority_model.conf", "priority_policy.csv"),
-    ("priority_model.conf", "priority_indeterminate_policy.csv"),
     ("rbac_model.conf", "rbac_policy.csv"),
     ("rbac_model.conf", "rbac_with_hierarchy_policy.csv"),
     ("rbac_model_in_multi_line.conf", "rbac_policy.csv"),
