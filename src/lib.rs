@@ -61,6 +61,10 @@
 //! development tokens and JWKS), [`probe`] (`authzd validate --online`) and
 //! [`diff`] (`authzd diff`: the decisions a candidate policy changes) and
 //! [`replay`] (`authzd replay`: past decisions under a candidate).
+//!
+//! The binary is not part of this crate's floors: `src/main.rs` parses the
+//! command line and `src/cli/` holds each command's run and output (one
+//! file per command family; `cli/output.rs` ends quietly on a closed pipe).
 
 pub mod admin;
 pub mod audit;

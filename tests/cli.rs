@@ -538,3 +538,288 @@ fn validate_mentions_lambda_only_when_asked_or_configured() {
         "{configured:?}"
     );
 }
+
+/// Output into a closed pipe (`authzd validate | head -1`) ends quietly with
+/// the command's own exit code: never a panic (exit 101), whatever the
+/// command and however much it prints.
+#[test]
+fn output_into_a_closed_pipe_ends_quietly() {
+    use std::process::Stdio;
+    let key = "examples/demo/demo-private-key.pem";
+    for (args, want) in [
+        (&["validate", "--config", "authzd.toml"][..], 0),
+        (
+            &["validate", "--config", "authzd.toml", "--format", "json"],
+            0,
+        ),
+        (&["test", "policies/tests.toml"], 0),
+        (&["test", "policies/tests.toml", "--format", "junit"], 0),
+        (&["jwks", "--key", key], 0),
+        (
+            &["token", "--key", key, "--iss", DEMO_ISS, "--sub", "alice"],
+            0,
+        ),
+        (
+            &[
+                "check",
+                "--subject",
+                "alice",
+                "--roles",
+                "admin",
+                "--method",
+                "GET",
+                "--path",
+                "/AdminUser",
+            ],
+            0,
+        ),
+        (
+            &[
+                "diff",
+                "--config",
+                "authzd.toml",
+                "--candidate",
+                "authzd.toml",
+            ],
+            0,
+        ),
+    ] {
+        // Several runs: whether the reader is gone before the first write is a race.
+        for _ in 0..3 {
+            let mut child = Command::new(BIN)
+                .args(args)
+                .current_dir(env!("CARGO_MANIFEST_DIR"))
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap();
+            drop(child.stdout.take()); // the reader is gone, as `head -0`
+            let out = child.wait_with_output().unwrap();
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(want), "{args:?}: {err}");
+            assert!(!err.contains("panicked"), "{args:?}: {err}");
+        }
+    }
+}
+
+/// `check --subject` decides for a stated principal exactly as a policy test
+/// case does: claim roles, scopes, attributes from `--claim` (`sub` is the
+/// subject unless a claim says otherwise), the same exit codes.
+#[test]
+fn check_decides_for_a_principal_without_a_token() {
+    let principal = |args: &[&str]| -> (i32, Value) {
+        let mut all = vec!["check", "--config", "authzd.toml"];
+        all.extend_from_slice(args);
+        let out = run(&all);
+        let v = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+        (out.status.code().unwrap(), v)
+    };
+    let (code, v) = principal(&[
+        "--subject",
+        "alice",
+        "--roles",
+        "admin",
+        "--method",
+        "GET",
+        "--path",
+        "/AdminUser",
+    ]);
+    assert_eq!((code, v["reason"].as_str()), (0, Some("allowed")), "{v}");
+    assert_eq!(v["subject"], "user:alice");
+    assert_eq!(v["matched_policy"], json!(["admin", "/AdminUser", "GET"]));
+    let (code, v) = principal(&[
+        "--subject",
+        "bob",
+        "--roles",
+        "regular",
+        "--method",
+        "GET",
+        "--path",
+        "/AdminUser",
+    ]);
+    assert_eq!(
+        (code, v["reason"].as_str()),
+        (1, Some("policy_denied")),
+        "{v}"
+    );
+    // Scopes, as a route needs them.
+    let post = ["--method", "POST", "--path", "/wish-list-service"];
+    let (_, v) = principal(&[&["--subject", "w", "--roles", "writer"][..], &post].concat());
+    assert_eq!(v["reason"], "scope_missing", "{v}");
+    let (code, _) = principal(
+        &[
+            &[
+                "--subject",
+                "w",
+                "--roles",
+                "writer",
+                "--scopes",
+                "openid wishlist/write",
+            ][..],
+            &post,
+        ]
+        .concat(),
+    );
+    assert_eq!(code, 0);
+    // Ownership: the `uid` attribute is the subject's `sub`, or a claim.
+    let (code, _) = principal(&[
+        "--subject",
+        "alice",
+        "--method",
+        "PUT",
+        "--path",
+        "/users/alice",
+    ]);
+    assert_eq!(code, 0);
+    let (code, _) = principal(&[
+        "--subject",
+        "alice",
+        "--method",
+        "PUT",
+        "--path",
+        "/users/bob",
+    ]);
+    assert_eq!(code, 1);
+    let (code, _) = principal(&[
+        "--subject",
+        "alice",
+        "--claim",
+        "sub=bob",
+        "--method",
+        "PUT",
+        "--path",
+        "/users/bob",
+    ]);
+    assert_eq!(code, 0);
+    // The same answers as the policy test file gives for the same cases.
+    let dir = tempfile::tempdir().unwrap();
+    let root = env!("CARGO_MANIFEST_DIR");
+    let cases = format!(
+        "config = \"{root}/authzd.toml\"\n[[case]]\nname = \"a\"\nsubject = \"alice\"\nmethod = \"PUT\"\npath = \"/users/bob\"\nclaims = {{ sub = \"bob\" }}\nexpect = \"allow\"\n"
+    );
+    std::fs::write(dir.path().join("t.toml"), cases).unwrap();
+    assert!(
+        run(&["test", dir.path().join("t.toml").to_str().unwrap()])
+            .status
+            .success()
+    );
+    // A token and a subject at once is a usage error.
+    let out = run(&[
+        "check",
+        "--token",
+        "x",
+        "--subject",
+        "a",
+        "--resource",
+        "r",
+        "--action",
+        "a",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+}
+
+/// `validate` and `test` speak JSON (and `test` JUnit XML) for CI: stable
+/// snake_case keys, warnings and errors as codes with a message.
+#[test]
+fn validate_and_test_speak_json_and_junit() {
+    let out = run(&["validate", "--config", "authzd.toml", "--format", "json"]);
+    assert!(out.status.success());
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["ok"], true);
+    assert_eq!(v["evaluator"], "indexed");
+    assert_eq!(v["routes"], 6);
+    assert!(v["revision"].as_str().unwrap().len() >= 12);
+    assert_eq!(v["errors"], json!([]));
+    assert_eq!(v["warnings"], json!([]));
+    // A refused config: every problem, each a code and a message.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("model.conf"),
+        "[request_definition]\nr = sub, obj, act\n[policy_definition]\np = sub, obj, act, eft\n[policy_effect]\ne = some(where (p.eft == allow))\n[matchers]\nm = r.sub == p.sub && keyMatch9(r.obj, p.obj)\n",
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("policy.csv"), "p, a, /x, GET, alow\n").unwrap();
+    std::fs::write(
+        dir.path().join("authzd.toml"),
+        "[policy]\nmodel = \"model.conf\"\npolicy = \"policy.csv\"\n",
+    )
+    .unwrap();
+    let cfg = dir.path().join("authzd.toml");
+    let out = run(&[
+        "validate",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--format",
+        "json",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["ok"], false);
+    let errors = v["errors"].as_array().unwrap();
+    assert!(
+        errors
+            .iter()
+            .all(|e| e["code"] == "model_invalid" && e["message"].is_string()),
+        "{v:#}"
+    );
+    assert!(
+        errors[0]["message"].as_str().unwrap().contains("keyMatch9"),
+        "{v:#}"
+    );
+    // Keys are identifiers, never sentences.
+    fn keys_are_identifiers(v: &Value) {
+        match v {
+            Value::Object(m) => m.iter().for_each(|(k, v)| {
+                assert!(
+                    k.chars().all(|c| c.is_ascii_lowercase() || c == '_'),
+                    "key `{k}`"
+                );
+                keys_are_identifiers(v);
+            }),
+            Value::Array(a) => a.iter().for_each(keys_are_identifiers),
+            _ => {}
+        }
+    }
+    keys_are_identifiers(&v);
+    // `test`: JSON and JUnit, a failing case included.
+    let cases = dir.path().join("cases.toml");
+    let root = env!("CARGO_MANIFEST_DIR");
+    std::fs::write(
+        &cases,
+        format!(
+            "config = \"{root}/authzd.toml\"\n\
+             [[case]]\nname = \"admin <reads> & \\\"quotes\\\"\"\nsubject = \"a\"\nroles = [\"admin\"]\nmethod = \"GET\"\npath = \"/AdminUser\"\nexpect = \"allow\"\n\
+             [[case]]\nname = \"wrong on purpose\"\nsubject = \"a\"\nmethod = \"GET\"\npath = \"/AdminUser\"\nexpect = \"allow\"\n"
+        ),
+    )
+    .unwrap();
+    let out = run(&["test", cases.to_str().unwrap(), "--format", "json"]);
+    assert_eq!(out.status.code(), Some(1));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    keys_are_identifiers(&v);
+    assert_eq!(
+        (v["passed"].as_u64(), v["failed"].as_u64()),
+        (Some(1), Some(1))
+    );
+    assert_eq!(v["cases"][1]["reason"], "policy_denied");
+    assert_eq!(v["cases"][1]["passed"], false);
+    let out = run(&["test", cases.to_str().unwrap(), "--format", "junit"]);
+    assert_eq!(out.status.code(), Some(1));
+    let xml = String::from_utf8(out.stdout).unwrap();
+    assert!(xml.starts_with("<?xml"), "{xml}");
+    assert_eq!(xml.matches("<testcase ").count(), 2, "{xml}");
+    assert_eq!(xml.matches("<failure ").count(), 1, "{xml}");
+    assert!(
+        xml.contains("name=\"admin &lt;reads&gt; &amp; &quot;quotes&quot;\""),
+        "{xml}"
+    );
+    assert!(xml.contains("failures=\"1\""), "{xml}");
+    // Every element opened is closed (a well-formed document).
+    for tag in ["testsuites", "testsuite", "failure"] {
+        assert_eq!(
+            xml.matches(&format!("<{tag} ")).count(),
+            xml.matches(&format!("</{tag}>")).count(),
+            "{tag}: {xml}"
+        );
+    }
+}

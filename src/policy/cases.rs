@@ -144,38 +144,11 @@ pub async fn run(path: &Path) -> Result<(Snapshot, Vec<CaseResult>), CasesError>
         {
             return Err(case_err(&format!("`{r}` is not a reason code")));
         }
-        let pcfg = &snap.config.policy;
-        let principal = Principal {
-            subject: format!("{}{}", pcfg.subject_prefix, case.subject),
-            claim_subject: case.subject.clone(),
-            issuer: "(policy test)".into(),
-            roles: case
-                .roles
-                .iter()
-                .map(|r| format!("{}{r}", pcfg.role_prefix))
-                .collect(),
-            scopes: case.scopes.clone(),
-            domain: None,
-            attributes: Vec::new(),
-            attribute_missing: None,
-        };
-        let mut claims = serde_json::to_value(&case.claims)
+        let claims = serde_json::to_value(&case.claims)
             .ok()
             .and_then(|v| v.as_object().cloned())
             .unwrap_or_default();
-        claims
-            .entry("sub")
-            .or_insert_with(|| case.subject.clone().into());
-        let (attributes, attribute_missing) = crate::roles::attributes_from_claims(
-            &claims,
-            &snap.policy.attributes,
-            &pcfg.attributes,
-        );
-        let principal = Principal {
-            attributes,
-            attribute_missing,
-            ..principal
-        };
+        let principal = stated(&snap, &case.subject, &case.roles, &case.scopes, claims);
         let req = Request {
             domain: case.domain.as_deref(),
             ..Request::bare(target)
@@ -195,6 +168,39 @@ pub async fn run(path: &Path) -> Result<(Snapshot, Vec<CaseResult>), CasesError>
         });
     }
     Ok((snap, results))
+}
+
+/// The principal a test case (or `authzd check --subject`) states, as a
+/// verified token would give it: the subject with `subject_prefix`, the
+/// roles as claim roles (with `role_prefix`), the scopes, and the
+/// attributes `[policy.attributes]` read from `claims` (whose `sub` is the
+/// subject unless they say otherwise).
+pub fn stated(
+    snap: &Snapshot,
+    subject: &str,
+    roles: &[String],
+    scopes: &[String],
+    mut claims: serde_json::Map<String, serde_json::Value>,
+) -> Principal {
+    let pcfg = &snap.config.policy;
+    claims
+        .entry("sub")
+        .or_insert_with(|| subject.to_string().into());
+    let (attributes, attribute_missing) =
+        crate::roles::attributes_from_claims(&claims, &snap.policy.attributes, &pcfg.attributes);
+    Principal {
+        subject: format!("{}{subject}", pcfg.subject_prefix),
+        claim_subject: subject.to_string(),
+        issuer: "(stated)".into(),
+        roles: roles
+            .iter()
+            .map(|r| format!("{}{r}", pcfg.role_prefix))
+            .collect(),
+        scopes: scopes.to_vec(),
+        domain: None,
+        attributes,
+        attribute_missing,
+    }
 }
 
 fn toml_string(p: &Path) -> String {

@@ -191,19 +191,81 @@ impl Snapshot {
     }
 
     /// Operator warnings that do not stop loading (`docs/pipeline.md`).
-    pub fn warnings(&self) -> Vec<String> {
-        let mut out: Vec<String> = self.policy.slow_warning().into_iter().collect();
+    pub fn warnings(&self) -> Vec<Warning> {
+        let mut out: Vec<Warning> = self
+            .policy
+            .slow_warning()
+            .map(|message| Warning {
+                code: "casbin_rs_evaluator",
+                message,
+            })
+            .into_iter()
+            .collect();
         let p = &self.config.policy;
         if p.subject_prefix.is_empty() && p.role_prefix.is_empty() {
             for s in &self.policy.shared_names {
-                {
-                    out.push(format!(
+                out.push(Warning {
+                    code: "subject_is_role_name",
+                    message: format!(
                         "policy subject `{s}` is also a role name and no `subject_prefix`/`role_prefix` is set: a user whose subject is `{s}` would get that role's permissions"
-                    ));
-                }
+                    ),
+                });
             }
         }
         out
+    }
+}
+
+impl SnapshotError {
+    /// Each problem that refused the revision, with a stable code (for
+    /// `authzd validate --format json`).
+    pub fn problems(&self) -> Vec<Warning> {
+        let one = |code: &'static str, e: &dyn std::fmt::Display| Warning {
+            code,
+            message: e.to_string(),
+        };
+        match self {
+            SnapshotError::Config(e) => vec![one(
+                match e {
+                    ConfigError::Read { .. } => "config_unreadable",
+                    ConfigError::Parse { .. } => "config_syntax",
+                    ConfigError::Env { .. } => "config_env_missing",
+                    ConfigError::Invalid { .. } => "config_invalid",
+                },
+                e,
+            )],
+            SnapshotError::Policy(PolicyLoadError::Several(all)) => {
+                all.iter().map(|e| one(load_code(e), e)).collect()
+            }
+            SnapshotError::Policy(e) => vec![one(load_code(e), e)],
+            SnapshotError::Aborted(_) => vec![one("load_aborted", self)],
+            SnapshotError::Store(_) => vec![one("store_unavailable", self)],
+            SnapshotError::Attribute { .. } => vec![one("attribute_mismatch", self)],
+        }
+    }
+}
+
+fn load_code(e: &PolicyLoadError) -> &'static str {
+    match e {
+        PolicyLoadError::Read { .. } => "file_unreadable",
+        PolicyLoadError::Model { .. } => "model_invalid",
+        PolicyLoadError::Line { .. } => "policy_line_invalid",
+        PolicyLoadError::Policy { .. } | PolicyLoadError::Several(_) => "policy_invalid",
+    }
+}
+
+/// Something about a revision worth knowing that does not stop it: cost
+/// or taste, never a mistake (a mistake fails the load).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Warning {
+    /// A stable snake_case identifier.
+    pub code: &'static str,
+    pub message: String,
+}
+
+impl std::fmt::Display for Warning {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
     }
 }
 
