@@ -32,6 +32,11 @@ pub fn clip(s: &str) -> Cow<'_, str> {
     Cow::Owned(out)
 }
 
+/// Whether `s` is kept whole by [`clip`].
+pub fn fits(s: &str) -> bool {
+    s.len() <= MAX_BYTES
+}
+
 /// [`clip`], owned.
 pub fn clipped(s: &str) -> String {
     clip(s).into_owned()

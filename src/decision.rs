@@ -589,7 +589,11 @@ impl Decision {
         self.reason = reason;
         self.status = status;
         self.allowed = status == 200;
-        self.detail = detail;
+        // A detail may quote what the client sent: never kept whole past the bound.
+        self.detail = match crate::bounded::fits(&detail) {
+            true => detail,
+            false => crate::bounded::clipped(&detail),
+        };
     }
 
     /// Copies who the caller is into the decision.

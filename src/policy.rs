@@ -247,9 +247,9 @@ impl Policy {
         let arity = arities(&model);
         let parsed = lines::parse(policy_text, policy_name, &arity)?;
         // The reference build (`casbin_only`) takes the text as it is.
-        let mut problems = match indexed && !opts.unchecked {
+        let (mut problems, line_rules) = match indexed && !opts.unchecked {
             true => check::check(&model, model_name, &parsed, policy_name),
-            false => Vec::new(),
+            false => (Vec::new(), None),
         };
         if !problems.is_empty() {
             return Err(match problems.len() {
@@ -283,7 +283,13 @@ impl Policy {
             )),
         };
         let (fast, enforcer, evaluator, incremental) = match direct {
-            Ok((fast, incremental)) => (Some(fast), None, "indexed".to_string(), incremental),
+            Ok((fast, incremental)) => {
+                let incremental = incremental.map(|inc| Incremental {
+                    line_rules: line_rules.map(Arc::new),
+                    ..inc
+                });
+                (Some(fast), None, "indexed".to_string(), incremental)
+            }
             Err(indexed::CompileError::Matching(message)) => return Err(model_err(message)),
             // casbin-rs 2.20 has one role manager for every role type and
             // matches names differently from Casbin's documented (Go) one.
@@ -421,6 +427,10 @@ impl Policy {
             fields.push(l.ptype.clone());
             fields.extend(l.values.iter().cloned());
             lines::check(&fields, &inc.arity)?;
+            // What a full load would refuse: the full build then names the line.
+            if let Some(problem) = inc.line_rules.as_ref().and_then(|r| r.line(&fields).pop()) {
+                return Err(problem);
+            }
             if l.ptype.starts_with('p') && l.ptype != "p" {
                 return Ok(None); // `p2`…: never asked by `enforce`
             }
@@ -466,6 +476,7 @@ impl Policy {
                 arity: inc.arity.clone(),
                 fold_at: inc.fold_at,
                 line_orders,
+                line_rules: inc.line_rules.clone(),
             }),
         })
     }

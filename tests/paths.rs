@@ -342,6 +342,101 @@ async fn hostile_paths_never_escape_a_deny_rule() {
     srv.stop().await;
 }
 
+/// Every character the Unicode tables give a compatibility form holding
+/// ASCII (NFKC: `︰` → `..`, `𝐚` → `a`, `／` → `/`): generated from the
+/// normalization data, not a list. Under an allowed prefix, each is
+/// refused wherever it stands, through every interface (all of them as a
+/// path and as a batch resource, a sample through all ten); a
+/// character that stays non-ASCII under NFKC (`é`, `日`) is allowed, so
+/// the refusals are the characters' doing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compatibility_characters_never_reach_an_allow() {
+    use unicode_normalization::UnicodeNormalization as _;
+    let (_env, srv, rsa) = start(None, PREFIX_POLICY, "").await;
+    let t = Target {
+        srv: &srv,
+        http: reqwest::Client::new(),
+        token: user(&rsa, "bob", &["regular"]),
+    };
+    let encode =
+        |c: char| -> String { c.to_string().bytes().map(|b| format!("%{b:02X}")).collect() };
+    let lookalikes: Vec<char> = ('\u{a0}'..=char::MAX)
+        .filter(|&c| {
+            let n: String = c.to_string().nfkc().collect();
+            n != c.to_string() && n.chars().any(|d| d.is_ascii())
+        })
+        .collect();
+    assert!(lookalikes.len() > 1500, "{}", lookalikes.len());
+    let paths = |c: char| {
+        [
+            format!("/public/x{}y", encode(c)),
+            format!("/public/{}/AdminUser", encode(c)),
+        ]
+    };
+    // Every one as a path (one connection) and as a resource (one batch)…
+    let http = reqwest::Client::new();
+    for &c in &lookalikes {
+        for path in paths(c) {
+            let v: Value = http
+                .post(srv.url("/v1/check"))
+                .json(&json!({"method": "GET", "path": path, "token": t.token}))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            assert_eq!(v["reason"], "request_rejected", "U+{:04X}: {v}", c as u32);
+        }
+    }
+    let items: Vec<Value> = lookalikes
+        .iter()
+        .flat_map(|&c| paths(c))
+        .map(|p| json!({"resource": p, "action": "GET"}))
+        .collect();
+    for items in items.chunks(1000) {
+        let v: Value = http
+            .post(srv.url("/v1/check/batch"))
+            .json(&json!({"token": t.token, "items": items}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let results = v["results"].as_array().unwrap();
+        assert_eq!(results.len(), items.len());
+        for (r, item) in results.iter().zip(items) {
+            assert_eq!(r["reason"], "request_rejected", "{item}: {r}");
+        }
+    }
+    // …and a sample through every interface.
+    for &c in lookalikes.iter().step_by(40) {
+        for iface in ALL {
+            for path in paths(c) {
+                let a = t.ask(iface, "GET", &path, &[]).await;
+                assert!(
+                    !a.allowed(),
+                    "BYPASS: {iface:?} U+{:04X} in {path}",
+                    c as u32
+                );
+                if let Some(r) = &a.reason {
+                    assert_eq!(r, "request_rejected", "{iface:?} U+{:04X}", c as u32);
+                }
+            }
+        }
+    }
+    for ok in ['é', 'ß', '日', 'Ж', '\u{301}'] {
+        for iface in ALL {
+            let a = t
+                .ask(iface, "GET", &format!("/public/x{}", encode(ok)), &[])
+                .await;
+            assert!(a.allowed(), "{iface:?} {ok}: {a:?}");
+        }
+    }
+    srv.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn case_insensitive_upstreams_fold_paths_and_patterns() {
     let policy = format!("{DENY_POLICY}p, regular, /Reports/*, GET, allow\n");

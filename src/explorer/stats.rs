@@ -16,6 +16,10 @@ use crate::{audit::Outcome, reason::Reason};
 const KEPT: u64 = 24 * 60;
 /// Names counted per minute for the top lists; past this, denials count as "other".
 const NAMES_PER_MINUTE: usize = 200;
+/// Bytes of names kept per minute and list: unrouted denials are named by
+/// their path, which the client chose, so 24 hours of them stay bounded
+/// (at most 2 × 16 KiB a minute, about 46 MiB a day in the worst case).
+const NAME_BYTES_PER_MINUTE: usize = 16 * 1024;
 /// Latency buckets: 4 per octave of microseconds, up to about a minute.
 const BUCKETS: usize = 104;
 
@@ -54,7 +58,9 @@ fn bump(map: &mut HashMap<String, u32>, key: &str) -> bool {
     if let Some(n) = map.get_mut(key) {
         *n += 1;
         true
-    } else if map.len() < NAMES_PER_MINUTE {
+    } else if map.len() < NAMES_PER_MINUTE
+        && map.keys().map(String::len).sum::<usize>() + key.len() <= NAME_BYTES_PER_MINUTE
+    {
         map.insert(key.to_owned(), 1);
         true
     } else {

@@ -47,60 +47,127 @@ const FUNCTIONS: [(&str, usize); 12] = [
 ];
 
 /// The model sections the checks read.
-struct Sections<'m> {
-    r: &'m [String],
-    p: &'m [String],
+#[derive(Debug, Clone)]
+struct Sections {
+    r: Vec<String>,
+    p: Vec<String>,
     /// Role definitions and their field counts (`g = _, _`: 2).
-    roles: Vec<(&'m str, usize)>,
-    matcher: &'m str,
+    roles: Vec<(String, usize)>,
+    matcher: String,
 }
 
-impl<'m> Sections<'m> {
-    fn of(model: &'m DefaultModel) -> Option<Sections<'m>> {
+impl Sections {
+    fn of(model: &DefaultModel) -> Option<Sections> {
         let m = model.get_model();
         let one = |sec: &str| m.get(sec).and_then(|s| s.get(sec));
-        let mut roles: Vec<(&str, usize)> = m
+        let mut roles: Vec<(String, usize)> = m
             .get("g")
             .map(|g| {
                 g.iter()
-                    .map(|(n, a)| (n.as_str(), a.value.matches('_').count()))
+                    .map(|(n, a)| (n.clone(), a.value.matches('_').count()))
                     .collect()
             })
             .unwrap_or_default();
         roles.sort_unstable();
         Some(Sections {
-            r: &one("r")?.tokens,
-            p: &one("p")?.tokens,
+            r: one("r")?.tokens.clone(),
+            p: one("p")?.tokens.clone(),
             roles,
-            matcher: &one("m")?.value,
+            matcher: one("m")?.value.clone(),
         })
     }
 }
 
-/// Everything wrong with `model` and its `lines`, each naming where.
+/// What each policy line must satisfy, read once from the model: kept with
+/// the policy so that a line added by an incremental update is checked as
+/// a full load would check it.
+#[derive(Debug, Clone)]
+pub(super) struct LineRules {
+    sections: Sections,
+    eft_at: Option<usize>,
+    /// (function, policy field) for each pattern a function takes from a line.
+    patterns: Vec<(String, usize)>,
+    /// Policy fields `eval(p.…)` evaluates.
+    evals: Vec<usize>,
+    /// Role types the matcher calls.
+    called: Vec<String>,
+}
+
+impl LineRules {
+    /// What is wrong with one line (`ptype` first, then its values).
+    pub(super) fn line(&self, fields: &[String]) -> Vec<String> {
+        let mut out = Vec::new();
+        let ptype = fields[0].as_str();
+        let values = &fields[1..];
+        if ptype.starts_with('g') {
+            if !self.called.iter().any(|c| c == ptype) {
+                out.push(format!(
+                    "`{ptype}` lines are never asked: the matcher never calls `{ptype}(…)`, so this role would be ignored"
+                ));
+            }
+            return out;
+        }
+        if ptype != "p" {
+            return out; // `p2`…: a type the model defines for other readers
+        }
+        if let Some(v) = self.eft_at.and_then(|at| values.get(at))
+            && v != "allow"
+            && v != "deny"
+        {
+            out.push(format!(
+                "`eft` is `{v}`: it must be `allow` or `deny` (Casbin would ignore the line)"
+            ));
+        }
+        for (func, field) in &self.patterns {
+            if let Some(v) = values.get(*field)
+                && let Err(m) = pattern(func, v)
+            {
+                out.push(m);
+            }
+        }
+        for field in &self.evals {
+            let Some(rule) = values.get(*field) else {
+                continue;
+            };
+            let rule = escape(rule);
+            if let Err(problems) = read_matcher(&rule, &self.sections) {
+                for m in problems {
+                    out.push(format!(
+                        "rule `{}` (evaluated by `eval`): {m}",
+                        shown(&rule)
+                    ));
+                }
+            }
+        }
+        out
+    }
+}
+
+/// Everything wrong with `model` and its `lines`, each naming where; and,
+/// when the model itself is sound, the rules each line must satisfy.
 pub(super) fn check(
     model: &DefaultModel,
     model_name: &str,
     lines: &[Parsed],
     policy_name: &str,
-) -> Vec<PolicyLoadError> {
+) -> (Vec<PolicyLoadError>, Option<LineRules>) {
     let Some(s) = Sections::of(model) else {
-        return Vec::new(); // `request_fields` already names the missing section
+        return (Vec::new(), None); // `request_fields` already names the missing section
     };
     let model_err = |message: String| PolicyLoadError::Model {
         path: model_name.to_string(),
         message,
     };
     let mut out = Vec::new();
-    let read = match read_matcher(s.matcher, &s) {
+    let read = match read_matcher(&s.matcher, &s) {
         Ok(read) => read,
         Err(problems) => {
             out.extend(
                 problems
                     .into_iter()
-                    .map(|m| model_err(format!("matcher `{}`: {m}", shown(s.matcher)))),
+                    .map(|m| model_err(format!("matcher `{}`: {m}", shown(&s.matcher)))),
             );
-            return out;
+            return (out, None);
         }
     };
     for f in s.r.iter().filter(|f| !read.names.contains(f)) {
@@ -125,66 +192,32 @@ pub(super) fn check(
             )));
         }
     }
-    let line_err = |p: &Parsed, message: String| PolicyLoadError::Line {
-        path: policy_name.to_string(),
-        line: p.at + 1,
-        message,
+    let rules = LineRules {
+        eft_at: s.p.iter().position(|t| t == "p_eft"),
+        patterns: read.patterns,
+        evals: read.evals,
+        called: read.calls.into_iter().map(|c| c.name).collect(),
+        sections: s,
     };
-    let eft_at = s.p.iter().position(|t| t == "p_eft");
+    // One complaint per unused role type, at its first line.
     let mut unused_roles: Vec<&str> = Vec::new();
     for line in lines {
-        let ptype = line.fields[0].as_str();
-        let values = &line.fields[1..];
-        if ptype.starts_with('g') {
-            if !read.calls.iter().any(|c| c.name == ptype) && !unused_roles.contains(&ptype) {
-                unused_roles.push(ptype);
-                out.push(line_err(
-                    line,
-                    format!(
-                        "`{ptype}` lines are never asked: the matcher never calls `{ptype}(…)`, so this role would be ignored"
-                    ),
-                ));
-            }
-            continue;
-        }
-        if ptype != "p" {
-            continue; // `p2`…: a type the model defines for other readers
-        }
-        if let Some(v) = eft_at.and_then(|at| values.get(at))
-            && v != "allow"
-            && v != "deny"
-        {
-            out.push(line_err(
-                line,
-                format!(
-                    "`eft` is `{v}`: it must be `allow` or `deny` (Casbin would ignore the line)"
-                ),
-            ));
-        }
-        for (func, field) in &read.patterns {
-            let Some(v) = values.get(*field) else {
-                continue;
-            };
-            if let Err(m) = pattern(func, v) {
-                out.push(line_err(line, m));
-            }
-        }
-        for field in &read.evals {
-            let Some(rule) = values.get(*field) else {
-                continue;
-            };
-            let rule = escape(rule);
-            if let Err(problems) = read_matcher(&rule, &s) {
-                for m in problems {
-                    out.push(line_err(
-                        line,
-                        format!("rule `{}` (evaluated by `eval`): {m}", shown(&rule)),
-                    ));
+        for message in rules.line(&line.fields) {
+            let ptype = line.fields[0].as_str();
+            if message.contains("are never asked") {
+                if unused_roles.contains(&ptype) {
+                    continue;
                 }
+                unused_roles.push(ptype);
             }
+            out.push(PolicyLoadError::Line {
+                path: policy_name.to_string(),
+                line: line.at + 1,
+                message,
+            });
         }
     }
-    out
+    (out, Some(rules))
 }
 
 /// Casbin's escaping of a rule: `r.sub` → `r_sub` (what `eval` evaluates).
@@ -337,7 +370,7 @@ fn tokens(m: &str) -> Result<Vec<Tok>, String> {
 }
 
 /// Reads `m` (escaped: `r_sub`) against the model's sections.
-fn read_matcher(m: &str, s: &Sections<'_>) -> Result<Read, Vec<String>> {
+fn read_matcher(m: &str, s: &Sections) -> Result<Read, Vec<String>> {
     let toks = tokens(m).map_err(|e| vec![e])?;
     let mut read = Read::default();
     let mut problems = Vec::new();
@@ -366,7 +399,7 @@ fn read_matcher(m: &str, s: &Sections<'_>) -> Result<Read, Vec<String>> {
             .iter()
             .find(|(f, _)| *f == name)
             .map(|(_, n)| *n)
-            .or_else(|| s.roles.iter().find(|(g, _)| *g == name).map(|(_, n)| *n))
+            .or_else(|| s.roles.iter().find(|(g, _)| g == name).map(|(_, n)| *n))
     };
     for (i, t) in toks.iter().enumerate() {
         let Tok::Name(name) = t else {
@@ -441,7 +474,7 @@ fn read_matcher(m: &str, s: &Sections<'_>) -> Result<Read, Vec<String>> {
         }
         let fields: Vec<String> =
             s.r.iter()
-                .chain(s.p)
+                .chain(&s.p)
                 .map(|f| format!("`{}`", shown(f)))
                 .collect();
         problems.push(if name.starts_with("r_") || name.starts_with("p_") {
@@ -559,6 +592,7 @@ mod tests {
         let arity = super::super::model::arities(&m);
         let parsed = super::super::lines::parse(policy, "policy.csv", &arity).unwrap();
         check(&m, "model.conf", &parsed, "policy.csv")
+            .0
             .into_iter()
             .map(|e| e.to_string())
             .collect()

@@ -18,6 +18,9 @@ pub(super) struct Incremental {
     pub(super) fold_at: Option<usize>,
     /// For each line of the text: the order key of the rule it holds (0: none).
     pub(super) line_orders: Arc<[u64]>,
+    /// What each added line must satisfy, as a full load checks it
+    /// (`None`: unchecked, see `LoadOptions::unchecked`).
+    pub(super) line_rules: Option<Arc<super::check::LineRules>>,
 }
 
 /// The indexed evaluator built from the parsed lines (no casbin-rs copy of
@@ -122,6 +125,7 @@ pub(super) fn direct(
             arity,
             fold_at,
             line_orders: line_orders.into(),
+            line_rules: None,
         });
         (fast, incremental)
     }))
