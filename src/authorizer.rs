@@ -267,6 +267,9 @@ impl Authorizer {
                         let (reason, detail, matched) =
                             decision::authorize(&snap, p, &resource, &item.action, domain);
                         d.set_principal(&snap, p);
+                        if let Some(domain) = domain.filter(|d| !d.is_empty()) {
+                            d.domain = Some(crate::bounded::clipped(domain));
+                        }
                         d.matched_policy = matched;
                         d.conclude(reason, detail);
                     }
@@ -275,7 +278,16 @@ impl Authorizer {
                         d.conclude(*reason, detail.clone());
                     }
                 }
-                self.emit(d, source, started, self.trace(None, None))
+                // Each item is shadowed like a single check of it.
+                let item_req = Request {
+                    domain,
+                    ..Request::bare(decision::Target::Resource {
+                        resource: &resource,
+                        action: &item.action,
+                    })
+                };
+                let shadow = self.shadow(&snap, &item_req, &d);
+                self.emit_with(d, source, started, self.trace(None, None), shadow)
             })
             .collect()
     }

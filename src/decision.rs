@@ -133,10 +133,16 @@ pub struct Decision {
     /// Headers of authzd's own answer to the client (a CORS preflight answered
     /// with status 204); empty otherwise.
     pub response_headers: Vec<(&'static str, String)>,
+    /// A method the request asked the upstream to run instead (a
+    /// method-override header, `?_method=` or a body field) that was
+    /// authorized too (`method_override = "authorize"`). `HEAD`'s `GET`
+    /// is implied by the method and not named here.
+    pub method_override: Option<String>,
 }
 
-/// One attribute of the decision: its model field, value, and whether the
-/// decision log may show the value (`log = false` keeps it out).
+/// One attribute of the decision: its model field, value (empty: the
+/// token gave none), and whether the decision log may show the value
+/// (`log = false` keeps it out).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Attribute {
     pub name: String,
@@ -196,12 +202,23 @@ fn with_override(resolved: &Resolved<'_>, mut run: impl FnMut(&str) -> Step) -> 
     let Some(method) = &resolved.overridden else {
         return first;
     };
+    // The record names an override the request asked for (not `HEAD`'s `GET`).
+    let asked = (resolved.action != "HEAD" || method != "GET").then(|| method.clone());
+    let named = |step: Step| match step {
+        Step::Done(mut d) => {
+            d.method_override.clone_from(&asked);
+            Step::Done(d)
+        }
+        other => other,
+    };
     match &first {
         Step::Done(d) if d.allowed => {}
-        _ => return first,
+        _ => return named(first),
     }
-    match run(method) {
+    named(match run(method) {
         Step::Done(mut d) if !d.allowed => {
+            // The record keeps the method sent; the override is named beside it.
+            d.action = crate::bounded::clipped(&resolved.action);
             d.detail = if resolved.action == "HEAD" && method == "GET" {
                 format!(
                     "`HEAD` runs the `GET` handler, so `GET` must be allowed too: {}",
@@ -217,7 +234,7 @@ fn with_override(resolved: &Resolved<'_>, mut run: impl FnMut(&str) -> Step) -> 
         }
         Step::Done(_) => first,
         need => need,
-    }
+    })
 }
 
 /// Step 0: the method, path or resource in canonical form, or a refusal
@@ -308,7 +325,12 @@ fn decide_resolved(
     now: SystemTime,
 ) -> Step {
     let (mut d, route) = match before_token(snap, req, resolved, action) {
-        Stage::Decided(early) => return Step::Done(early),
+        Stage::Decided(mut early) => {
+            // Whether a token came along (a public route never reads it):
+            // replay must know if a candidate that wants one could be answered.
+            early.token_sha256 = bearer_token(req).ok().map(token_fingerprint);
+            return Step::Done(early);
+        }
         Stage::Pending(d, route) => (d, route),
     };
     // 3–4. Token.
@@ -575,6 +597,7 @@ impl Decision {
             revision: Arc::clone(revision),
             token_sha256: None,
             response_headers: Vec::new(),
+            method_override: None,
         }
     }
 
@@ -611,13 +634,14 @@ impl Decision {
             return;
         }
         let mapped = &snap.config.policy.attributes;
+        // Every attribute, in the model's order; an empty value is one the
+        // token did not give (the record says `null`).
         self.attributes = names
             .iter()
             .zip(&p.attributes)
-            .filter(|(_, v)| !v.is_empty())
             .map(|(name, value)| Attribute {
                 name: name.clone(),
-                value: value.clone(),
+                value: crate::bounded::clipped(value),
                 log: mapped.get(name).is_none_or(|a| a.log),
             })
             .collect();

@@ -40,16 +40,25 @@ struct Record {
     roles: Vec<String>,
     #[serde(default)]
     scopes: Vec<String>,
+    /// The model's attributes: a value, or `null` where the token had none.
     #[serde(default)]
-    attributes: BTreeMap<String, String>,
+    attributes: BTreeMap<String, Option<String>>,
+    /// Attributes with `log = false`: decided on, not recorded.
+    #[serde(default)]
+    attributes_withheld: Vec<String>,
     resource: String,
     action: String,
+    /// An overridden method that was authorized too (`method_override =
+    /// "authorize"`).
+    method_override: Option<String>,
     /// Absent in records written before it existed: then `route` says.
     target: Option<String>,
     domain: Option<String>,
     route: Option<String>,
     #[serde(default)]
     matched_policy: Vec<String>,
+    /// Whether the request carried a token (its fingerprint).
+    token_sha256: Option<String>,
 }
 
 /// One changed decision.
@@ -82,6 +91,66 @@ pub struct Group {
     pub example: Flip,
 }
 
+/// Why a line was not compared.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SkipCode {
+    /// The line is not valid UTF-8 (a crash-truncated write, a binary file).
+    NotUtf8,
+    /// Not a JSON object with a decision record's fields.
+    NotARecord,
+    /// Refused or answered before the policy ran: a malformed request, a
+    /// preflight, an outage.
+    DecidedBeforePolicy,
+    /// The token failed: no principal was proven.
+    TokenFailure,
+    /// Proven by an issuer the candidate does not trust.
+    IssuerUntrusted,
+    /// The candidate needs an attribute the record withholds (`log = false`).
+    AttributeNotLogged,
+    /// The candidate needs an attribute the writing model did not have.
+    AttributeNotRecorded,
+    /// A value was clipped in the record (over 1 KiB): not decidable again.
+    ValueClipped,
+    /// The candidate needs a token for a request the record holds no principal for.
+    NeedsToken,
+}
+
+impl SkipCode {
+    pub fn message(self) -> &'static str {
+        match self {
+            SkipCode::NotUtf8 => "not valid UTF-8",
+            SkipCode::NotARecord => "not a decision record",
+            SkipCode::DecidedBeforePolicy => {
+                "decided before the policy (a refused request, a preflight, an outage)"
+            }
+            SkipCode::TokenFailure => "no verified principal (a token failure)",
+            SkipCode::IssuerUntrusted => "issuer not trusted by the candidate",
+            SkipCode::AttributeNotLogged => {
+                "an attribute the candidate needs is withheld from the log (`log = false`)"
+            }
+            SkipCode::AttributeNotRecorded => {
+                "an attribute the candidate needs is not in the record"
+            }
+            SkipCode::ValueClipped => "a value over 1 KiB was clipped in the record",
+            SkipCode::NeedsToken => "the candidate needs a token the record does not hold",
+        }
+    }
+}
+
+/// One skipped line: where, and why.
+#[derive(Debug, Clone, Serialize)]
+pub struct Skip {
+    pub file: String,
+    /// 1-based.
+    pub line: u64,
+    pub code: SkipCode,
+    pub message: &'static str,
+}
+
+/// Skipped lines listed one by one, at most (all are counted).
+const MAX_SKIPS: usize = 100;
+
 #[derive(Debug, Default, Serialize)]
 pub struct Report {
     pub read: u64,
@@ -89,13 +158,23 @@ pub struct Report {
     pub newly_allowed: u64,
     pub newly_denied: u64,
     pub skipped: u64,
-    /// Why records were skipped, with counts.
-    pub skipped_because: BTreeMap<String, u64>,
+    /// Skipped lines by code.
+    pub skipped_by_code: BTreeMap<SkipCode, u64>,
+    /// The first skipped lines, each with its file and line number.
+    pub skips: Vec<Skip>,
     /// The first and last record time seen.
     pub from: Option<String>,
     pub to: Option<String>,
     /// Flips grouped by route and subject, newly allowed first.
     pub flips: Vec<Group>,
+}
+
+impl Report {
+    /// Records decided again (unchanged or flipped): zero means nothing
+    /// was compared, which a gate must not read as "no change".
+    pub fn compared(&self) -> u64 {
+        self.unchanged + self.newly_allowed + self.newly_denied
+    }
 }
 
 /// Opens a log: `-` is stdin, a `.gz` file is decompressed.
@@ -123,12 +202,13 @@ pub fn replay(
     let mut report = Report::default();
     let mut groups: BTreeMap<(bool, String, String), Group> = BTreeMap::new();
     let progress = std::io::stderr().is_terminal();
-    let mut line = String::new();
+    let mut bytes = Vec::new();
     for (name, reader) in logs.iter_mut() {
+        let mut at = 0u64;
         loop {
-            line.clear();
+            bytes.clear();
             let n = reader
-                .read_line(&mut line)
+                .read_until(b'\n', &mut bytes)
                 .map_err(|source| ReplayError::Read {
                     path: name.clone(),
                     source,
@@ -136,17 +216,28 @@ pub fn replay(
             if n == 0 {
                 break;
             }
-            if line.trim().is_empty() {
-                continue;
-            }
+            at += 1;
+            let decided = match std::str::from_utf8(&bytes) {
+                Ok(line) if line.trim().is_empty() => continue,
+                Ok(line) => one(snap, line),
+                Err(_) => Err(SkipCode::NotUtf8),
+            };
             report.read += 1;
             if progress && report.read.is_multiple_of(100_000) {
                 eprint!("\r{} records", report.read);
             }
-            match one(snap, &line) {
-                Err(why) => {
+            match decided {
+                Err(code) => {
                     report.skipped += 1;
-                    *report.skipped_because.entry(why.to_string()).or_default() += 1;
+                    *report.skipped_by_code.entry(code).or_default() += 1;
+                    if report.skips.len() < MAX_SKIPS {
+                        report.skips.push(Skip {
+                            file: name.clone(),
+                            line: at,
+                            code,
+                            message: code.message(),
+                        });
+                    }
                 }
                 Ok((time, None)) => {
                     report.unchanged += 1;
@@ -200,8 +291,8 @@ fn note_time(r: &mut Report, time: String) {
 
 /// One record re-decided: its time and, if the decision changed, the flip;
 /// `Err` says why it was skipped.
-fn one(snap: &Snapshot, line: &str) -> Result<(String, Option<Flip>), &'static str> {
-    let r: Record = serde_json::from_str(line).map_err(|_| "not a decision record")?;
+fn one(snap: &Snapshot, line: &str) -> Result<(String, Option<Flip>), SkipCode> {
+    let r: Record = serde_json::from_str(line).map_err(|_| SkipCode::NotARecord)?;
     let http = match r.target.as_deref() {
         Some("http") => true,
         Some(_) => false,
@@ -209,10 +300,22 @@ fn one(snap: &Snapshot, line: &str) -> Result<(String, Option<Flip>), &'static s
     };
     if matches!(
         r.reason.as_str(),
-        "request_rejected" | "cors_preflight" | "policy_unavailable" | "role_lookup_failed"
+        "request_rejected"
+            | "cors_preflight"
+            | "policy_unavailable"
+            | "role_lookup_failed"
+            | "issuer_unavailable"
     ) {
         // Step 0, preflights and outages say nothing about the policy.
-        return Err("decided before the policy (rejected request, preflight, outage)");
+        return Err(SkipCode::DecidedBeforePolicy);
+    }
+    let clipped = [Some(&r.resource), Some(&r.action), r.subject.as_ref()]
+        .into_iter()
+        .flatten()
+        .chain(r.domain.as_ref())
+        .any(|v| crate::bounded::was_clipped(v));
+    if clipped {
+        return Err(SkipCode::ValueClipped);
     }
     let target = if http {
         Target::Http {
@@ -225,20 +328,33 @@ fn one(snap: &Snapshot, line: &str) -> Result<(String, Option<Flip>), &'static s
             action: &r.action,
         }
     };
+    // The override the writer authorized too, as the header that asked for it.
     let req = Request {
         domain: r.domain.as_deref(),
+        method_overrides: [r.method_override.as_deref(), None, None],
         ..Request::bare(target)
     };
     let after = match (&r.subject, &r.issuer) {
         (Some(subject), Some(issuer)) => {
             if !snap.config.issuers.iter().any(|i| &i.issuer == issuer) {
-                return Err("issuer not trusted by the candidate");
+                return Err(SkipCode::IssuerUntrusted);
             }
             let mut attributes = Vec::with_capacity(snap.policy.attributes.len());
+            let mut missing = None;
             for name in &snap.policy.attributes {
                 match r.attributes.get(name) {
-                    Some(v) => attributes.push(v.clone()),
-                    None => return Err("an attribute the candidate needs is not in the record"),
+                    Some(Some(v)) => attributes.push(v.clone()),
+                    // The token had no value (and no default stood in).
+                    Some(None) => {
+                        missing.get_or_insert_with(|| {
+                            format!("attribute `{name}`: the token had no value for it")
+                        });
+                        attributes.push(String::new());
+                    }
+                    None if r.attributes_withheld.contains(name) => {
+                        return Err(SkipCode::AttributeNotLogged);
+                    }
+                    None => return Err(SkipCode::AttributeNotRecorded),
                 }
             }
             let p = Principal {
@@ -246,6 +362,7 @@ fn one(snap: &Snapshot, line: &str) -> Result<(String, Option<Flip>), &'static s
                 scopes: r.scopes.clone(),
                 domain: r.domain.clone(),
                 attributes,
+                attribute_missing: missing,
                 ..Principal::recorded(subject, issuer, &snap.config.policy.subject_prefix)
             };
             decision::decide_for(snap, &req, &p)
@@ -254,7 +371,7 @@ fn one(snap: &Snapshot, line: &str) -> Result<(String, Option<Flip>), &'static s
         // replayed (a public route, or no token at all).
         _ if matches!(r.reason.as_str(), "public_route" | "token_missing") => {
             let no_keys = crate::token::jwks::Jwks::new();
-            match decision::decide(
+            let d = match decision::decide(
                 snap,
                 &req,
                 decision::Sources {
@@ -268,10 +385,17 @@ fn one(snap: &Snapshot, line: &str) -> Result<(String, Option<Flip>), &'static s
                 std::time::SystemTime::now(),
             ) {
                 decision::Step::Done(d) => d,
-                _ => return Err("the candidate needs a token the record does not hold"),
+                _ => return Err(SkipCode::NeedsToken),
+            };
+            // A public route's caller who sent a token (the record has its
+            // fingerprint, not the token): a candidate that wants one cannot
+            // be answered. Without one, `token_missing` is the answer.
+            if r.token_sha256.is_some() && d.reason == decision::Reason::TokenMissing {
+                return Err(SkipCode::NeedsToken);
             }
+            d
         }
-        _ => return Err("no verified principal (a token failure)"),
+        _ => return Err(SkipCode::TokenFailure),
     };
     if after.allowed == r.allowed {
         return Ok((r.time, None));
@@ -312,8 +436,14 @@ pub fn text(r: &Report) -> String {
         r.newly_denied,
         r.skipped
     );
-    for (why, n) in &r.skipped_because {
-        out.push_str(&format!("  skipped {n}: {why}\n"));
+    for (code, n) in &r.skipped_by_code {
+        out.push_str(&format!("  skipped {n}: {}\n", code.message()));
+    }
+    for s in r.skips.iter().take(10) {
+        out.push_str(&format!("    {}:{}: {}\n", s.file, s.line, s.message));
+    }
+    if r.compared() == 0 {
+        out.push_str("nothing was compared: no record could be decided again\n");
     }
     for g in &r.flips {
         let (what, n) = if g.newly_allowed > 0 {

@@ -720,7 +720,8 @@ async fn head_must_be_allowed_as_get_too() {
     let log = env.log_lines();
     let head = log
         .iter()
-        .find(|l| l["action"] == "GET" && l["resource"] == "/admin/secret" && l["source"] == "http")
+        // The record keeps the method sent; the detail says why `GET` decided.
+        .find(|l| l["action"] == "HEAD" && l["resource"] == "/admin/secret" && l["source"] == "http")
         .unwrap();
     assert!(
         head["detail"]

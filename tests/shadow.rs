@@ -61,9 +61,16 @@ fn fresh(snap: &Snapshot, record: &Value) -> bool {
         attributes: vec![],
         attribute_missing: None,
     };
-    let req = Request::bare(Target::Http {
-        method: record["action"].as_str().unwrap(),
-        path: record["resource"].as_str().unwrap(),
+    let (action, resource) = (
+        record["action"].as_str().unwrap(),
+        record["resource"].as_str().unwrap(),
+    );
+    let req = Request::bare(match record["target"] == "resource" {
+        true => Target::Resource { resource, action },
+        false => Target::Http {
+            method: action,
+            path: resource,
+        },
     });
     decision::decide_for(snap, &req, &p).allowed
 }
@@ -106,6 +113,39 @@ async fn a_shadow_candidate_is_recorded_counted_and_never_enforced() {
             counter(&srv, "same").await
         ),
         (1, 1, 1)
+    );
+    // Batch items are shadowed like single checks: the record field and the counter.
+    let batch: Value = reqwest::Client::new()
+        .post(srv.url("/v1/check/batch"))
+        .json(&json!({"token": regular, "items": [
+            {"resource": "/AdminUser", "action": "GET"},
+            {"resource": "/RegularUser", "action": "GET"},
+        ]}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(batch["results"][0]["allowed"], false, "never enforced: {batch}");
+    let mut grpc = srv.grpc_client().await;
+    grpc.check_batch(authzd::pb::CheckBatchRequest {
+        token: regular.clone(),
+        items: vec![authzd::pb::CheckBatchItem {
+            resource: "/AdminUser".into(),
+            action: "GET".into(),
+        }],
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        (
+            counter(&srv, "newly_allowed").await,
+            counter(&srv, "newly_denied").await,
+            counter(&srv, "same").await
+        ),
+        (3, 1, 2)
     );
     let status: Value = reqwest::get(srv.url("/v1/policy"))
         .await
@@ -210,5 +250,10 @@ async fn a_shadow_candidate_is_recorded_counted_and_never_enforced() {
         counted, shadowed,
         "every shadowed record is counted, and only those"
     );
+    let batch_items = records
+        .iter()
+        .filter(|r| r["target"] == "resource" && r.get("shadow").is_some())
+        .count();
+    assert_eq!(batch_items, 3, "each batch item carries its shadow answer");
     assert!(shadowed > 20);
 }

@@ -44,7 +44,8 @@ impl Encoder {
         list(&d.roles, out);
         out.extend_from_slice(b",\"scopes\":");
         list(&d.scopes, out);
-        // Only for models with attributes; a `log = false` value is left out.
+        // Only for models with attributes: each value, `null` where the
+        // token gave none; a `log = false` one is named, never shown.
         if !d.attributes.is_empty() {
             out.extend_from_slice(b",\"attributes\":{");
             let mut first = true;
@@ -55,14 +56,33 @@ impl Encoder {
                 first = false;
                 string(&a.name, out);
                 out.push(b':');
-                string(&a.value, out);
+                match a.value.is_empty() {
+                    true => out.extend_from_slice(b"null"),
+                    false => string(&a.value, out),
+                }
             }
             out.push(b'}');
+            if d.attributes.iter().any(|a| !a.log) {
+                out.extend_from_slice(b",\"attributes_withheld\":[");
+                let mut first = true;
+                for a in d.attributes.iter().filter(|a| !a.log) {
+                    if !first {
+                        out.push(b',');
+                    }
+                    first = false;
+                    string(&a.name, out);
+                }
+                out.push(b']');
+            }
         }
         out.extend_from_slice(b",\"resource\":");
         string(&d.resource, out);
         out.extend_from_slice(b",\"action\":");
         string(&d.action, out);
+        if let Some(m) = &d.method_override {
+            out.extend_from_slice(b",\"method_override\":");
+            string(m, out);
+        }
         out.extend_from_slice(if d.http {
             b",\"target\":\"http\",\"domain\":"
         } else {

@@ -235,7 +235,10 @@ pub async fn replay(a: ReplayArgs) -> Result<ExitCode> {
         ReplayFormat::Text => output::print(&authzd::replay::text(&report))?,
         ReplayFormat::Json => output::json(&report)?,
     }
-    Ok(if report.newly_allowed + report.newly_denied == 0 {
+    // A log of which nothing could be compared must never read as "safe".
+    Ok(if report.compared() == 0 {
+        ExitCode::from(2)
+    } else if report.newly_allowed + report.newly_denied == 0 {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
