@@ -2,38 +2,44 @@
 //! candidate (`docs/policy-changes.md`), over the requests the two can tell
 //! apart. Used only by the CLI.
 //!
-//! The universe is built from what either revision names:
-//! - principals: every name in either policy (`p` subjects, both ends of
-//!   `g` lines) as a subject with no claim roles; a subject no line names
-//!   holding each such name as its one claim role; and, under an effect
-//!   where a deny or an order can undo an allow, every pair of them;
-//!   each with no scopes and with every scope either route table names;
-//! - requests: every route of either table, each method it takes (`ANY`:
-//!   GET, POST, PUT, PATCH, DELETE), parameters replaced by a witness (a
-//!   greedy one also two segments deep); every policy object, patterns
-//!   made concrete the same way, with every action the lines name for it;
-//! - each domain either policy names, for a model with domains; attributes
-//!   equal to the witness, so ownership and tenant lines apply.
+//! The universe ([`universe`]) is built from what either side names, read
+//! with the loader's own CSV reader:
+//! - principals: every name in either policy as a subject; a subject no
+//!   line names holding each role name as a claim role (and every pair
+//!   of them where a deny or an order can undo an allow); each with no
+//!   scopes and with every scope either route table names; each with
+//!   every assignment of absent / `w` / `w2` to the claims either config
+//!   maps to attributes or domains;
+//! - requests: every route of either table with each method it takes and
+//!   every policy object with each action its lines name, each path
+//!   parameter filled with `w`, `w2`, the principal's subject claim and
+//!   subject, and the matchers' literals (so an equality between a path
+//!   value and an identity is tried both true and false); unless both
+//!   configs keep `[request]`'s defaults, each path also in the spellings
+//!   those settings decide differently (case, trailing and doubled `/`,
+//!   an encoded character);
+//! - each domain either policy names and one none does, for models with
+//!   domains.
 //!
 //! Each (principal, request) is decided by the whole pipeline under both
-//! revisions; a flip is a different `allowed`.
+//! revisions, each revision reading the principal's claims through its own
+//! `[policy.attributes]`; a flip is a different `allowed`.
 
-use std::{collections::BTreeSet, path::Path};
+mod markdown;
+mod universe;
+
+use std::{collections::BTreeMap, collections::BTreeSet, path::Path};
 
 use serde::Serialize;
 
+pub use markdown::markdown;
+use universe::{Ask, Who};
+pub use universe::{NOBODY, OTHER, WITNESS};
+
 use crate::{
     decision::{self, Principal, Request, Target},
-    policy::snapshot::Snapshot,
+    policy::{cases, snapshot::Snapshot},
 };
-
-/// The value put in every path parameter and attribute.
-pub const WITNESS: &str = "w";
-/// A subject no policy line names.
-const NOBODY: &str = "authzd-nobody";
-const METHODS: [&str; 5] = ["GET", "POST", "PUT", "PATCH", "DELETE"];
-/// Pairs of claim roles are enumerated only up to this many names.
-const MAX_PAIR_NAMES: usize = 60;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DiffError {
@@ -56,13 +62,21 @@ pub struct Side {
     pub matched_policy: Vec<String>,
 }
 
-/// A decision that differs between the revisions.
+/// A decision that differs between the revisions, for a principal stated
+/// as a token would state it (`authzd check --subject … --roles … --claim …`
+/// asks it again).
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct Flip {
+    /// The subject claim (without `subject_prefix`).
     pub subject: String,
+    /// Claim roles (without `role_prefix`).
     pub roles: Vec<String>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub scopes: Vec<String>,
+    /// Claims the attributes and domains read (JSON Pointer → value); a
+    /// mapped claim not listed is one the token lacks.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub claims: BTreeMap<String, String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub domain: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -92,25 +106,6 @@ pub struct Report {
     pub flips: Vec<Flip>,
 }
 
-/// A request of the universe.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-enum Ask {
-    Http { method: String, path: String },
-    Resource { resource: String, action: String },
-}
-
-/// What one policy file names.
-#[derive(Default)]
-struct Names {
-    subjects: BTreeSet<String>,
-    roles: BTreeSet<String>,
-    domains: BTreeSet<String>,
-    /// (object, action) of every `p` line.
-    objects: BTreeSet<(String, String)>,
-    /// A deny or an order can undo an allow.
-    denies: bool,
-}
-
 /// The policy text of a snapshot's config (files only).
 pub fn policy_text(snap: &Snapshot) -> Result<String, DiffError> {
     let p = &snap.config.policy;
@@ -127,115 +122,6 @@ fn read(path: &Path) -> Result<String, DiffError> {
     })
 }
 
-/// Field positions of `p = …` in the model text.
-fn p_fields(model: &str) -> Vec<String> {
-    let mut in_section = false;
-    for line in model.lines().map(str::trim) {
-        if line.starts_with('[') {
-            in_section = line == "[policy_definition]";
-            continue;
-        }
-        if in_section && let Some(rest) = line.strip_prefix("p =").or(line.strip_prefix("p=")) {
-            return rest.split(',').map(|f| f.trim().to_string()).collect();
-        }
-    }
-    vec!["sub".into(), "obj".into(), "act".into()]
-}
-
-fn names_of(model: &str, policy: &str) -> Names {
-    let fields = p_fields(model);
-    let at = |name: &str| fields.iter().position(|f| f == name);
-    let (sub, obj, act, dom) = (at("sub"), at("obj"), at("act"), at("dom"));
-    let mut n = Names {
-        denies: model.contains("deny") || model.contains("priority"),
-        ..Names::default()
-    };
-    for line in policy.lines() {
-        let line = line.trim();
-        if line.is_empty() || line.starts_with('#') {
-            continue;
-        }
-        let f: Vec<&str> = line.split(',').map(str::trim).collect();
-        let get = |i: Option<usize>| i.and_then(|i| f.get(i + 1)).map(|s| s.to_string());
-        match f[0] {
-            "p" => {
-                if let Some(s) = get(sub) {
-                    n.subjects.insert(s.clone());
-                    n.roles.insert(s);
-                }
-                if let Some(d) = get(dom) {
-                    n.domains.insert(d);
-                }
-                if let (Some(o), Some(a)) = (get(obj), get(act)) {
-                    n.objects.insert((o, a));
-                }
-            }
-            "g" => {
-                if let (Some(a), Some(b)) = (f.get(1), f.get(2)) {
-                    n.subjects.insert(a.to_string());
-                    n.roles.insert(b.to_string());
-                }
-                if let Some(d) = f.get(3) {
-                    n.domains.insert(d.to_string());
-                }
-            }
-            _ => {}
-        }
-    }
-    n
-}
-
-/// A pattern made concrete: `:id`, `{id}`, `*` become the witness.
-fn concrete(pattern: &str) -> String {
-    pattern
-        .split('/')
-        .map(|s| {
-            if s.starts_with(':') || (s.starts_with('{') && s.ends_with('}')) || s == "*" {
-                WITNESS.to_string()
-            } else {
-                s.replace('*', WITNESS)
-            }
-        })
-        .collect::<Vec<_>>()
-        .join("/")
-}
-
-/// The methods an action names: `GET`, `(GET)|(POST)`, `GET|HEAD`.
-fn methods_of(action: &str) -> Vec<String> {
-    let words: Vec<String> = action
-        .split(|c: char| !c.is_ascii_alphabetic())
-        .filter(|w| !w.is_empty() && w.bytes().all(|b| b.is_ascii_uppercase()))
-        .map(str::to_string)
-        .collect();
-    if words.is_empty() || action == "*" || action.contains(".*") {
-        METHODS.iter().map(|m| m.to_string()).collect()
-    } else {
-        words
-    }
-}
-
-/// Route templates made concrete, with the methods they take.
-fn route_asks(snap: &Snapshot, out: &mut BTreeSet<Ask>) {
-    for r in snap.routes.iter() {
-        let methods: Vec<String> = match r.method() {
-            Some(m) => vec![m.to_string()],
-            None => METHODS.iter().map(|m| m.to_string()).collect(),
-        };
-        let mut paths = vec![concrete(&r.path.replace("+}", "}"))];
-        if r.path.contains("+}") {
-            paths.push(format!("{}/{WITNESS}", paths[0]));
-        }
-        for m in &methods {
-            for p in &paths {
-                out.insert(Ask::Http {
-                    method: m.clone(),
-                    path: p.clone(),
-                });
-            }
-        }
-    }
-}
-
 /// Every flip between `live` and `candidate`.
 pub fn diff(
     live: &Snapshot,
@@ -246,154 +132,152 @@ pub fn diff(
     cand_policy: &str,
 ) -> Report {
     let (a, b) = (
-        names_of(live_model, live_policy),
-        names_of(cand_model, cand_policy),
+        universe::names_of(live_model, live_policy),
+        universe::names_of(cand_model, cand_policy),
     );
-    let names: BTreeSet<&String> = a
-        .subjects
-        .iter()
-        .chain(&a.roles)
-        .chain(&b.subjects)
-        .chain(&b.roles)
-        .collect();
-    // A token's subject carries `subject_prefix` and its claim roles
-    // `role_prefix`: only names with them can be either.
-    let (sp, rp) = (
-        live.config.policy.subject_prefix.as_str(),
-        live.config.policy.role_prefix.as_str(),
-    );
-    let nobody = format!("{sp}{NOBODY}");
-    let roles: Vec<&String> = a
-        .roles
-        .iter()
-        .chain(&b.roles)
-        .chain(names.iter().copied())
-        .filter(|r| r.starts_with(rp))
-        .collect::<BTreeSet<_>>()
+    let whos = universe::principals(live, cand, &a, &b);
+    let shapes = universe::shapes(live, cand, &a, &b);
+    let domains = universe::domains(live, cand, &a, &b);
+    let literals: BTreeSet<String> = universe::literals(live_model)
         .into_iter()
+        .chain(universe::literals(cand_model))
         .collect();
-    let mut claim_sets: Vec<(String, Vec<String>)> = names
+    // Spellings matter unless both sides keep every default: then a path
+    // in another case, with a trailing or doubled `/` or an encoded
+    // character is refused, folded, or another resource alike.
+    let spellings = [&live.config.request, &cand.config.request]
         .iter()
-        .filter(|n| n.starts_with(sp))
-        .map(|n| (n.to_string(), Vec::new()))
-        .chain(std::iter::once((nobody.clone(), Vec::new())))
-        .chain(roles.iter().map(|r| (nobody.clone(), vec![r.to_string()])))
-        .collect();
-    if (a.denies || b.denies) && roles.len() <= MAX_PAIR_NAMES {
-        for (i, r1) in roles.iter().enumerate() {
-            for r2 in &roles[i + 1..] {
-                claim_sets.push((nobody.clone(), vec![r1.to_string(), r2.to_string()]));
-            }
-        }
-    }
-    let scopes: BTreeSet<String> = live
-        .routes
-        .iter()
-        .chain(cand.routes.iter())
-        .flat_map(|r| r.scopes.iter().cloned())
-        .collect();
-    let scope_sets: Vec<Vec<String>> = if scopes.is_empty() {
-        vec![Vec::new()]
-    } else {
-        vec![Vec::new(), scopes.into_iter().collect()]
-    };
-    let mut asks = BTreeSet::new();
-    route_asks(live, &mut asks);
-    route_asks(cand, &mut asks);
-    for (object, action) in a.objects.iter().chain(&b.objects) {
-        if object.starts_with('/') {
-            for m in methods_of(action) {
-                asks.insert(Ask::Http {
-                    method: m,
-                    path: concrete(object),
-                });
-            }
-        } else {
-            asks.insert(Ask::Resource {
-                resource: object.clone(),
-                action: action.clone(),
-            });
-        }
-    }
-    let domains: Vec<Option<String>> = if live.policy.has_domain() || cand.policy.has_domain() {
-        a.domains
-            .iter()
-            .chain(&b.domains)
-            .collect::<BTreeSet<_>>()
-            .into_iter()
-            .map(|d| Some(d.clone()))
-            .collect()
-    } else {
-        vec![None]
-    };
-    let attributes = live
-        .policy
-        .attributes
-        .len()
-        .max(cand.policy.attributes.len());
+        .any(|r| **r != crate::config::RequestConfig::default());
     let mut flips = Vec::new();
-    let principals = claim_sets.len() * scope_sets.len();
+    let mut requests = 0;
     // A request flipping for a principal without scopes is reported once,
     // not again for the same principal with every scope.
-    let mut reported: BTreeSet<(usize, &Ask, &Option<String>)> = BTreeSet::new();
-    for (who, (subject, roles)) in claim_sets.iter().enumerate() {
-        for scopes in &scope_sets {
-            let principal = |snap: &Snapshot| Principal {
-                roles: roles.clone(),
-                scopes: scopes.clone(),
-                attributes: vec![WITNESS.to_string(); attributes],
-                ..Principal::recorded(subject, "(diff)", &snap.config.policy.subject_prefix)
-            };
-            let (pa, pb) = (principal(live), principal(cand));
-            for ask in &asks {
-                for domain in &domains {
-                    let before = decide(live, &pa, ask, domain.as_deref());
-                    let after = decide(cand, &pb, ask, domain.as_deref());
-                    if before.allowed != after.allowed && reported.insert((who, ask, domain)) {
-                        let (method, path, resource, action) = match ask {
-                            Ask::Http { method, path } => {
-                                (Some(method.clone()), Some(path.clone()), None, None)
-                            }
-                            Ask::Resource { resource, action } => {
-                                (None, None, Some(resource.clone()), Some(action.clone()))
-                            }
-                        };
-                        flips.push(Flip {
-                            subject: subject.clone(),
-                            roles: roles.clone(),
-                            scopes: scopes.clone(),
-                            domain: domain.clone(),
-                            method,
-                            path,
-                            resource,
-                            action,
-                            before,
-                            after,
-                        });
-                    }
+    let mut reported: BTreeSet<FlipKey> = BTreeSet::new();
+    for who in &whos {
+        let (pa, pb) = (stated(live, who), stated(cand, who));
+        let asks = universe::asks(&shapes, who, &pa.subject, &literals, spellings);
+        requests = requests.max(asks.len() * domains.len());
+        for ask in &asks {
+            for domain in &domains {
+                let before = decide(live, &pa, ask, domain.as_deref());
+                let after = decide(cand, &pb, ask, domain.as_deref());
+                if before.allowed == after.allowed {
+                    continue;
                 }
+                let key = (
+                    who.subject.clone(),
+                    who.roles.clone(),
+                    who.claims.clone(),
+                    ask.clone(),
+                    domain.clone(),
+                );
+                if !reported.insert(key) {
+                    continue;
+                }
+                let (method, path, resource, action) = match ask {
+                    Ask::Http { method, path } => {
+                        (Some(method.clone()), Some(path.clone()), None, None)
+                    }
+                    Ask::Resource { resource, action } => {
+                        (None, None, Some(resource.clone()), Some(action.clone()))
+                    }
+                };
+                flips.push(Flip {
+                    subject: who.subject.clone(),
+                    roles: who.roles.clone(),
+                    scopes: who.scopes.clone(),
+                    claims: who.claims.clone(),
+                    domain: domain.clone(),
+                    method,
+                    path,
+                    resource,
+                    action,
+                    before,
+                    after,
+                });
             }
         }
     }
-    flips.sort_by_key(|f| {
+    flips.sort_by(|x, y| {
         (
-            f.before.allowed,
-            f.path.clone(),
-            f.resource.clone(),
-            f.method.clone(),
-            f.subject.clone(),
+            x.before.allowed,
+            &x.path,
+            &x.resource,
+            &x.method,
+            &x.subject,
         )
+            .cmp(&(
+                y.before.allowed,
+                &y.path,
+                &y.resource,
+                &y.method,
+                &y.subject,
+            ))
     });
     let newly_allowed = flips.iter().filter(|f| f.after.allowed).count();
     Report {
         summary: Summary {
             newly_allowed,
             newly_denied: flips.len() - newly_allowed,
-            principals,
-            requests: asks.len() * domains.len(),
+            principals: whos.len(),
+            requests,
         },
         flips,
     }
+}
+
+/// A flip's principal without its scopes, its request and domain: a flip
+/// is reported once per key.
+type FlipKey = (
+    String,
+    Vec<String>,
+    BTreeMap<String, String>,
+    Ask,
+    Option<String>,
+);
+
+/// `who` as `snap` reads it: its prefixes, its attribute mapping.
+fn stated(snap: &Snapshot, who: &Who) -> Principal {
+    let mut claims = serde_json::Map::new();
+    for (pointer, value) in &who.claims {
+        insert_at(&mut claims, pointer, value);
+    }
+    let mut p = cases::stated(snap, &who.subject, &who.roles, &who.scopes, claims.clone());
+    p.domain = snap
+        .config
+        .policy
+        .domain_claim
+        .as_deref()
+        .and_then(|ptr| crate::token::claims::string_at(&claims, ptr));
+    p.issuer = "(diff)".into();
+    p
+}
+
+/// Puts `value` at the JSON Pointer `pointer` of `claims`, making objects
+/// on the way (`/custom:tenant`, `/org/id`).
+fn insert_at(claims: &mut serde_json::Map<String, serde_json::Value>, pointer: &str, value: &str) {
+    let keys: Vec<String> = pointer
+        .split('/')
+        .skip(1)
+        .map(|k| k.replace("~1", "/").replace("~0", "~"))
+        .collect();
+    let Some((last, parents)) = keys.split_last() else {
+        return;
+    };
+    let mut at = claims;
+    for k in parents {
+        let next = at
+            .entry(k.clone())
+            .or_insert_with(|| serde_json::Value::Object(serde_json::Map::new()));
+        if !next.is_object() {
+            *next = serde_json::Value::Object(serde_json::Map::new());
+        }
+        let serde_json::Value::Object(map) = next else {
+            return;
+        };
+        at = map;
+    }
+    at.insert(last.clone(), serde_json::Value::String(value.to_string()));
 }
 
 fn decide(snap: &Snapshot, p: &Principal, ask: &Ask, domain: Option<&str>) -> Side {
@@ -411,53 +295,4 @@ fn decide(snap: &Snapshot, p: &Principal, ask: &Ask, domain: Option<&str>) -> Si
         reason: d.reason.as_str(),
         matched_policy: d.matched_policy,
     }
-}
-
-/// The report as a Markdown table, to paste into a pull request.
-pub fn markdown(r: &Report) -> String {
-    let mut out = format!(
-        "**{} newly allowed, {} newly denied** ({} principals × {} requests compared)\n\n",
-        r.summary.newly_allowed, r.summary.newly_denied, r.summary.principals, r.summary.requests
-    );
-    if r.flips.is_empty() {
-        out.push_str("No decision changes.\n");
-        return out;
-    }
-    out.push_str("| change | subject | claim roles | request | before | after |\n|---|---|---|---|---|---|\n");
-    let side = |s: &Side| {
-        let verdict = if s.allowed { "allow" } else { "deny" };
-        if s.matched_policy.is_empty() {
-            format!("{verdict} ({})", s.reason)
-        } else {
-            format!("{verdict} by `{}`", s.matched_policy.join(", "))
-        }
-    };
-    for f in &r.flips {
-        let request = match (&f.method, &f.path, &f.resource, &f.action) {
-            (Some(m), Some(p), _, _) => format!("`{m} {p}`"),
-            (_, _, Some(res), Some(a)) => format!("`{a}` on `{res}`"),
-            _ => String::new(),
-        };
-        let request = match &f.domain {
-            Some(d) => format!("{request} in `{d}`"),
-            None => request,
-        };
-        let subject = if f.subject.ends_with(NOBODY) {
-            "any user".to_string()
-        } else {
-            format!("`{}`", f.subject.replace('|', "\\|"))
-        };
-        out.push_str(&format!(
-            "| {} | {subject} | {} | {request} | {} | {} |\n",
-            if f.after.allowed {
-                "**newly allowed**"
-            } else {
-                "newly denied"
-            },
-            f.roles.join(", ").replace('|', "\\|"),
-            side(&f.before).replace('|', "\\|"),
-            side(&f.after).replace('|', "\\|"),
-        ));
-    }
-    out
 }

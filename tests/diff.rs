@@ -1,47 +1,70 @@
 //! `authzd diff` against a brute-force oracle: for generated pairs of
-//! policies (and of route scopes), the requests on which some principal's
-//! decision flips, found by deciding every request for every principal of
-//! a small universe independently, are exactly the requests `diff` reports;
-//! and every flip `diff` reports is one.
+//! configs — policies, route scopes, ownership models whose attribute reads
+//! one claim or another, quoted policy fields, `[request]` settings — the
+//! requests on which some principal's decision flips, found by deciding
+//! every request for every principal of a larger universe independently,
+//! are the requests `diff` reports (compared by shape: a path value is a
+//! value, whichever one), and every flip `diff` reports is one.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use authzd::{
     decision::{self, Principal, Request, Target},
     diff,
-    policy::snapshot::Snapshot,
+    policy::{cases, snapshot::Snapshot},
 };
 use proptest::prelude::*;
 
 const ALLOW_MODEL: &str = "[request_definition]\nr = sub, obj, act\n[policy_definition]\np = sub, obj, act\n[role_definition]\ng = _, _\n[policy_effect]\ne = some(where (p.eft == allow))\n[matchers]\nm = g(r.sub, p.sub) && keyMatch2(r.obj, p.obj) && r.act == p.act\n";
 const DENY_MODEL: &str = "[request_definition]\nr = sub, obj, act\n[policy_definition]\np = sub, obj, act, eft\n[role_definition]\ng = _, _\n[policy_effect]\ne = some(where (p.eft == allow)) && !some(where (p.eft == deny))\n[matchers]\nm = g(r.sub, p.sub) && keyMatch2(r.obj, p.obj) && r.act == p.act\n";
+/// Ownership: `self` lines hold where the path's `:id` is the caller's `uid`.
+const OWNER_MODEL: &str = "[request_definition]\nr = sub, obj, act, uid\n[policy_definition]\np = sub, obj, act\n[role_definition]\ng = _, _\n[policy_effect]\ne = some(where (p.eft == allow))\n[matchers]\nm = ((p.sub == \"self\" && keyGet2(r.obj, p.obj, \"id\") == r.uid) || (p.sub != \"self\" && g(r.sub, p.sub))) && keyMatch2(r.obj, p.obj) && r.act == p.act\n";
+/// The same with the ownership check removed (every user may write every record).
+const OWNER_REMOVED: &str = "[request_definition]\nr = sub, obj, act, uid\n[policy_definition]\np = sub, obj, act\n[role_definition]\ng = _, _\n[policy_effect]\ne = some(where (p.eft == allow))\n[matchers]\nm = ((p.sub == \"self\" && r.uid != \"\") || (p.sub != \"self\" && g(r.sub, p.sub))) && keyMatch2(r.obj, p.obj) && r.act == p.act\n";
 
-const SUBJECTS: [&str; 4] = ["alice", "bob", "r1", "r2"];
-const OBJECTS: [&str; 5] = ["/a", "/b", "/c/:id", "/c/*", "/c/w"];
+const SUBJECTS: [&str; 5] = ["alice", "bob", "r1", "r2", "self"];
+/// `"/q,1"` is a quoted field: one object holding a comma.
+const OBJECTS: [&str; 7] = ["/a", "/b", "/c/:id", "/c/*", "/c/w", "\"/q,1\"", "/A"];
 const ACTS: [&str; 2] = ["GET", "POST"];
 
 type Line = (usize, usize, usize, bool);
 
-fn policy(lines: &[Line], links: &[(usize, usize)], deny: bool) -> String {
+/// One side of a generated pair.
+#[derive(Debug, Clone)]
+struct Side {
+    model: usize,
+    lines: Vec<Line>,
+    links: Vec<(usize, usize)>,
+    scoped: bool,
+    /// The claim `uid` reads (ownership models).
+    claim: usize,
+    insensitive: bool,
+    trailing_distinct: bool,
+    normalize: bool,
+}
+
+const MODELS: [&str; 4] = [ALLOW_MODEL, DENY_MODEL, OWNER_MODEL, OWNER_REMOVED];
+const CLAIMS: [&str; 2] = ["/sub", "/custom:uid"];
+
+fn policy(side: &Side) -> String {
+    let deny = side.model == 1;
     let mut out = String::new();
-    for (s, o, a, allow) in lines {
-        let eft = if !deny {
-            String::new()
-        } else if *allow {
-            ", allow".into()
-        } else {
-            ", deny".into()
+    for (s, o, a, allow) in &side.lines {
+        let eft = match (deny, allow) {
+            (false, _) => "",
+            (true, true) => ", allow",
+            (true, false) => ", deny",
         };
         out.push_str(&format!(
             "p, {}, {}, {}{eft}\n",
             SUBJECTS[*s], OBJECTS[*o], ACTS[*a]
         ));
     }
-    for (from, to) in links {
+    for (from, to) in &side.links {
         out.push_str(&format!(
             "g, {}, {}\n",
             ["alice", "bob", "r1"][*from],
@@ -51,22 +74,47 @@ fn policy(lines: &[Line], links: &[(usize, usize)], deny: bool) -> String {
     out
 }
 
-fn write(
-    dir: &std::path::Path,
-    name: &str,
-    model: &str,
-    policy: &str,
-    scoped: bool,
-) -> std::path::PathBuf {
+fn write(dir: &std::path::Path, name: &str, side: &Side) -> (std::path::PathBuf, String, String) {
+    let model = MODELS[side.model];
+    let policy = policy(side);
     std::fs::write(dir.join(format!("{name}.conf")), model).unwrap();
-    std::fs::write(dir.join(format!("{name}.csv")), policy).unwrap();
-    let scopes = if scoped { "scopes = [\"s\"]\n" } else { "" };
+    std::fs::write(dir.join(format!("{name}.csv")), &policy).unwrap();
+    let scopes = if side.scoped {
+        "scopes = [\"s\"]\n"
+    } else {
+        ""
+    };
+    let attributes = match side.model >= 2 {
+        true => format!(
+            "[policy.attributes]\nuid = {{ claim = \"{}\" }}\n",
+            CLAIMS[side.claim]
+        ),
+        false => String::new(),
+    };
+    let request = format!(
+        "[request]\npath_case = \"{}\"\ntrailing_slash = \"{}\"\nnoncanonical = \"{}\"\n",
+        if side.insensitive {
+            "insensitive"
+        } else {
+            "sensitive"
+        },
+        if side.trailing_distinct {
+            "distinct"
+        } else {
+            "same"
+        },
+        if side.normalize {
+            "normalize"
+        } else {
+            "reject"
+        },
+    );
     let cfg = format!(
-        "[[route]]\nmethod = \"GET\"\npath = \"/a\"\n{scopes}[[route]]\nmethod = \"ANY\"\npath = \"/b\"\n[[route]]\nmethod = \"ANY\"\npath = \"/c/{{proxy+}}\"\n[policy]\nmodel = \"{name}.conf\"\npolicy = \"{name}.csv\"\n"
+        "[[route]]\nmethod = \"GET\"\npath = \"/a\"\n{scopes}[[route]]\nmethod = \"ANY\"\npath = \"/b\"\n[[route]]\nmethod = \"ANY\"\npath = \"/c/{{proxy+}}\"\n[policy]\nmodel = \"{name}.conf\"\npolicy = \"{name}.csv\"\n{attributes}{request}"
     );
     let path = dir.join(format!("{name}.toml"));
     std::fs::write(&path, cfg).unwrap();
-    path
+    (path, model.to_string(), policy)
 }
 
 fn decide(snap: &Snapshot, p: &Principal, method: &str, path: &str) -> bool {
@@ -74,84 +122,190 @@ fn decide(snap: &Snapshot, p: &Principal, method: &str, path: &str) -> bool {
     decision::decide_for(snap, &req, p).allowed
 }
 
+/// A principal as both sides read it: subject, claim roles, scopes, claims.
+fn principal(
+    snap: &Snapshot,
+    subject: &str,
+    roles: &[String],
+    scopes: &[String],
+    claims: &BTreeMap<String, String>,
+) -> Principal {
+    let mut map = serde_json::Map::new();
+    for (k, v) in claims {
+        map.insert(k.trim_start_matches('/').to_string(), v.clone().into());
+    }
+    cases::stated(snap, subject, roles, scopes, map)
+}
+
+/// Path values, whichever: what a request's shape abstracts away.
+const VALUES: [&str; 10] = [
+    "w",
+    "w2",
+    "zz",
+    "alice",
+    "bob",
+    "r1",
+    "r2",
+    "self",
+    "authzd-nobody",
+    "id",
+];
+
+/// `(method, path as side a decides it, path as side b decides it)`, with
+/// every value segment as `*`: two spellings both sides decide as the same
+/// canonical path (`/a/` and `/a` by default) are one request.
+fn shape(a: &Snapshot, b: &Snapshot, method: &str, path: &str) -> (String, String, String) {
+    let abstracted =
+        |snap: &Snapshot| match authzd::request::canonical_path(path, &snap.config.request) {
+            Err(_) => "(refused)".to_string(),
+            Ok(c) => c
+                .split('/')
+                .map(|s| match VALUES.contains(&s.to_lowercase().as_str()) {
+                    true => "*",
+                    false => s,
+                })
+                .collect::<Vec<_>>()
+                .join("/"),
+        };
+    (method.to_string(), abstracted(a), abstracted(b))
+}
+
+fn side() -> impl Strategy<Value = Side> {
+    (
+        0..4usize,
+        prop::collection::vec((0..5usize, 0..7usize, 0..2usize, any::<bool>()), 0..6),
+        prop::collection::vec((0..3usize, 0..2usize), 0..3),
+        any::<bool>(),
+        0..2usize,
+        prop::sample::select(vec![
+            (false, false, false),
+            (true, false, false),
+            (false, true, false),
+            (false, false, true),
+        ]),
+    )
+        .prop_map(
+            |(model, lines, links, scoped, claim, (insensitive, trailing_distinct, normalize))| {
+                Side {
+                    model,
+                    lines,
+                    links,
+                    scoped,
+                    claim,
+                    insensitive,
+                    trailing_distinct,
+                    normalize,
+                }
+            },
+        )
+}
+
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(150))]
+    #![proptest_config(ProptestConfig::with_cases(32))]
 
     #[test]
     fn diff_reports_exactly_the_requests_that_flip(
-        deny in any::<bool>(),
-        before in prop::collection::vec((0..4usize, 0..5usize, 0..2usize, any::<bool>()), 0..6),
-        links_before in prop::collection::vec((0..3usize, 0..2usize), 0..3),
-        // A mutation: lines dropped, added, or changed; links too; a scope.
+        before in side(),
+        // A mutation of `before`: lines dropped and added, links, and —
+        // sometimes — the model, the claim, a scope, a request setting.
         drop in prop::collection::vec(any::<bool>(), 6),
-        added in prop::collection::vec((0..4usize, 0..5usize, 0..2usize, any::<bool>()), 0..3),
-        links_after in prop::collection::vec((0..3usize, 0..2usize), 0..3),
-        scoped in (any::<bool>(), any::<bool>()),
+        added in prop::collection::vec((0..5usize, 0..7usize, 0..2usize, any::<bool>()), 0..3),
+        other in side(),
+        change in prop::sample::select(vec!["lines", "lines", "model", "claim", "settings", "scope"]),
     ) {
-        let model = if deny { DENY_MODEL } else { ALLOW_MODEL };
-        let after: Vec<Line> = before
-            .iter()
-            .zip(&drop)
-            .filter(|(_, d)| !**d)
-            .map(|(l, _)| *l)
-            .chain(added.iter().copied())
-            .collect();
+        let mut after = before.clone();
+        after.lines = before.lines.iter().zip(&drop).filter(|(_, d)| !**d).map(|(l, _)| *l).chain(added.iter().copied()).collect();
+        after.links = other.links.clone();
+        match change {
+            // Within the same family, so the two sides stay comparable.
+            "model" => after.model = (before.model / 2) * 2 + (other.model % 2),
+            "claim" => after.claim = other.claim,
+            "settings" => (after.insensitive, after.trailing_distinct, after.normalize) = (other.insensitive, other.trailing_distinct, other.normalize),
+            "scope" => after.scoped = other.scoped,
+            _ => {}
+        }
+        if before.model >= 2 { after.model = after.model.max(2); } else { after.model = after.model.min(1); }
         let dir = tempfile::tempdir().unwrap();
-        let (pa, pb) = (policy(&before, &links_before, deny), policy(&after, &links_after, deny));
+        let (ca, ma, pa) = write(dir.path(), "a", &before);
+        let (cb, mb, pb) = write(dir.path(), "b", &after);
         let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
-        let a = rt.block_on(Snapshot::load(&write(dir.path(), "a", model, &pa, scoped.0))).unwrap();
-        let b = rt.block_on(Snapshot::load(&write(dir.path(), "b", model, &pb, scoped.1))).unwrap();
-        let report = diff::diff(&a, model, &pa, &b, model, &pb);
+        let a = rt.block_on(Snapshot::load(&ca));
+        let b = rt.block_on(Snapshot::load(&cb));
+        // A generated side the loader refuses (a route-syntax object, say)
+        // is no pair to compare.
+        let (Ok(a), Ok(b)) = (a, b) else { return Ok(()) };
+        let report = diff::diff(&a, &ma, &pa, &b, &mb, &pb);
 
-        // The oracle: every subject, every set of claim roles, both scope sets.
-        let subjects = ["alice", "bob", "carol", "r1", "r2"];
-        let role_sets: [&[&str]; 6] = [&[], &["r1"], &["r2"], &["r1", "r2"], &["alice"], &["alice", "r2"]];
-        let mut flipped: BTreeSet<(String, String)> = BTreeSet::new();
+        // The oracle: more subjects, role sets, claim values and path
+        // spellings than `diff` tries, each decided on its own.
+        // Every name the policies use, as a subject and as a claim role, and one they do not.
+        let subjects = ["alice", "bob", "carol", "r1", "r2", "self"];
+        let role_sets: [&[&str]; 7] = [&[], &["alice"], &["bob"], &["r1"], &["r2"], &["r1", "r2"], &["self"]];
+        // Claims matter only to the ownership models, scopes only to a scoped route.
+        let uids: &[Option<&str>] = match before.model >= 2 {
+            true => &[None, Some("alice"), Some("zz")],
+            false => &[None],
+        };
+        let scope_sets: Vec<Vec<String>> = match before.scoped || after.scoped {
+            true => vec![vec![], vec!["s".to_string()]],
+            false => vec![vec![]],
+        };
+        // Each path in every spelling `[request]` settings tell apart.
+        let paths: Vec<String> = ["/a", "/A", "/b", "/c/w", "/c/alice", "/c/zz", "/c/w/w", "/d", "/q,1"]
+            .iter()
+            .flat_map(|p| {
+                [
+                    p.to_string(),
+                    p.to_uppercase(),
+                    format!("{p}/"),
+                    format!("/{p}"),
+                    format!("/%{:02X}{}", p.as_bytes()[1], &p[2..]),
+                ]
+            })
+            .collect();
+        let mut universe = BTreeSet::new();
+        let mut flipped = BTreeSet::new();
         for s in subjects {
             for roles in role_sets {
-                for scopes in [vec![], vec!["s".to_string()]] {
-                    let p = Principal {
-                        subject: s.into(),
-                        claim_subject: s.into(),
-                        issuer: "i".into(),
-                        roles: roles.iter().map(|r| r.to_string()).collect(),
-                        scopes,
-                        domain: None,
-                        attributes: vec![],
-                        attribute_missing: None,
-                    };
-                    for m in ["GET", "POST", "PUT"] {
-                        for path in ["/a", "/b", "/c/w", "/c/w/w", "/d"] {
-                            if decide(&a, &p, m, path) != decide(&b, &p, m, path) {
-                                flipped.insert((m.to_string(), path.to_string()));
+                let roles: Vec<String> = roles.iter().map(|r| r.to_string()).collect();
+                for scopes in &scope_sets {
+                    for uid in uids {
+                        let claims: BTreeMap<String, String> = uid
+                            .map(|v| ("/custom:uid".to_string(), v.to_string()))
+                            .into_iter()
+                            .collect();
+                        let (p, q) = (
+                            principal(&a, s, &roles, scopes, &claims),
+                            principal(&b, s, &roles, scopes, &claims),
+                        );
+                        for m in ["GET", "POST"] {
+                            for path in &paths {
+                                universe.insert(shape(&a, &b, m, path));
+                                if decide(&a, &p, m, path) != decide(&b, &q, m, path) {
+                                    flipped.insert(shape(&a, &b, m, path));
+                                }
                             }
                         }
                     }
                 }
             }
         }
-        let reported: BTreeSet<(String, String)> = report
+        let reported: BTreeSet<(String, String, String)> = report
             .flips
             .iter()
-            .filter(|f| ["GET", "POST", "PUT"].contains(&f.method.as_deref().unwrap()))
-            .map(|f| (f.method.clone().unwrap(), f.path.clone().unwrap()))
+            .filter_map(|f| Some(shape(&a, &b, f.method.as_deref()?, f.path.as_deref()?)))
+            .filter(|s| universe.contains(s))
             .collect();
-        prop_assert_eq!(&reported, &flipped, "\nbefore:\n{}\nafter:\n{}\nscoped {:?}", pa, pb, scoped);
+        prop_assert_eq!(&reported, &flipped, "\nbefore {:?}:\n{}\nafter {:?}:\n{}", before, pa, after, pb);
         // Every reported flip is one, decided again independently.
         for f in &report.flips {
-            let p = Principal {
-                subject: f.subject.clone(),
-                claim_subject: f.subject.clone(),
-                issuer: "i".into(),
-                roles: f.roles.clone(),
-                scopes: f.scopes.clone(),
-                domain: None,
-                attributes: vec![],
-                attribute_missing: None,
-            };
+            let (p, q) = (
+                principal(&a, &f.subject, &f.roles, &f.scopes, &f.claims),
+                principal(&b, &f.subject, &f.roles, &f.scopes, &f.claims),
+            );
             let (m, path) = (f.method.as_deref().unwrap(), f.path.as_deref().unwrap());
-            prop_assert_eq!(decide(&a, &p, m, path), f.before.allowed);
-            prop_assert_eq!(decide(&b, &p, m, path), f.after.allowed);
+            prop_assert_eq!(decide(&a, &p, m, path), f.before.allowed, "{:?}", f);
+            prop_assert_eq!(decide(&b, &q, m, path), f.after.allowed, "{:?}", f);
             prop_assert_ne!(f.before.allowed, f.after.allowed);
         }
         // Newly allowed first.
@@ -164,14 +318,24 @@ proptest! {
 #[test]
 fn the_cli_prints_both_formats_and_exits_by_flips() {
     let dir = tempfile::tempdir().unwrap();
-    let live = write(dir.path(), "a", ALLOW_MODEL, "p, admin, /a, GET\n", false);
-    let cand = write(
-        dir.path(),
-        "b",
-        ALLOW_MODEL,
+    let plain = Side {
+        model: 0,
+        lines: vec![],
+        links: vec![],
+        scoped: false,
+        claim: 0,
+        insensitive: false,
+        trailing_distinct: false,
+        normalize: false,
+    };
+    let live = write(dir.path(), "a", &plain).0;
+    std::fs::write(dir.path().join("a.csv"), "p, admin, /a, GET\n").unwrap();
+    let cand = write(dir.path(), "b", &plain).0;
+    std::fs::write(
+        dir.path().join("b.csv"),
         "p, admin, /a, GET\np, guest, /a, GET\n",
-        false,
-    );
+    )
+    .unwrap();
     let run = |args: &[&str]| {
         std::process::Command::new(env!("CARGO_BIN_EXE_authzd"))
             .arg("diff")
@@ -196,7 +360,7 @@ fn the_cli_prints_both_formats_and_exits_by_flips() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
         text.contains("**2 newly allowed, 0 newly denied**")
-            && text.contains("| **newly allowed** | any user | guest | `GET /a` |"),
+            && text.contains("| **newly allowed** | any user | guest | GET /a |"),
         "{text}"
     );
     let out = run(&[
