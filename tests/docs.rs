@@ -6,7 +6,10 @@
 // Helpers outside #[test] fns unwrap too: a failure there is a test failure.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::path::{Path, PathBuf};
+use std::{
+    collections::BTreeMap,
+    path::{Path, PathBuf},
+};
 
 fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -185,5 +188,111 @@ fn users_are_never_sent_outside_the_repository() {
             root().join(target)
         };
         assert!(base.exists(), "broken link `{target}`");
+    }
+}
+
+/// The pull-request gate of `docs/policy-changes.md` is `examples/ci/policy.yml`
+/// word for word, and its commands do what the docs say when run against
+/// the demo: `live` the bundled config, `candidate` a copy with a change.
+#[test]
+fn the_ci_recipe_runs_against_the_demo() {
+    let yml = read("examples/ci/policy.yml");
+    assert!(
+        read("docs/policy-changes.md").contains(&format!("```yaml\n{yml}```")),
+        "docs/policy-changes.md does not show examples/ci/policy.yml as it is"
+    );
+    let doc: serde_norway::Value = serde_norway::from_str(&yml).unwrap();
+    let steps = doc["jobs"]["policy"]["steps"].as_sequence().unwrap();
+    let step = |name: &str| -> (String, Option<String>) {
+        let s = steps
+            .iter()
+            .find(|s| s["name"].as_str() == Some(name))
+            .unwrap_or_else(|| panic!("no step `{name}`"));
+        (
+            s["run"].as_str().unwrap().to_string(),
+            s["if"].as_str().map(String::from),
+        )
+    };
+    // `authzd` on the PATH, as the install step leaves it.
+    let bin = tempfile::tempdir().unwrap();
+    std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_authzd"), bin.path().join("authzd")).unwrap();
+    let path = format!(
+        "{}:{}",
+        bin.path().display(),
+        std::env::var("PATH").unwrap()
+    );
+    let run = |work: &Path, script: &str| -> (i32, BTreeMap<String, String>) {
+        let output = work.join("github_output");
+        std::fs::write(&output, "").unwrap();
+        let status = std::process::Command::new("bash")
+            .args(["-e", "-c", script])
+            .current_dir(work)
+            .env("PATH", &path)
+            .env("GITHUB_OUTPUT", &output)
+            .status()
+            .unwrap();
+        let outputs = std::fs::read_to_string(&output)
+            .unwrap()
+            .lines()
+            .filter_map(|l| l.split_once('='))
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        (status.code().unwrap(), outputs)
+    };
+    for (change, want_code, want_new) in [
+        ("", "0", "false"),
+        ("p, auditor, /AdminUser, GET\n", "1", "true"),
+    ] {
+        let work = tempfile::tempdir().unwrap();
+        for side in ["live", "candidate"] {
+            let dir = work.path().join(side);
+            for sub in ["policies", "examples/demo"] {
+                std::fs::create_dir_all(dir.join(sub)).unwrap();
+            }
+            for f in [
+                "authzd.toml",
+                "policies/model.conf",
+                "policies/policy.csv",
+                "policies/tests.toml",
+                "examples/demo/jwks.json",
+            ] {
+                std::fs::copy(root().join(f), dir.join(f)).unwrap();
+            }
+        }
+        let policy = work.path().join("candidate/policies/policy.csv");
+        let text = std::fs::read_to_string(&policy).unwrap();
+        std::fs::write(&policy, format!("{text}{change}")).unwrap();
+        for name in ["Validate the candidate", "Run its policy tests"] {
+            assert_eq!(run(work.path(), &step(name).0).0, 0, "{name}");
+        }
+        let (code, outputs) = run(work.path(), &step("Diff against the base branch").0);
+        assert_eq!(code, 0, "the diff step itself");
+        assert_eq!(outputs["code"], want_code);
+        assert_eq!(outputs["newly_allowed"], want_new);
+        assert!(work.path().join("diff.md").is_file());
+        let (script, condition) = step("New access needs the access-approved label");
+        assert_eq!(
+            condition.as_deref(),
+            Some(
+                "steps.diff.outputs.newly_allowed == 'true' && !contains(github.event.pull_request.labels.*.name, 'access-approved')"
+            )
+        );
+        if want_new == "true" {
+            assert_eq!(
+                run(work.path(), &script).0,
+                1,
+                "new access without the label fails"
+            );
+        }
+        let junit = std::fs::read_to_string(work.path().join("policy-tests.xml")).unwrap();
+        assert!(
+            junit.contains("<testsuite ") && junit.contains("failures=\"0\""),
+            "{junit}"
+        );
+        let v: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(work.path().join("validate.json")).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(v["ok"], true);
     }
 }
