@@ -106,25 +106,27 @@ fn claims_of(token: &str) -> Option<Value> {
 }
 
 /// A policy line as its fields (`p, admin, /x, GET` → `["p","admin","/x","GET"]`).
-fn fields(line: &str) -> Vec<&str> {
-    line.split(',').map(str::trim).collect()
+/// Read by the loader's own CSV reader (quoted fields, commas inside quotes);
+/// a line it cannot read has no fields.
+fn fields(line: &str) -> Vec<String> {
+    crate::policy::source::split_line(line.trim()).unwrap_or_default()
 }
 
 /// The subject's roles through `g` lines (any domain), the subject and its
 /// direct roles included.
 fn closure(policy: &str, start: &[&str]) -> BTreeSet<String> {
-    let links: Vec<(&str, &str)> = policy
+    let links: Vec<(String, String)> = policy
         .lines()
         .map(fields)
         .filter(|f| f.first().is_some_and(|t| t.starts_with('g')) && f.len() >= 3)
-        .map(|f| (f[1], f[2]))
+        .map(|f| (f[1].clone(), f[2].clone()))
         .collect();
     let mut seen: BTreeSet<String> = start.iter().map(|s| s.to_string()).collect();
     let mut todo: Vec<String> = seen.iter().cloned().collect();
     while let Some(name) = todo.pop() {
         for (member, role) in &links {
-            if *member == name && seen.insert(role.to_string()) {
-                todo.push(role.to_string());
+            if *member == name && seen.insert(role.clone()) {
+                todo.push(role.clone());
             }
         }
     }
@@ -139,12 +141,12 @@ fn would_allow(
     caller: &BTreeSet<String>,
     policy: &str,
 ) -> (Vec<String>, bool) {
-    let subjects: Vec<&str> = policy
+    let subjects: Vec<String> = policy
         .lines()
         .map(fields)
-        .filter(|f| f.first() == Some(&"p") && f.len() >= 2)
-        .map(|f| f[1])
-        .filter(|s| !caller.contains(*s))
+        .filter(|f| f.first().is_some_and(|t| t == "p") && f.len() >= 2)
+        .map(|f| f[1].clone())
+        .filter(|s| !caller.contains(s))
         .collect::<HashSet<_>>()
         .into_iter()
         .collect();
@@ -156,7 +158,7 @@ fn would_allow(
             scopes: d.scopes.clone(),
             domain: d.domain.clone(),
             attributes: d.attributes.iter().map(|a| a.value.clone()).collect(),
-            ..Principal::recorded(s, issuer, "")
+            ..Principal::recorded(&s, issuer, "")
         };
         let (reason, _, matched) =
             decision::authorize(snap, &p, &d.resource, &d.action, d.domain.as_deref());
@@ -262,7 +264,7 @@ fn steps(snap: &Snapshot, ask: &Ask, token: &str, d: &Decision) -> Value {
             p.lines()
                 .filter(|l| {
                     let f = fields(l);
-                    f.first() == Some(&"p") && f.get(1).is_some_and(|s| all.contains(*s))
+                    f.first().is_some_and(|t| t == "p") && f.get(1).is_some_and(|s| all.contains(s))
                 })
                 .map(|l| l.trim().to_string())
                 .take(200)

@@ -172,8 +172,8 @@ pub fn without_repeats(text: &str, parsed: &[Parsed]) -> Option<String> {
 pub fn find_line(text: &str, ptype: &str, values: &[String]) -> usize {
     text.lines()
         .position(|line| {
-            let mut fields = line.split(',').map(|f| f.trim().trim_matches('"'));
-            fields.next() == Some(ptype) && fields.eq(values.iter().map(String::as_str))
+            let fields = source::split_line(line.trim()).unwrap_or_default();
+            fields.first().is_some_and(|t| t == ptype) && fields[1..] == *values
         })
         .map_or(0, |i| i + 1)
 }
