@@ -387,3 +387,159 @@ fn the_cli_prints_both_formats_and_exits_by_flips() {
     ]);
     assert_eq!(out.status.code(), Some(2));
 }
+
+/// The changes a reviewer would try on the shipped configs, each of which
+/// `diff` once called "No decision changes": every one now flips, and the
+/// unchanged config does not.
+#[test]
+fn the_changes_that_used_to_pass_unseen_flip() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    // A copy of a shipped config's directory, with `edit` applied to one file.
+    let copy = |dir: &str, config: &str, edits: &[(&str, &str, &str)]| {
+        let tmp = tempfile::tempdir().unwrap();
+        let src = root.join(dir);
+        for f in [config, "model.conf", "policy.csv"] {
+            let from = match f {
+                "model.conf" | "policy.csv" if dir.is_empty() => root.join("policies").join(f),
+                _ => src.join(f),
+            };
+            let mut text = std::fs::read_to_string(from).unwrap();
+            for (file, a, b) in edits {
+                if *file == f {
+                    assert!(text.contains(a), "{a}");
+                    text = text.replacen(a, b, 1);
+                }
+            }
+            let text = text
+                .replace("policies/", "")
+                .replace(
+                    "\"examples/demo/jwks.json\"",
+                    &format!("\"{}\"", root.join("examples/demo/jwks.json").display()),
+                )
+                .replace(
+                    "\"../../demo/jwks.json\"",
+                    &format!("\"{}\"", root.join("examples/demo/jwks.json").display()),
+                );
+            std::fs::write(tmp.path().join(f), text).unwrap();
+        }
+        tmp
+    };
+    let diff = |a: &std::path::Path, b: &std::path::Path| -> (i32, serde_json::Value) {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_authzd"))
+            .args([
+                "diff",
+                "--config",
+                a.to_str().unwrap(),
+                "--candidate",
+                b.to_str().unwrap(),
+                "--format",
+                "json",
+            ])
+            .output()
+            .unwrap();
+        let v = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|_| panic!("{}", String::from_utf8_lossy(&out.stderr)));
+        (out.status.code().unwrap(), v)
+    };
+    let demo = copy("", "authzd.toml", &[]);
+    let live = demo.path().join("authzd.toml");
+    assert_eq!(diff(&live, &live).0, 0);
+    for (name, edits, newly_allowed) in [
+        (
+            "the ownership check removed",
+            &[(
+                "model.conf",
+                "keyGet2(r.obj, p.obj, \"id\") == r.uid",
+                "r.uid != \"\"",
+            )][..],
+            true,
+        ),
+        (
+            "a quoted field with a comma",
+            &[(
+                "policy.csv",
+                "p, admin, /users/:id, GET",
+                "p, admin, /users/:id, GET\np, regular, \"/internal/*\", DELETE",
+            )],
+            true,
+        ),
+        (
+            "paths folded to lower case",
+            &[(
+                "authzd.toml",
+                "[decision_log]",
+                "[request]\npath_case = \"insensitive\"\n\n[decision_log]",
+            )],
+            true,
+        ),
+        (
+            "the attribute read from another claim",
+            &[(
+                "authzd.toml",
+                "uid = { claim = \"/sub\" }",
+                "uid = { claim = \"/email\" }",
+            )],
+            true,
+        ),
+    ] {
+        let cand = copy("", "authzd.toml", edits);
+        let (code, v) = diff(&live, &cand.path().join("authzd.toml"));
+        assert_eq!(code, 1, "{name}: {v:#}");
+        if newly_allowed {
+            assert!(
+                v["summary"]["newly_allowed"].as_u64().unwrap() > 0,
+                "{name}: {v:#}"
+            );
+        }
+    }
+    // The tenant example: the path's tenant compared with `org_id` instead.
+    let tenants = copy("examples/attributes/tenants", "authzd.toml", &[]);
+    let cand = copy(
+        "examples/attributes/tenants",
+        "authzd.toml",
+        &[(
+            "authzd.toml",
+            "tenant = { claim = \"/custom:tenant\" }",
+            "tenant = { claim = \"/org_id\" }",
+        )],
+    );
+    let (code, v) = diff(
+        &tenants.path().join("authzd.toml"),
+        &cand.path().join("authzd.toml"),
+    );
+    assert_eq!(code, 1, "{v:#}");
+    let flip = &v["flips"][0];
+    assert!(
+        flip["claims"].is_object(),
+        "a flip names the claims it held: {flip:#}"
+    );
+    // The Markdown of a hostile line cannot forge a row.
+    let hostile = copy(
+        "",
+        "authzd.toml",
+        &[(
+            "policy.csv",
+            "p, admin, /users/:id, GET",
+            "p, admin, /users/:id, GET\np, x | newly denied | ok `y`, /AdminUser, GET",
+        )],
+    );
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_authzd"))
+        .args([
+            "diff",
+            "--config",
+            live.to_str().unwrap(),
+            "--candidate",
+            hostile.path().join("authzd.toml").to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    let md = String::from_utf8(out.stdout).unwrap();
+    for row in md.lines().filter(|l| l.starts_with("| **newly")) {
+        // Six cells: seven unescaped pipes.
+        let pipes = row
+            .match_indices('|')
+            .filter(|(i, _)| *i == 0 || row.as_bytes()[i - 1] != b'\\')
+            .count();
+        assert_eq!(pipes, 7, "{row}");
+    }
+}

@@ -721,7 +721,9 @@ async fn head_must_be_allowed_as_get_too() {
     let head = log
         .iter()
         // The record keeps the method sent; the detail says why `GET` decided.
-        .find(|l| l["action"] == "HEAD" && l["resource"] == "/admin/secret" && l["source"] == "http")
+        .find(|l| {
+            l["action"] == "HEAD" && l["resource"] == "/admin/secret" && l["source"] == "http"
+        })
         .unwrap();
     assert!(
         head["detail"]

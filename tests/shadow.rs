@@ -127,7 +127,10 @@ async fn a_shadow_candidate_is_recorded_counted_and_never_enforced() {
         .json()
         .await
         .unwrap();
-    assert_eq!(batch["results"][0]["allowed"], false, "never enforced: {batch}");
+    assert_eq!(
+        batch["results"][0]["allowed"], false,
+        "never enforced: {batch}"
+    );
     let mut grpc = srv.grpc_client().await;
     grpc.check_batch(authzd::pb::CheckBatchRequest {
         token: regular.clone(),
